@@ -1,0 +1,270 @@
+/* cpu_avx2.c -- AVX2 + FMA + F16C kernels for the CPU backend.
+ *
+ * Compiled with -mavx2 -mfma -mf16c into its own library and called only after
+ * __builtin_cpu_supports said yes (kernels/cpu.c).  The math functions follow
+ * the Cephes single-precision polynomials (exp, log): about 1 ulp on the
+ * ranges used here, so results agree with transformers' float32 to ~1e-7.
+ */
+#include "cpu_simd.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+/* exp(x), x clamped to [-88.38, 88.38]; underflows to 0 below ~-87.3. */
+static inline __m256 exp256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f));
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, z, x);
+    y = _mm256_add_ps(y, one);
+    __m256i n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    n = _mm256_max_epi32(n, _mm256_setzero_si256());
+    __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(n, 23));
+    return _mm256_mul_ps(y, pow2n);
+}
+
+/* log(x) for finite x > 0. */
+static inline __m256 log256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i bits = _mm256_castps_si256(x);
+    __m256i ei = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+    __m256 e = _mm256_add_ps(_mm256_cvtepi32_ps(ei), one);
+    x = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(~0x7f800000)));
+    x = _mm256_or_ps(x, _mm256_set1_ps(0.5f));
+    __m256 mask = _mm256_cmp_ps(x, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    __m256 tmp = _mm256_and_ps(x, mask);
+    x = _mm256_sub_ps(x, one);
+    e = _mm256_sub_ps(e, _mm256_and_ps(one, mask));
+    x = _mm256_add_ps(x, tmp);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(7.0376836292E-2f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.1514610310E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.1676998740E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.2420140846E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.4249322787E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.6668057665E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(2.0000714765E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-2.4999993993E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(3.3333331174E-1f));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    x = _mm256_add_ps(x, y);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), x);
+}
+
+/* softplus(x) = x > 20 ? x : log1p(exp(x))  (torch's threshold).  log1p via
+ * log(w) * e / (w - 1), w = 1 + e, exact when w rounds to 1. */
+static inline __m256 softplus256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = exp256(_mm256_min_ps(x, _mm256_set1_ps(20.0f)));
+    __m256 w = _mm256_add_ps(one, e);
+    __m256 wm1 = _mm256_sub_ps(w, one);
+    __m256 is1 = _mm256_cmp_ps(wm1, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    __m256 safe = _mm256_blendv_ps(wm1, one, is1);
+    __m256 r = _mm256_div_ps(_mm256_mul_ps(log256(w), e), safe);
+    r = _mm256_blendv_ps(r, e, is1);
+    return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+/* x * sigmoid(x) = x / (1 + exp(-x)) */
+static inline __m256 silu256(__m256 x)
+{
+    __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+    return _mm256_div_ps(x, d);
+}
+
+#define SCAN_MAX_N 256
+
+void coil_avx2_scan_group(int64_t T, int64_t D, int64_t N, int64_t d0, const float *u, const float *dt,
+                          const float *A, const float *bc, int64_t ldbc, const float *Dskip, const float *z,
+                          int64_t ldz, float *h, float *y)
+{
+    /* Channels d0..d0+7 in the 8 lanes; h and A transposed to (N, 8) in L1. */
+    float hl[SCAN_MAX_N * 8] __attribute__((aligned(32)));
+    float al[SCAN_MAX_N * 8] __attribute__((aligned(32)));
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < 8; j++) {
+            hl[n * 8 + j] = h[(d0 + j) * N + n];
+            al[n * 8 + j] = A[(d0 + j) * N + n];
+        }
+    const __m256 Dv = _mm256_loadu_ps(Dskip + d0);
+    for (int64_t t = 0; t < T; t++) {
+        const float *Bt = bc + t * ldbc, *Ct = Bt + N;
+        __m256 delta = softplus256(_mm256_loadu_ps(dt + t * D + d0));
+        __m256 uv = _mm256_loadu_ps(u + t * D + d0);
+        __m256 du = _mm256_mul_ps(delta, uv);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t n = 0; n < N; n++) {
+            __m256 dA = exp256(_mm256_mul_ps(delta, _mm256_load_ps(al + n * 8)));
+            __m256 hv = _mm256_fmadd_ps(dA, _mm256_load_ps(hl + n * 8), _mm256_mul_ps(du, _mm256_set1_ps(Bt[n])));
+            _mm256_store_ps(hl + n * 8, hv);
+            acc = _mm256_fmadd_ps(hv, _mm256_set1_ps(Ct[n]), acc);
+        }
+        __m256 out = _mm256_fmadd_ps(Dv, uv, acc);
+        out = _mm256_mul_ps(out, silu256(_mm256_loadu_ps(z + t * ldz + d0)));
+        _mm256_storeu_ps(y + t * D + d0, out);
+    }
+    for (int64_t n = 0; n < N; n++)
+        for (int j = 0; j < 8; j++)
+            h[(d0 + j) * N + n] = hl[n * 8 + j];
+}
+
+void coil_avx2_conv_silu_rows(const float *const *rows, const float *w, const float *b, float *u, int64_t D,
+                              int64_t K)
+{
+    /* rows[k] is the input row for tap k (oldest first); w is (D, K). */
+    int64_t d = 0;
+    for (; d + 8 <= D; d += 8) {
+        __m256 acc = b ? _mm256_loadu_ps(b + d) : _mm256_setzero_ps();
+        for (int64_t k = 0; k < K; k++) {
+            __m256 wk = _mm256_set_ps(w[(d + 7) * K + k], w[(d + 6) * K + k], w[(d + 5) * K + k],
+                                      w[(d + 4) * K + k], w[(d + 3) * K + k], w[(d + 2) * K + k],
+                                      w[(d + 1) * K + k], w[d * K + k]);
+            acc = _mm256_fmadd_ps(wk, _mm256_loadu_ps(rows[k] + d), acc);
+        }
+        _mm256_storeu_ps(u + d, silu256(acc));
+    }
+    for (; d < D; d++) { /* tail, same math lane by lane */
+        float lanes[8] __attribute__((aligned(32))) = {0};
+        float acc = b ? b[d] : 0.0f;
+        for (int64_t k = 0; k < K; k++)
+            acc = __builtin_fmaf(w[d * K + k], rows[k][d], acc);
+        lanes[0] = acc;
+        _mm256_store_ps(lanes, silu256(_mm256_load_ps(lanes)));
+        u[d] = lanes[0];
+    }
+}
+
+void coil_avx2_f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) {
+        uint16_t tmp[8] = {0};
+        tmp[0] = src[i];
+        float out[8];
+        _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tmp)));
+        dst[i] = out[0];
+    }
+}
+
+void coil_avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++) {
+        uint32_t bits = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &bits, 4);
+    }
+}
+
+static inline __m256 load8_half(const uint16_t *p, int is_bf16)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    if (is_bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+    return _mm256_cvtph_ps(v);
+}
+
+void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
+                         int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = W + r * K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 32 <= K; k += 32) {
+            a0 = _mm256_fmadd_ps(load8_half(row + k, is_bf16), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(load8_half(row + k + 8, is_bf16), _mm256_loadu_ps(x + k + 8), a1);
+            a2 = _mm256_fmadd_ps(load8_half(row + k + 16, is_bf16), _mm256_loadu_ps(x + k + 16), a2);
+            a3 = _mm256_fmadd_ps(load8_half(row + k + 24, is_bf16), _mm256_loadu_ps(x + k + 24), a3);
+        }
+        for (; k + 8 <= K; k += 8)
+            a0 = _mm256_fmadd_ps(load8_half(row + k, is_bf16), _mm256_loadu_ps(x + k), a0);
+        __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        float acc = _mm_cvtss_f32(q);
+        for (; k < K; k++) {
+            float wv;
+            if (is_bf16) {
+                uint32_t bits = (uint32_t)row[k] << 16;
+                memcpy(&wv, &bits, 4);
+            } else {
+                wv = _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16((short)row[k])));
+            }
+            acc += wv * x[k];
+        }
+        y[r] = acc;
+    }
+}
+
+static inline float hsum256(__m256 s)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1)
+{
+    int64_t r = r0;
+    /* Four rows per pass: each x vector loaded once serves four weight streams. */
+    for (; r + 4 <= r1; r += 4) {
+        const float *w0 = W + r * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256 xv = _mm256_loadu_ps(x + k);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
+        }
+        float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);
+        for (; k < K; k++) {
+            s0 += w0[k] * x[k];
+            s1 += w1[k] * x[k];
+            s2 += w2[k] * x[k];
+            s3 += w3[k] * x[k];
+        }
+        y[r] = s0;
+        y[r + 1] = s1;
+        y[r + 2] = s2;
+        y[r + 3] = s3;
+    }
+    for (; r < r1; r++) {
+        const float *w0 = W + r * K;
+        __m256 a0 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(x + k), a0);
+        float s0 = hsum256(a0);
+        for (; k < K; k++)
+            s0 += w0[k] * x[k];
+        y[r] = s0;
+    }
+}

@@ -1,0 +1,21 @@
+/* cpu_simd.h -- internal: the AVX2 kernel entry points (kernels/cpu_avx2.c). */
+#ifndef COIL_CPU_SIMD_H
+#define COIL_CPU_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void coil_avx2_scan_group(int64_t T, int64_t D, int64_t N, int64_t d0, const float *u, const float *dt,
+                          const float *A, const float *bc, int64_t ldbc, const float *Dskip, const float *z,
+                          int64_t ldz, float *h, float *y);
+void coil_avx2_conv_silu_rows(const float *const *rows, const float *w, const float *b, float *u, int64_t D,
+                              int64_t K);
+void coil_avx2_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void coil_avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/* y[r] = dot(W[r, :], x) for r in [r0, r1); W F16 (is_bf16 = 0) or BF16. */
+/* y[r] = dot(W[r, :], x) for r in [r0, r1), W float32 (K columns). */
+void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1);
+void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
+                         int64_t r1);
+
+#endif

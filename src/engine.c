@@ -1,0 +1,203 @@
+/* engine.c -- the Mamba-1 layer loop over a compute backend. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "convert.h"
+
+#define DEFAULT_CHUNK 256
+#define LM_HEAD_BLOCK 4096 /* rows of a half-precision LM head converted at a time */
+
+struct coil_engine {
+    const coil_model_t *m;
+    const coil_backend_ops_t *ops;
+    int64_t C;          /* max tokens per step */
+    float *resid;       /* (C, H) residual stream, float32 */
+    float *xn;          /* (C, H) normed input of a layer; after the loop, norm_f output */
+    float *xz;          /* (C, 2D) in_proj output: x | z */
+    float *u;           /* (C, D) conv + SiLU output */
+    float *xdbl;        /* (C, R + 2N) x_proj output: dt_in | B | C */
+    float *dt;          /* (C, D) dt_proj output (+ bias), before softplus */
+    float *y;           /* (C, D) gated scan output */
+    float *out;         /* (C, H) out_proj output */
+    float *wscratch;    /* float32 copy of a half-precision matrix (or NULL) */
+    size_t scratch_bytes;
+};
+
+static void *xalloc(size_t n, size_t *total)
+{
+    *total += n;
+    return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
+
+coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_t *opt, coil_err_t *err)
+{
+    const coil_model_config_t *c = coil_model_config(m);
+    coil_engine_t *e = calloc(1, sizeof *e);
+    if (!e) {
+        coil_err_set(err, COIL_ENOMEM, "out of memory for the engine");
+        return NULL;
+    }
+    e->m = m;
+    e->C = opt && opt->max_chunk > 0 ? opt->max_chunk : DEFAULT_CHUNK;
+    if (e->C > ((int64_t)1 << 20)) {
+        free(e);
+        coil_err_set(err, COIL_EINVAL, "max_chunk %lld is larger than 1048576", (long long)opt->max_chunk);
+        return NULL;
+    }
+    const char *b = opt && opt->backend ? opt->backend : "cpu";
+    if (strcmp(b, "cpu") == 0) {
+        e->ops = coil_backend_cpu();
+    } else if (strcmp(b, "cpu-portable") == 0) {
+        e->ops = coil_backend_cpu_portable();
+    } else {
+        free(e);
+        coil_err_set(err, COIL_EUNSUPPORTED, "backend '%s' is not available in this build (have: cpu, cpu-portable)",
+                     b);
+        return NULL;
+    }
+    e->ops->set_threads(opt ? opt->threads : 0);
+
+    const size_t C = (size_t)e->C, H = (size_t)c->d_model, D = (size_t)c->d_inner, N = (size_t)c->d_state,
+                 R = (size_t)c->dt_rank, F = sizeof(float);
+    size_t ws = 0;
+    for (int64_t i = 0; i < c->n_layer; i++) {
+        const coil_layer_t *L = coil_model_layer(m, i);
+        const coil_matrix_t *mats[4] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj};
+        for (int k = 0; k < 4; k++)
+            if (coil_backend_linear_scratch(mats[k]) > ws)
+                ws = coil_backend_linear_scratch(mats[k]);
+    }
+    if (coil_model_lm_head(m)->dtype != COIL_DT_F32 && (size_t)LM_HEAD_BLOCK * H > ws)
+        ws = (size_t)LM_HEAD_BLOCK * H;
+    e->resid = xalloc(C * H * F, &e->scratch_bytes);
+    e->xn = xalloc(C * H * F, &e->scratch_bytes);
+    e->xz = xalloc(C * 2 * D * F, &e->scratch_bytes);
+    e->u = xalloc(C * D * F, &e->scratch_bytes);
+    e->xdbl = xalloc(C * (R + 2 * N) * F, &e->scratch_bytes);
+    e->dt = xalloc(C * D * F, &e->scratch_bytes);
+    e->y = xalloc(C * D * F, &e->scratch_bytes);
+    e->out = xalloc(C * H * F, &e->scratch_bytes);
+    e->wscratch = ws ? xalloc(ws * F, &e->scratch_bytes) : NULL;
+    if (!e->resid || !e->xn || !e->xz || !e->u || !e->xdbl || !e->dt || !e->y || !e->out || (ws && !e->wscratch)) {
+        coil_engine_destroy(&e);
+        coil_err_set(err, COIL_ENOMEM, "out of memory for engine buffers (max_chunk %lld)", (long long)C);
+        return NULL;
+    }
+    return e;
+}
+
+void coil_engine_destroy(coil_engine_t **pe)
+{
+    coil_engine_t *e;
+    if (!pe || !(e = *pe))
+        return;
+    free(e->resid);
+    free(e->xn);
+    free(e->xz);
+    free(e->u);
+    free(e->xdbl);
+    free(e->dt);
+    free(e->y);
+    free(e->out);
+    free(e->wscratch);
+    free(e);
+    *pe = NULL;
+}
+
+/* logits (T, V) = xn (T, H) . lm_head^T, in row blocks for half-precision heads. */
+static void lm_head(coil_engine_t *e, const float *xn, int64_t T, float *logits)
+{
+    const coil_matrix_t *W = coil_model_lm_head(e->m);
+    const int64_t V = W->rows, H = W->cols;
+    if (W->dtype == COIL_DT_F32 || T == 1) {
+        e->ops->linear(W, NULL, xn, H, logits, V, T, e->wscratch);
+        return;
+    }
+    const size_t es = coil_dtype_size(W->dtype);
+    for (int64_t r0 = 0; r0 < V; r0 += LM_HEAD_BLOCK) {
+        coil_matrix_t blk = *W;
+        blk.rows = V - r0 < LM_HEAD_BLOCK ? V - r0 : LM_HEAD_BLOCK;
+        blk.data = (const char *)W->data + (size_t)r0 * (size_t)H * es;
+        e->ops->linear(&blk, NULL, xn, H, logits + r0, V, T, e->wscratch);
+    }
+}
+
+/* One step of at most C tokens. */
+static void step(coil_engine_t *e, coil_state_t *st, const int32_t *ids, int64_t T, float *logits)
+{
+    const coil_model_config_t *c = coil_model_config(e->m);
+    const coil_backend_ops_t *ops = e->ops;
+    const int64_t H = c->d_model, D = c->d_inner, N = c->d_state, R = c->dt_rank, K = c->d_conv;
+    const int64_t XD = R + 2 * N;
+    const float eps = (float)c->eps;
+    const coil_matrix_t *emb = coil_model_embeddings(e->m);
+    const size_t es = coil_dtype_size(emb->dtype);
+
+    for (int64_t t = 0; t < T; t++) /* hidden = embeddings(ids) */
+        coil_convert_to_f32(emb->dtype, (const char *)emb->data + (size_t)ids[t] * (size_t)H * es,
+                            e->resid + t * H, (size_t)H);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const coil_layer_t *L = coil_model_layer(e->m, l);
+        /* hidden_states = self.norm(residual) */
+        ops->rmsnorm(e->resid, L->norm, eps, e->xn, T, H);
+        /* projected_states = in_proj(hidden_states): x = [:, :D], gate z = [:, D:] */
+        ops->linear(&L->in_proj, L->in_bias, e->xn, H, e->xz, 2 * D, T, e->wscratch);
+        /* x = act(conv1d(x)[..., :T]) with the carried conv state */
+        ops->conv_silu(e->xz, 2 * D, coil_state_conv(st, l), L->conv_w, L->conv_b, e->u, T, D, K);
+        /* time_step, B, C = split(x_proj(x), [R, N, N]) */
+        ops->linear(&L->x_proj, NULL, e->u, D, e->xdbl, XD, T, e->wscratch);
+        /* dt = dt_proj.weight @ time_step + dt_proj.bias (softplus inside the scan) */
+        ops->linear(&L->dt_proj, L->dt_bias, e->xdbl, XD, e->dt, D, T, e->wscratch);
+        /* y = (selective_scan(x, dt, A, B, C) + D * x) * silu(z) */
+        ops->scan(T, D, N, e->u, e->dt, L->A, e->xdbl + R, XD, L->D, e->xz + D, 2 * D, coil_state_ssm(st, l),
+                  e->y);
+        /* residual + out_proj(y) */
+        ops->linear(&L->out_proj, L->out_bias, e->y, D, e->out, H, T, e->wscratch);
+        ops->add(e->resid, e->out, T * H);
+    }
+    /* hidden_states = norm_f(hidden_states) */
+    ops->rmsnorm(e->resid, coil_model_norm_f(e->m), eps, e->xn, T, H);
+    memcpy(coil_state_last_hidden(st), e->xn + (T - 1) * H, (size_t)H * sizeof(float));
+    coil_state_set_has_hidden(st, 1);
+    coil_state_set_position(st, coil_state_position(st) + T);
+    if (logits)
+        lm_head(e, e->xn, T, logits);
+}
+
+int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, int64_t T, float *logits,
+                        coil_err_t *err)
+{
+    const coil_model_config_t *c = coil_model_config(e->m);
+    if (coil_state_fingerprint(st) != coil_model_fingerprint(e->m))
+        return coil_err_set(err, COIL_EMISMATCH, "state belongs to model %016llx, engine runs %016llx",
+                            (unsigned long long)coil_state_fingerprint(st),
+                            (unsigned long long)coil_model_fingerprint(e->m));
+    if (T < 0 || (T > 0 && !ids))
+        return coil_err_set(err, COIL_EINVAL, "invalid token count %lld", (long long)T);
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab_size)
+            return coil_err_set(err, COIL_EINVAL, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                                ids[t], (long long)t, (long long)c->vocab_size);
+    for (int64_t t0 = 0; t0 < T; t0 += e->C) {
+        int64_t n = T - t0 < e->C ? T - t0 : e->C;
+        step(e, st, ids + t0, n, logits ? logits + t0 * c->vocab_size : NULL);
+    }
+    return 0;
+}
+
+int coil_engine_next_logits(coil_engine_t *e, const coil_state_t *st, float *logits, coil_err_t *err)
+{
+    if (coil_state_fingerprint(st) != coil_model_fingerprint(e->m))
+        return coil_err_set(err, COIL_EMISMATCH, "state belongs to another model");
+    if (!coil_state_has_hidden(st))
+        return coil_err_set(err, COIL_ESTATE, "the state has read no token yet: nothing to predict from");
+    lm_head(e, coil_state_last_hidden((coil_state_t *)st), 1, logits);
+    return 0;
+}
+
+const char *coil_engine_backend_name(const coil_engine_t *e) { return e->ops->name; }
+int64_t coil_engine_max_chunk(const coil_engine_t *e) { return e->C; }
+size_t coil_engine_scratch_bytes(const coil_engine_t *e) { return e->scratch_bytes; }

@@ -1,0 +1,507 @@
+/* model.c -- load a Hugging Face Mamba checkpoint: config.json + safetensors. */
+#include "model.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "convert.h"
+
+#define MAX_SHARDS 256
+#define MAX_DIM ((int64_t)1 << 20)
+
+struct coil_model {
+    char *dir;
+    coil_model_config_t cfg;
+    coil_safetensors_t *files[MAX_SHARDS];
+    int n_files;
+    coil_layer_t *layers;          /* (n_layer) */
+    coil_matrix_t embeddings;
+    coil_matrix_t lm_head;
+    const float *norm_f;
+    float *f32_pool;               /* owned storage for the small vectors */
+    size_t pool_used, pool_cap;
+    const coil_tensor_info_t **bound; /* every tensor used, to find unexpected ones */
+    size_t n_bound, cap_bound;
+    uint64_t fingerprint;
+    int64_t params;
+};
+
+/* ---- config ---------------------------------------------------------------- */
+
+static int get_int(json_t *root, const char *key, int64_t dflt, bool required, int64_t lo, int64_t hi,
+                   int64_t *out, const char *what, coil_err_t *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return coil_err_set(err, COIL_ECONFIG, "%s: missing required field '%s'", what, key);
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return coil_err_set(err, COIL_ECONFIG, "%s: field '%s' must be an integer", what, key);
+    *out = json_integer_value(v);
+    if (*out < lo || *out > hi)
+        return coil_err_set(err, COIL_ECONFIG, "%s: field '%s' = %lld outside [%lld, %lld]", what, key,
+                            (long long)*out, (long long)lo, (long long)hi);
+    return 0;
+}
+
+static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const char *what, coil_err_t *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return coil_err_set(err, COIL_ECONFIG, "%s: field '%s' must be true or false", what, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int coil_model_config_parse(const char *text, const char *what, coil_model_config_t *c, coil_err_t *err)
+{
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je), *v;
+    int rc = 0;
+
+    memset(c, 0, sizeof *c);
+    if (!root || !json_is_object(root)) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: %s (line %d, column %d)", what,
+                          root ? "not a JSON object" : je.text, root ? 0 : je.line, root ? 0 : je.column);
+        goto out;
+    }
+    v = json_object_get(root, "model_type");
+    if (v && (!json_is_string(v) || strcmp(json_string_value(v), "mamba") != 0)) {
+        rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: model_type '%s' is not supported (only \"mamba\")", what,
+                          json_is_string(v) ? json_string_value(v) : "?");
+        goto out;
+    }
+    v = json_object_get(root, "hidden_act");
+    if (v && (!json_is_string(v) || strcmp(json_string_value(v), "silu") != 0)) {
+        rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: hidden_act must be \"silu\"", what);
+        goto out;
+    }
+    if ((rc = get_int(root, "hidden_size", 0, true, 1, MAX_DIM, &c->d_model, what, err)) ||
+        (rc = get_int(root, "state_size", 16, false, 1, 4096, &c->d_state, what, err)) ||
+        (rc = get_int(root, "conv_kernel", 4, false, 1, 64, &c->d_conv, what, err)) ||
+        (rc = get_int(root, "vocab_size", 0, true, 1, (int64_t)1 << 24, &c->vocab_size, what, err)) ||
+        (rc = get_int(root, "pad_token_id", -1, false, -1, (int64_t)1 << 24, &c->pad_id, what, err)) ||
+        (rc = get_int(root, "bos_token_id", -1, false, -1, (int64_t)1 << 24, &c->bos_id, what, err)) ||
+        (rc = get_int(root, "eos_token_id", -1, false, -1, (int64_t)1 << 24, &c->eos_id, what, err)))
+        goto out;
+    if (json_object_get(root, "num_hidden_layers"))
+        rc = get_int(root, "num_hidden_layers", 0, true, 1, 4096, &c->n_layer, what, err);
+    else
+        rc = get_int(root, "n_layer", 0, true, 1, 4096, &c->n_layer, what, err);
+    if (rc)
+        goto out;
+    if (!json_object_get(root, "num_hidden_layers") && !json_object_get(root, "n_layer")) {
+        rc = coil_err_set(err, COIL_ECONFIG, "%s: missing required field 'num_hidden_layers'", what);
+        goto out;
+    }
+    /* intermediate_size = int(expand * hidden_size), as MambaConfig computes it. */
+    v = json_object_get(root, "expand");
+    double expand = 2.0;
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) <= 0) {
+            rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'expand' must be a positive number", what);
+            goto out;
+        }
+        expand = json_number_value(v);
+    }
+    int64_t from_expand = (int64_t)(expand * (double)c->d_model);
+    if ((rc = get_int(root, "intermediate_size", from_expand, false, 1, MAX_DIM, &c->d_inner, what, err)))
+        goto out;
+    if (json_object_get(root, "expand") && c->d_inner != from_expand) {
+        rc = coil_err_set(err, COIL_ECONFIG, "%s: intermediate_size %lld disagrees with expand x hidden_size = %lld",
+                          what, (long long)c->d_inner, (long long)from_expand);
+        goto out;
+    }
+    v = json_object_get(root, "time_step_rank");
+    if (!v || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)) {
+        c->dt_rank = (c->d_model + 15) / 16; /* math.ceil(hidden_size / 16) */
+    } else if ((rc = get_int(root, "time_step_rank", 0, true, 1, MAX_DIM, &c->dt_rank, what, err))) {
+        goto out;
+    }
+    v = json_object_get(root, "layer_norm_epsilon");
+    c->eps = 1e-5;
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) {
+            rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'layer_norm_epsilon' must be a number in [0, 1]", what);
+            goto out;
+        }
+        c->eps = json_number_value(v);
+    }
+    if ((rc = get_bool(root, "use_bias", false, &c->use_bias, what, err)) ||
+        (rc = get_bool(root, "use_conv_bias", true, &c->use_conv_bias, what, err)) ||
+        (rc = get_bool(root, "residual_in_fp32", true, &c->residual_in_fp32, what, err)) ||
+        (rc = get_bool(root, "tie_word_embeddings", true, &c->tie_embeddings, what, err)))
+        goto out;
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- weights ---------------------------------------------------------------- */
+
+static char *read_file(const char *path, size_t max, size_t *len, coil_err_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long sz;
+
+    if (!f) {
+        coil_err_set(err, errno == ENOENT ? COIL_ENOTFOUND : COIL_EIO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        coil_err_set(err, COIL_EIO, "%s: cannot determine size", path);
+        goto out;
+    }
+    if ((size_t)sz > max) {
+        coil_err_set(err, COIL_ETOOBIG, "%s: %ld bytes, more than the %zu accepted", path, sz, max);
+        goto out;
+    }
+    buf = malloc((size_t)sz + 1);
+    if (!buf) {
+        coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        coil_err_set(err, COIL_EIO, "%s: short read", path);
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    buf[sz] = '\0';
+    if (len)
+        *len = (size_t)sz;
+out:
+    fclose(f);
+    return buf;
+}
+
+/* Finds a tensor by name across the open files. */
+static const coil_tensor_info_t *lookup(const coil_model_t *m, const char *name, int *file_idx)
+{
+    for (int i = 0; i < m->n_files; i++) {
+        const coil_tensor_info_t *t = coil_safetensors_find(m->files[i], name);
+        if (t) {
+            if (file_idx)
+                *file_idx = i;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static int remember(coil_model_t *m, const coil_tensor_info_t *t, coil_err_t *err)
+{
+    if (m->n_bound == m->cap_bound) {
+        size_t cap = m->cap_bound ? 2 * m->cap_bound : 64;
+        const coil_tensor_info_t **nb = realloc(m->bound, cap * sizeof *nb);
+        if (!nb)
+            return coil_err_set(err, COIL_ENOMEM, "out of memory");
+        m->bound = nb;
+        m->cap_bound = cap;
+    }
+    m->bound[m->n_bound++] = t;
+    m->params += t->numel;
+    return 0;
+}
+
+/* Looks up name, checks dtype is F32/F16/BF16 and the shape is exactly dims. */
+static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims,
+                const coil_tensor_info_t **out, coil_err_t *err)
+{
+    int fi = 0;
+    const coil_tensor_info_t *t = lookup(m, name, &fi);
+    if (!t)
+        return coil_err_set(err, COIL_ENOTFOUND, "%s: tensor '%s' is missing", m->dir, name);
+    const char *file = coil_safetensors_path(m->files[fi]);
+    if (t->dtype != COIL_DT_F32 && t->dtype != COIL_DT_F16 && t->dtype != COIL_DT_BF16)
+        return coil_err_set(err, COIL_EDTYPE, "%s: tensor '%s' has dtype %s (need F32, F16 or BF16)", file, name,
+                            coil_dtype_name(t->dtype));
+    bool ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        ok = t->shape[d] == dims[d];
+    if (!ok) {
+        char got[128] = "", want[128] = "";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        for (int d = 0; d < ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)dims[d]);
+        return coil_err_set(err, COIL_ESHAPE, "%s: tensor '%s' has shape [%s], config.json implies [%s]", file,
+                            name, got, want);
+    }
+    *out = t;
+    return remember(m, t, err);
+}
+
+static int need_matrix(coil_model_t *m, const char *name, int64_t rows, int64_t cols, coil_matrix_t *mat,
+                       coil_err_t *err)
+{
+    const coil_tensor_info_t *t;
+    int64_t dims[2] = {rows, cols};
+    int rc = need(m, name, 2, dims, &t, err);
+    if (rc)
+        return rc;
+    mat->dtype = t->dtype;
+    mat->data = t->data;
+    mat->rows = rows;
+    mat->cols = cols;
+    return 0;
+}
+
+/* A small tensor converted into the float32 pool. */
+static int need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *dims, const float **out,
+                    coil_err_t *err)
+{
+    const coil_tensor_info_t *t;
+    int rc = need(m, name, ndim, dims, &t, err);
+    if (rc)
+        return rc;
+    if (m->pool_used + (size_t)t->numel > m->pool_cap)
+        return coil_err_set(err, COIL_EINVAL, "%s: internal: float pool exhausted at '%s'", m->dir, name);
+    float *dst = m->f32_pool + m->pool_used;
+    coil_convert_to_f32(t->dtype, t->data, dst, (size_t)t->numel);
+    m->pool_used += (size_t)t->numel;
+    *out = dst;
+    return 0;
+}
+
+static int open_weights(coil_model_t *m, coil_err_t *err)
+{
+    char path[4096];
+    json_t *root = NULL;
+    int rc = 0;
+
+    snprintf(path, sizeof path, "%s/model.safetensors", m->dir);
+    coil_err_t e2;
+    coil_err_clear(&e2);
+    m->files[0] = coil_safetensors_open(path, &e2);
+    if (m->files[0]) {
+        m->n_files = 1;
+        return 0;
+    }
+    if (e2.code != COIL_ENOTFOUND) {
+        *err = e2;
+        return e2.code;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", m->dir);
+    char *text = read_file(path, (size_t)64 << 20, NULL, err);
+    if (!text)
+        return coil_err_set(err, err ? err->code : COIL_ENOTFOUND,
+                            "%s: neither model.safetensors nor model.safetensors.index.json is readable", m->dir);
+    json_error_t je;
+    root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    json_t *map = root ? json_object_get(root, "weight_map") : NULL;
+    if (!json_is_object(map)) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: %s", path, root ? "no \"weight_map\" object" : je.text);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(map, key, val) {
+        const char *file = json_string_value(val);
+        if (!file || !*file || strchr(file, '/') || file[0] == '.') {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' maps to an invalid shard file name", path, key);
+            goto out;
+        }
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s", m->dir, file);
+        int have = -1;
+        for (int i = 0; i < m->n_files && have < 0; i++)
+            if (strcmp(coil_safetensors_path(m->files[i]), shard) == 0)
+                have = i;
+        if (have < 0) {
+            if (m->n_files == MAX_SHARDS) {
+                rc = coil_err_set(err, COIL_ETOOBIG, "%s: more than %d shard files", path, MAX_SHARDS);
+                goto out;
+            }
+            if (!(m->files[m->n_files] = coil_safetensors_open(shard, err))) {
+                rc = err ? err->code : COIL_EIO;
+                goto out;
+            }
+            have = m->n_files++;
+        }
+        if (!coil_safetensors_find(m->files[have], key)) {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' is listed for %s but not in it", path, key, file);
+            goto out;
+        }
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+static void fp_update_i64(XXH3_state_t *h, int64_t v)
+{
+    XXH3_64bits_update(h, &v, sizeof v);
+}
+
+static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
+{
+    XXH3_state_t *h = XXH3_createState();
+    const coil_model_config_t *c = &m->cfg;
+    if (!h)
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, "coil-mamba1", 11);
+    fp_update_i64(h, c->d_model);
+    fp_update_i64(h, c->d_inner);
+    fp_update_i64(h, c->d_state);
+    fp_update_i64(h, c->d_conv);
+    fp_update_i64(h, c->dt_rank);
+    fp_update_i64(h, c->n_layer);
+    fp_update_i64(h, c->vocab_size);
+    fp_update_i64(h, (int64_t)(c->eps * 1e12));
+    fp_update_i64(h, c->use_bias | c->use_conv_bias << 1 | c->tie_embeddings << 2);
+    for (size_t i = 0; i < m->n_bound; i++) { /* binding order is fixed by the code */
+        const coil_tensor_info_t *t = m->bound[i];
+        XXH3_64bits_update(h, t->name, strlen(t->name) + 1);
+        fp_update_i64(h, t->dtype);
+        for (int d = 0; d < t->ndim; d++)
+            fp_update_i64(h, t->shape[d]);
+        XXH3_64bits_update(h, t->data, t->nbytes);
+    }
+    m->fingerprint = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return 0;
+}
+
+coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
+{
+    coil_model_t *m = calloc(1, sizeof *m);
+    char path[4096], name[256];
+    char *text = NULL;
+    int rc;
+
+    if (!m || !(m->dir = strdup(dir))) {
+        free(m);
+        coil_err_set(err, COIL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!(text = read_file(path, (size_t)1 << 20, NULL, err)))
+        goto fail;
+    if (coil_model_config_parse(text, path, &m->cfg, err) != 0)
+        goto fail;
+    free(text);
+    text = NULL;
+    if (open_weights(m, err) != 0)
+        goto fail;
+
+    const coil_model_config_t *c = &m->cfg;
+    int64_t H = c->d_model, D = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank, V = c->vocab_size;
+    /* per layer: norm H, in_bias 2D, conv_w D*K, conv_b D, dt_bias D, A D*N, D D, out_bias H; + norm_f H */
+    size_t per = (size_t)(H + 2 * D + D * K + D + D + D * N + D + H);
+    m->pool_cap = per * (size_t)c->n_layer + (size_t)H;
+    m->f32_pool = malloc(m->pool_cap * sizeof(float));
+    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->f32_pool || !m->layers) {
+        coil_err_set(err, COIL_ENOMEM, "%s: out of memory for the model", dir);
+        goto fail;
+    }
+    if (need_matrix(m, "backbone.embeddings.weight", V, H, &m->embeddings, err))
+        goto fail;
+    for (int64_t i = 0; i < c->n_layer; i++) {
+        coil_layer_t *L = &m->layers[i];
+        const float *A_log;
+#define NAME(fmt) (snprintf(name, sizeof name, "backbone.layers.%lld." fmt, (long long)i), name)
+        int64_t dH[1] = {H}, d2D[1] = {2 * D}, dD[1] = {D}, dconv[3] = {D, 1, K}, dDN[2] = {D, N};
+        if ((rc = need_f32(m, NAME("norm.weight"), 1, dH, &L->norm, err)) ||
+            (rc = need_matrix(m, NAME("mixer.in_proj.weight"), 2 * D, H, &L->in_proj, err)) ||
+            (c->use_bias && (rc = need_f32(m, NAME("mixer.in_proj.bias"), 1, d2D, &L->in_bias, err))) ||
+            (rc = need_f32(m, NAME("mixer.conv1d.weight"), 3, dconv, &L->conv_w, err)) ||
+            (c->use_conv_bias && (rc = need_f32(m, NAME("mixer.conv1d.bias"), 1, dD, &L->conv_b, err))) ||
+            (rc = need_matrix(m, NAME("mixer.x_proj.weight"), R + 2 * N, D, &L->x_proj, err)) ||
+            (rc = need_matrix(m, NAME("mixer.dt_proj.weight"), D, R, &L->dt_proj, err)) ||
+            (rc = need_f32(m, NAME("mixer.dt_proj.bias"), 1, dD, &L->dt_bias, err)) ||
+            (rc = need_f32(m, NAME("mixer.A_log"), 2, dDN, &A_log, err)) ||
+            (rc = need_f32(m, NAME("mixer.D"), 1, dD, &L->D, err)) ||
+            (rc = need_matrix(m, NAME("mixer.out_proj.weight"), H, D, &L->out_proj, err)) ||
+            (c->use_bias && (rc = need_f32(m, NAME("mixer.out_proj.bias"), 1, dH, &L->out_bias, err))))
+            goto fail;
+#undef NAME
+        /* A = -exp(A_log.float()), in place in the pool. */
+        float *A = (float *)A_log;
+        for (int64_t j = 0; j < D * N; j++)
+            A[j] = -expf(A[j]);
+        L->A = A;
+    }
+    int64_t dH[1] = {H};
+    if (need_f32(m, "backbone.norm_f.weight", 1, dH, &m->norm_f, err))
+        goto fail;
+    if (c->tie_embeddings) {
+        m->lm_head = m->embeddings;
+        const coil_tensor_info_t *t = lookup(m, "lm_head.weight", NULL);
+        if (t) { /* transformers ties it to the embeddings anyway; accept a copy of the right shape */
+            int64_t dims[2] = {V, H};
+            const coil_tensor_info_t *tt;
+            if (need(m, "lm_head.weight", 2, dims, &tt, err))
+                goto fail;
+            m->params -= tt->numel;
+        }
+    } else if (need_matrix(m, "lm_head.weight", V, H, &m->lm_head, err)) {
+        goto fail;
+    }
+    /* Anything in the files that we did not bind is a checkpoint for something else. */
+    for (int f = 0; f < m->n_files; f++)
+        for (size_t i = 0; i < coil_safetensors_count(m->files[f]); i++) {
+            const coil_tensor_info_t *t = coil_safetensors_at(m->files[f], i);
+            bool used = false;
+            for (size_t j = 0; j < m->n_bound && !used; j++)
+                used = m->bound[j] == t;
+            if (!used) {
+                coil_err_set(err, COIL_EFORMAT, "%s: unexpected tensor '%s' (not part of a Mamba-1 checkpoint "
+                             "with this config)", coil_safetensors_path(m->files[f]), t->name);
+                goto fail;
+            }
+        }
+    if (compute_fingerprint(m, err))
+        goto fail;
+    return m;
+
+fail:
+    free(text);
+    coil_model_destroy(&m);
+    return NULL;
+}
+
+void coil_model_destroy(coil_model_t **pm)
+{
+    coil_model_t *m;
+    if (!pm || !(m = *pm))
+        return;
+    for (int i = 0; i < m->n_files; i++)
+        coil_safetensors_close(&m->files[i]);
+    free(m->layers);
+    free(m->f32_pool);
+    free(m->bound);
+    free(m->dir);
+    free(m);
+    *pm = NULL;
+}
+
+const coil_model_config_t *coil_model_config(const coil_model_t *m) { return &m->cfg; }
+const coil_layer_t *coil_model_layer(const coil_model_t *m, int64_t i) { return &m->layers[i]; }
+const coil_matrix_t *coil_model_embeddings(const coil_model_t *m) { return &m->embeddings; }
+const coil_matrix_t *coil_model_lm_head(const coil_model_t *m) { return &m->lm_head; }
+const float *coil_model_norm_f(const coil_model_t *m) { return m->norm_f; }
+const char *coil_model_dir(const coil_model_t *m) { return m->dir; }
+uint64_t coil_model_fingerprint(const coil_model_t *m) { return m->fingerprint; }
+int64_t coil_model_param_count(const coil_model_t *m) { return m->params; }
+
+coil_dtype_t coil_model_dtype(const coil_model_t *m)
+{
+    return m->layers[0].in_proj.dtype;
+}

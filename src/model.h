@@ -1,0 +1,83 @@
+/* model.h -- a Hugging Face Mamba-1 checkpoint, loaded as published.
+ *
+ * A model directory holds config.json (MambaConfig) and either
+ * model.safetensors or model.safetensors.index.json + shards, in F32, F16 or
+ * BF16.  Large matrices stay memory-mapped in their stored dtype; the small
+ * per-channel vectors (norms, biases, conv taps, A, D) are converted to float32
+ * at load, and A = -exp(A_log) is computed once in float32 as the reference does.
+ *
+ * Thread-safety: a loaded model is immutable and may be shared by threads.
+ */
+#ifndef COIL_MODEL_H
+#define COIL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "safetensors.h"
+
+typedef struct coil_model_config {
+    int64_t d_model;      /* hidden_size */
+    int64_t d_inner;      /* intermediate_size (= expand * hidden_size) */
+    int64_t d_state;      /* state_size */
+    int64_t d_conv;       /* conv_kernel */
+    int64_t dt_rank;      /* time_step_rank ("auto" = ceil(hidden_size / 16)) */
+    int64_t n_layer;      /* num_hidden_layers */
+    int64_t vocab_size;   /* rows of the embedding (may be padded past the tokenizer) */
+    double eps;           /* layer_norm_epsilon */
+    bool use_bias;        /* in_proj / out_proj bias */
+    bool use_conv_bias;
+    bool residual_in_fp32;
+    bool tie_embeddings;  /* tie_word_embeddings */
+    int64_t pad_id, bos_id, eos_id; /* -1 when absent */
+} coil_model_config_t;
+
+/* A matrix (rows, cols), row-major, in its stored dtype (F32, F16 or BF16). */
+typedef struct coil_matrix {
+    coil_dtype_t dtype;
+    const void *data;     /* borrowed from the mapped file */
+    int64_t rows, cols;
+} coil_matrix_t;
+
+typedef struct coil_layer {
+    const float *norm;    /* (d_model) */
+    coil_matrix_t in_proj;   /* (2*d_inner, d_model) */
+    const float *in_bias;    /* (2*d_inner) or NULL */
+    const float *conv_w;     /* (d_inner, d_conv) */
+    const float *conv_b;     /* (d_inner) or NULL */
+    coil_matrix_t x_proj;    /* (dt_rank + 2*d_state, d_inner) */
+    coil_matrix_t dt_proj;   /* (d_inner, dt_rank) */
+    const float *dt_bias;    /* (d_inner) */
+    const float *A;          /* (d_inner, d_state) = -exp(A_log) */
+    const float *D;          /* (d_inner) */
+    coil_matrix_t out_proj;  /* (d_model, d_inner) */
+    const float *out_bias;   /* (d_model) or NULL */
+} coil_layer_t;
+
+typedef struct coil_model coil_model_t;
+
+/* Loads dir/config.json and the weights.  NULL + err on failure; every error
+ * names the file and, where one is involved, the tensor or config field. */
+coil_model_t *coil_model_load(const char *dir, coil_err_t *err);
+void coil_model_destroy(coil_model_t **m);
+
+/* Parses a config.json text (exposed for tests). 0 or COIL_EFORMAT/ECONFIG. */
+int coil_model_config_parse(const char *json_text, const char *what, coil_model_config_t *cfg,
+                            coil_err_t *err);
+
+/* Borrowed pointers, valid until coil_model_destroy. */
+const coil_model_config_t *coil_model_config(const coil_model_t *m);
+const coil_layer_t *coil_model_layer(const coil_model_t *m, int64_t i);
+const coil_matrix_t *coil_model_embeddings(const coil_model_t *m); /* (vocab, d_model) */
+const coil_matrix_t *coil_model_lm_head(const coil_model_t *m);    /* == embeddings if tied */
+const float *coil_model_norm_f(const coil_model_t *m);              /* (d_model) */
+const char *coil_model_dir(const coil_model_t *m);
+
+/* The weights' dtype ("F32" if mixed, that of the in_proj of layer 0 otherwise). */
+coil_dtype_t coil_model_dtype(const coil_model_t *m);
+/* 64-bit fingerprint over the config and every tensor's name, dtype, shape and bytes. */
+uint64_t coil_model_fingerprint(const coil_model_t *m);
+int64_t coil_model_param_count(const coil_model_t *m);
+
+#endif

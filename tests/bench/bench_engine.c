@@ -1,0 +1,226 @@
+/* bench_engine.c -- engine throughput on the mamba-130m shape, with ceilings.
+ *
+ *   tests/bench/bench_engine [--dtype F32|F16|BF16] [--threads N] [--tokens N]
+ *                            [--decode N] [--model DIR]
+ *
+ * Without --model it writes a random-weight model with the exact shape of
+ * state-spaces/mamba-130m-hf (d_model 768, 24 layers, vocab 50280, d_state 16,
+ * d_conv 4, expand 2) to a temp dir.  Reports: prefill tokens/s at chunks of
+ * 512 and 2048 (LM head skipped, as in ingest), decode tokens/s (one token in,
+ * next-token logits out) with p50/p99 step latency, peak RSS; and the
+ * machine's ceilings: sgemm GFLOP/s on the model's own shapes (same threads)
+ * and memory read bandwidth.
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* sgemm GFLOP/s for y(T,N) = x(T,K) W(N,K)^T, split over threads like the engine does. */
+static double sgemm_gflops(int64_t T, int64_t N, int64_t K, int reps)
+{
+    float *x = aligned_alloc(64, (size_t)(T * K) * 4), *w = aligned_alloc(64, (size_t)(N * K) * 4),
+          *y = aligned_alloc(64, (size_t)(T * N) * 4);
+    for (int64_t i = 0; i < T * K; i++)
+        x[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < N * K; i++)
+        w[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int64_t per = ((N + nt - 1) / nt + 15) & ~(int64_t)15, r0 = per * id < N ? per * id : N,
+                    r1 = per * (id + 1) < N ? per * (id + 1) : N;
+            if (r1 > r0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0), (int)K, 1.0f, x,
+                            (int)K, w + r0 * K, (int)K, 0.0f, y + r0, (int)N);
+        }
+        double dt = now() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    free(x);
+    free(w);
+    free(y);
+    return 2.0 * (double)T * (double)N * (double)K / best / 1e9;
+}
+
+/* Read bandwidth: sum a buffer much larger than the caches. */
+static double read_gbps(size_t bytes, int reps)
+{
+    size_t n = bytes / sizeof(float);
+    float *a = aligned_alloc(64, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        a[i] = 1.0f;
+    double best = 1e30, sink = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now(), s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+        for (size_t i = 0; i < n; i += 16) {
+            float acc = 0;
+            for (int j = 0; j < 16; j++)
+                acc += a[i + j];
+            s += acc;
+        }
+        double dt = now() - t0;
+        sink += s;
+        if (dt < best)
+            best = dt;
+    }
+    free(a);
+    return sink > 0 ? (double)bytes / best / 1e9 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dtype = "F32", *model_dir = NULL;
+    int threads = 2;
+    int64_t tokens = 4096, n_decode = 64;
+    static const struct option lo[] = {{"dtype", 1, 0, 'd'},  {"threads", 1, 0, 't'}, {"tokens", 1, 0, 'n'},
+                                       {"decode", 1, 0, 'g'}, {"model", 1, 0, 'm'},   {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': dtype = optarg; break;
+        case 't': threads = atoi(optarg); break;
+        case 'n': tokens = atoll(optarg); break;
+        case 'g': n_decode = atoll(optarg); break;
+        case 'm': model_dir = optarg; break;
+        default:
+            fprintf(stderr, "usage: bench_engine [--dtype F32|F16|BF16] [--threads N] [--tokens N] [--decode N] "
+                            "[--model DIR]\n");
+            return 2;
+        }
+    }
+    char *tmp = NULL;
+    if (!model_dir) {
+        tu_model_shape_t sh = {.d_model = 768, .n_layer = 24, .vocab = 50280, .d_state = 16, .d_conv = 4,
+                               .expand = 2, .dt_rank = 0, .tied = 1, .dtype = dtype};
+        tmp = tu_mkdtemp();
+        fprintf(stderr, "writing a random %s model of the mamba-130m shape to %s ...\n", dtype, tmp);
+        if (!tmp || tu_write_random_model(tmp, &sh, 42) != 0) {
+            fprintf(stderr, "bench_engine: cannot write the model\n");
+            return 1;
+        }
+        model_dir = tmp;
+    }
+    coil_err_t err = {0};
+    coil_model_t *m = coil_model_load(model_dir, &err);
+    if (!m) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    const coil_model_config_t *cf = coil_model_config(m);
+    const int64_t H = cf->d_model, D = cf->d_inner, N = cf->d_state, R = cf->dt_rank, V = cf->vocab_size;
+    const double flop_tok = 2.0 * (double)cf->n_layer * (double)(H * 2 * D + D * (R + 2 * N) + R * D + D * H);
+    int32_t *ids = malloc((size_t)tokens * sizeof *ids);
+    for (int64_t i = 0; i < tokens; i++)
+        ids[i] = (int32_t)((i * 7919) % (V - 3));
+
+    printf("model: mamba-130m shape, %s weights, %lld params; threads %d; backend ", dtype,
+           (long long)coil_model_param_count(m), threads);
+    const int64_t chunks[2] = {512, 2048};
+    double prefill[2];
+    for (int k = 0; k < 2; k++) {
+        coil_engine_options_t eo = {.max_chunk = chunks[k], .threads = threads};
+        coil_engine_t *e = coil_engine_new(m, &eo, &err);
+        coil_state_t *st = coil_state_new(m, &err);
+        if (!e || !st) {
+            fprintf(stderr, "bench_engine: %s\n", err.msg);
+            return 1;
+        }
+        if (k == 0)
+            printf("%s\n", coil_engine_backend_name(e));
+        coil_engine_forward(e, st, ids, chunks[k], NULL, &err); /* warm-up: page in the weights */
+        coil_state_reset(st);
+        double t0 = now();
+        coil_engine_forward(e, st, ids, tokens, NULL, &err);
+        prefill[k] = (double)tokens / (now() - t0);
+        coil_state_destroy(&st);
+        coil_engine_destroy(&e);
+    }
+    /* decode: feed one token, compute next-token logits, repeat */
+    coil_engine_options_t eo = {.max_chunk = 512, .threads = threads};
+    coil_engine_t *e = coil_engine_new(m, &eo, &err);
+    coil_state_t *st = coil_state_new(m, &err);
+    float *lg = malloc((size_t)V * sizeof(float));
+    double *lat = malloc((size_t)n_decode * sizeof(double));
+    coil_engine_forward(e, st, ids, 16, NULL, &err);
+    for (int64_t i = 0; i < 4; i++) { /* warm-up */
+        coil_engine_next_logits(e, st, lg, &err);
+        coil_engine_forward(e, st, ids + i, 1, NULL, &err);
+    }
+    double t0 = now();
+    for (int64_t i = 0; i < n_decode; i++) {
+        double s = now();
+        coil_engine_next_logits(e, st, lg, &err);
+        coil_engine_forward(e, st, ids + (i % tokens), 1, NULL, &err);
+        lat[i] = now() - s;
+    }
+    double decode = (double)n_decode / (now() - t0);
+    qsort(lat, (size_t)n_decode, sizeof *lat, cmp_d);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    size_t wbytes = (size_t)coil_model_param_count(m) * (strcmp(dtype, "F32") == 0 ? 4 : 2);
+
+    /* ceilings */
+    omp_set_num_threads(threads);
+    double g512 = 0, flops512 = 0;
+    const int64_t shapes[4][2] = {{2 * D, H}, {R + 2 * N, D}, {D, R}, {H, D}};
+    for (int s = 0; s < 4; s++) { /* time-weighted: total flops / total best time */
+        double gf = sgemm_gflops(512, shapes[s][0], shapes[s][1], 3);
+        double f = 2.0 * 512 * (double)shapes[s][0] * (double)shapes[s][1];
+        flops512 += f;
+        g512 += f / gf;
+    }
+    double sgemm = flops512 / g512;
+    double bw = read_gbps((size_t)1 << 30, 3);
+
+    printf("prefill chunk  512: %8.1f tok/s\n", prefill[0]);
+    printf("prefill chunk 2048: %8.1f tok/s\n", prefill[1]);
+    printf("decode:             %8.1f tok/s  (step p50 %.2f ms, p99 %.2f ms)\n", decode,
+           1e3 * lat[n_decode / 2], 1e3 * lat[(n_decode * 99) / 100]);
+    printf("peak RSS:           %8.1f MiB (weights mapped %.1f MiB, engine scratch at chunk 512 %.1f MiB)\n",
+           (double)ru.ru_maxrss / 1024.0, (double)wbytes / 1048576.0,
+           (double)coil_engine_scratch_bytes(e) / 1048576.0);
+    printf("ceiling: sgemm on the layer shapes, T=512: %.1f GFLOP/s; %.3f GFLOP/token -> %.0f tok/s\n", sgemm,
+           flop_tok / 1e9, sgemm * 1e9 / flop_tok);
+    printf("ceiling: memory read %.1f GB/s; %.1f MB of weights per decoded token -> %.1f tok/s\n", bw,
+           (double)wbytes / 1e6, bw * 1e9 / (double)wbytes);
+    printf("prefill at %.0f%% of the sgemm ceiling; decode at %.0f%% of the bandwidth ceiling\n",
+           100.0 * prefill[0] / (sgemm * 1e9 / flop_tok), 100.0 * decode / (bw * 1e9 / (double)wbytes));
+    free(lat);
+    free(lg);
+    free(ids);
+    coil_state_destroy(&st);
+    coil_engine_destroy(&e);
+    coil_model_destroy(&m);
+    if (tmp) {
+        tu_rm_rf(tmp);
+        free(tmp);
+    }
+    return 0;
+}

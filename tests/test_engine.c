@@ -1,0 +1,244 @@
+/* test_engine.c -- parity with transformers, chunk invariance, exact resume.
+ *
+ * Golden data: tests/data/models/<case>/ made by tests/tools/make_golden.py
+ * (transformers' MambaForCausalLM, float32 reference).
+ */
+#include "engine.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static const char *cases[] = {"tied_f32", "untied_bias_sharded", "tied_bf16", "untied_f16"};
+static const char *backends[] = {"cpu", "cpu-portable"};
+#define NCASES 4
+
+typedef struct {
+    coil_model_t *m;
+    int32_t ids[256];
+    int64_t T, V;
+    int32_t greedy[32];
+    int n_greedy;
+    float *ref; /* (T, V) */
+} golden_t;
+
+static void golden_load(const char *name, golden_t *g)
+{
+    char rel[256];
+    coil_err_t err = {0};
+    json_error_t je;
+
+    memset(g, 0, sizeof *g);
+    snprintf(rel, sizeof rel, "models/%s", name);
+    g->m = coil_model_load(tu_data(rel), &err);
+    ck_assert_msg(g->m != NULL, "load %s: %s", name, err.msg);
+    snprintf(rel, sizeof rel, "models/%s/golden.json", name);
+    json_t *root = json_load_file(tu_data(rel), 0, &je);
+    ck_assert_msg(root != NULL, "golden.json: %s", je.text);
+    json_t *ids = json_object_get(root, "ids"), *gr = json_object_get(root, "greedy");
+    g->T = (int64_t)json_array_size(ids);
+    g->V = json_integer_value(json_object_get(root, "vocab"));
+    ck_assert_int_le(g->T, 256);
+    for (int64_t i = 0; i < g->T; i++)
+        g->ids[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
+    g->n_greedy = (int)json_array_size(gr);
+    for (int i = 0; i < g->n_greedy && i < 32; i++)
+        g->greedy[i] = (int32_t)json_integer_value(json_array_get(gr, (size_t)i));
+    json_decref(root);
+    ck_assert_int_eq(g->V, coil_model_config(g->m)->vocab_size);
+    snprintf(rel, sizeof rel, "models/%s/logits.f32", name);
+    size_t len = 0;
+    g->ref = tu_read(tu_data(rel), &len);
+    ck_assert_ptr_nonnull(g->ref);
+    ck_assert_uint_eq(len, (size_t)(g->T * g->V) * sizeof(float));
+}
+
+static void golden_free(golden_t *g)
+{
+    coil_model_destroy(&g->m);
+    free(g->ref);
+}
+
+/* Runs ids through a fresh state in pieces given by cuts (chunk sizes, cycled). */
+static float *run_pieces(golden_t *g, const char *backend, int64_t max_chunk, const int64_t *sizes, int nsizes,
+                         coil_state_t **st_out)
+{
+    coil_err_t err = {0};
+    coil_engine_options_t opt = {.max_chunk = max_chunk, .backend = backend};
+    coil_engine_t *e = coil_engine_new(g->m, &opt, &err);
+    ck_assert_msg(e != NULL, "%s", err.msg);
+    coil_state_t *st = coil_state_new(g->m, &err);
+    float *logits = malloc((size_t)(g->T * g->V) * sizeof(float));
+    int64_t t = 0;
+    for (int i = 0; t < g->T; i++) {
+        int64_t n = sizes[i % nsizes];
+        if (n > g->T - t)
+            n = g->T - t;
+        ck_assert_int_eq(coil_engine_forward(e, st, g->ids + t, n, logits + t * g->V, &err), 0);
+        t += n;
+    }
+    ck_assert_int_eq(coil_state_position(st), g->T);
+    coil_engine_destroy(&e);
+    if (st_out)
+        *st_out = st;
+    else
+        coil_state_destroy(&st);
+    return logits;
+}
+
+START_TEST(test_parity_whole)
+{
+    golden_t g;
+    golden_load(cases[_i / 2], &g);
+    int64_t whole[1] = {g.T};
+    float *lg = run_pieces(&g, backends[_i % 2], 0, whole, 1, NULL);
+    double rel = tu_rel_l2(lg, g.ref, (size_t)(g.T * g.V));
+    fprintf(stderr, "parity %-20s %-13s rel L2 %.3g\n", cases[_i / 2], backends[_i % 2], rel);
+    ck_assert_msg(rel < 1e-5, "%s/%s: relative L2 %g >= 1e-5", cases[_i / 2], backends[_i % 2], rel);
+    free(lg);
+    golden_free(&g);
+}
+END_TEST
+
+START_TEST(test_chunk_invariance)
+{
+    golden_t g;
+    golden_load(cases[_i / 2], &g);
+    const char *be = backends[_i % 2];
+    static const int64_t s1[] = {1}, s7[] = {7}, s64[] = {64}, odd[] = {3, 1, 11, 2, 5};
+    const int64_t *sizes[] = {s1, s7, s64, odd};
+    int nsz[] = {1, 1, 1, 5};
+    int64_t whole[1] = {g.T};
+    float *base = run_pieces(&g, be, 0, whole, 1, NULL);
+    for (int k = 0; k < 4; k++) {
+        /* the chunking both outside (forward calls) and inside (max_chunk) */
+        float *a = run_pieces(&g, be, 0, sizes[k], nsz[k], NULL);
+        float *b = run_pieces(&g, be, sizes[k][0], whole, 1, NULL);
+        double ra = tu_rel_l2(a, g.ref, (size_t)(g.T * g.V)), rb = tu_rel_l2(b, base, (size_t)(g.T * g.V));
+        ck_assert_msg(ra < 1e-5, "%s chunk %lld: rel L2 vs reference %g", cases[_i / 2], (long long)sizes[k][0], ra);
+        ck_assert_msg(rb < 1e-5, "%s max_chunk %lld: rel L2 vs whole %g", cases[_i / 2], (long long)sizes[k][0], rb);
+        free(a);
+        free(b);
+    }
+    free(base);
+    golden_free(&g);
+}
+END_TEST
+
+START_TEST(test_exact_resume)
+{
+    golden_t g;
+    coil_err_t err = {0};
+    golden_load(cases[_i], &g);
+    coil_engine_t *e = coil_engine_new(g.m, NULL, &err);
+    ck_assert_ptr_nonnull(e);
+    const int64_t A = 13, B = g.T - A;
+    coil_state_t *s1 = coil_state_new(g.m, &err), *s2 = coil_state_new(g.m, &err);
+    float *l1 = malloc((size_t)(B * g.V) * 4), *l2 = malloc((size_t)(B * g.V) * 4);
+    /* uninterrupted: A then B on one state */
+    ck_assert_int_eq(coil_engine_forward(e, s1, g.ids, A, NULL, &err), 0);
+    ck_assert_int_eq(coil_engine_forward(e, s1, g.ids + A, B, l1, &err), 0);
+    /* A, serialise, read back into a fresh state, then B */
+    ck_assert_int_eq(coil_engine_forward(e, s2, g.ids, A, NULL, &err), 0);
+    size_t n = coil_state_blob_size(s2);
+    void *blob = malloc(n);
+    ck_assert_int_eq(coil_state_serialize(s2, blob, n, &err), 0);
+    coil_state_destroy(&s2);
+    s2 = coil_state_new(g.m, &err);
+    ck_assert_int_eq(coil_state_deserialize(s2, blob, n, &err), 0);
+    ck_assert_int_eq(coil_state_position(s2), A);
+    ck_assert_int_eq(coil_engine_forward(e, s2, g.ids + A, B, l2, &err), 0);
+    ck_assert_msg(memcmp(l1, l2, (size_t)(B * g.V) * 4) == 0, "logits after resume differ in some bit");
+    void *b1 = malloc(n), *b2 = malloc(n);
+    coil_state_serialize(s1, b1, n, &err);
+    coil_state_serialize(s2, b2, n, &err);
+    ck_assert_msg(memcmp(b1, b2, n) == 0, "final state after resume differs in some bit");
+    /* next-token logits from the state alone equal the last row of the forward */
+    float *nl = malloc((size_t)g.V * 4);
+    ck_assert_int_eq(coil_engine_next_logits(e, s2, nl, &err), 0);
+    ck_assert_msg(tu_rel_l2(nl, l1 + (B - 1) * g.V, (size_t)g.V) < 1e-6, "next_logits differs from last row");
+    free(nl);
+    free(b1);
+    free(b2);
+    free(blob);
+    free(l1);
+    free(l2);
+    coil_state_destroy(&s1);
+    coil_state_destroy(&s2);
+    coil_engine_destroy(&e);
+    golden_free(&g);
+}
+END_TEST
+
+START_TEST(test_greedy_matches_reference)
+{
+    golden_t g;
+    coil_err_t err = {0};
+    golden_load(cases[_i], &g);
+    coil_engine_t *e = coil_engine_new(g.m, NULL, &err);
+    coil_state_t *st = coil_state_new(g.m, &err);
+    float *lg = malloc((size_t)g.V * 4);
+    ck_assert_int_eq(coil_engine_forward(e, st, g.ids, g.T, NULL, &err), 0);
+    for (int i = 0; i < g.n_greedy; i++) {
+        ck_assert_int_eq(coil_engine_next_logits(e, st, lg, &err), 0);
+        int32_t best = 0;
+        for (int32_t v = 1; v < g.V; v++)
+            if (lg[v] > lg[best])
+                best = v;
+        ck_assert_msg(best == g.greedy[i], "%s step %d: got %d, reference %d", cases[_i], i, best, g.greedy[i]);
+        ck_assert_int_eq(coil_engine_forward(e, st, &best, 1, NULL, &err), 0);
+    }
+    free(lg);
+    coil_state_destroy(&st);
+    coil_engine_destroy(&e);
+    golden_free(&g);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    golden_t g1, g2;
+    coil_err_t err = {0};
+    golden_load("tied_f32", &g1);
+    golden_load("tied_bf16", &g2);
+    coil_engine_t *e = coil_engine_new(g1.m, NULL, &err);
+    coil_state_t *other = coil_state_new(g2.m, &err), *st = coil_state_new(g1.m, &err);
+    int32_t id = 5, bad = (int32_t)g1.V;
+    ck_assert_int_eq(coil_engine_forward(e, other, &id, 1, NULL, &err), COIL_EMISMATCH);
+    ck_assert_int_eq(coil_engine_forward(e, st, &bad, 1, NULL, &err), COIL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "outside the vocabulary"));
+    ck_assert_int_eq(coil_state_position(st), 0);
+    float lg[512];
+    ck_assert_int_eq(coil_engine_next_logits(e, st, lg, &err), COIL_ESTATE);
+    coil_engine_options_t opt = {.backend = "cuda"};
+    ck_assert_ptr_null(coil_engine_new(g1.m, &opt, &err));
+    ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
+    coil_state_destroy(&other);
+    coil_state_destroy(&st);
+    coil_engine_destroy(&e);
+    golden_free(&g1);
+    golden_free(&g2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_parity_whole, 0, NCASES * 2);
+    tcase_add_loop_test(tc, test_chunk_invariance, 0, NCASES * 2);
+    tcase_add_loop_test(tc, test_exact_resume, 0, NCASES);
+    tcase_add_loop_test(tc, test_greedy_matches_reference, 0, NCASES);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

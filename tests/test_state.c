@@ -1,0 +1,155 @@
+/* test_state.c -- the state blob: round trip, damage, wrong model. */
+#include "state.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+static coil_model_t *m;
+static coil_state_t *st;
+static void *blob;
+static size_t n;
+
+static void setup(void)
+{
+    coil_err_t err = {0};
+    m = coil_model_load(tu_data("models/tied_f32"), &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    st = coil_state_new(m, &err);
+    coil_engine_t *e = coil_engine_new(m, NULL, &err);
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    ck_assert_int_eq(coil_engine_forward(e, st, ids, 5, NULL, &err), 0);
+    coil_engine_destroy(&e);
+    n = coil_state_blob_size(st);
+    blob = malloc(n);
+    ck_assert_int_eq(coil_state_serialize(st, blob, n, &err), 0);
+}
+
+static void teardown(void)
+{
+    free(blob);
+    coil_state_destroy(&st);
+    coil_model_destroy(&m);
+}
+
+START_TEST(test_round_trip_and_layout)
+{
+    coil_err_t err = {0};
+    const coil_model_config_t *c = coil_model_config(m);
+    size_t floats = (size_t)(c->n_layer * ((c->d_conv - 1) * c->d_inner + c->d_inner * c->d_state) + c->d_model);
+    ck_assert_uint_eq(n, COIL_STATE_HEADER_SIZE + floats * 4 + 8);
+    ck_assert_int_eq(memcmp(blob, "COILSTAT", 8), 0);
+    coil_state_t *s2 = coil_state_new(m, &err);
+    ck_assert_int_eq(coil_state_deserialize(s2, blob, n, &err), 0);
+    ck_assert_int_eq(coil_state_position(s2), 5);
+    ck_assert(coil_state_has_hidden(s2));
+    void *b2 = malloc(n);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), 0);
+    ck_assert_int_eq(memcmp(blob, b2, n), 0);
+    uint64_t fp;
+    int64_t pos;
+    ck_assert_int_eq(coil_state_blob_peek(blob, n, &fp, &pos, &err), 0);
+    ck_assert(fp == coil_model_fingerprint(m));
+    ck_assert_int_eq(pos, 5);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n - 1, &err), COIL_EINVAL);
+    /* clone and copy */
+    coil_state_t *s3 = coil_state_clone(s2, &err);
+    coil_state_reset(s2);
+    ck_assert_int_eq(coil_state_position(s2), 0);
+    ck_assert_int_eq(coil_state_copy(s2, s3, &err), 0);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), 0);
+    ck_assert_int_eq(memcmp(blob, b2, n), 0);
+    free(b2);
+    coil_state_destroy(&s2);
+    coil_state_destroy(&s3);
+}
+END_TEST
+
+/* Every damaged blob is an error and leaves the target state unchanged. */
+static void expect_error(const void *b, size_t len, int code)
+{
+    coil_err_t err = {0};
+    coil_state_t *s2 = coil_state_new(m, &err);
+    ck_assert_int_eq(coil_state_deserialize(s2, b, len, &err), code);
+    ck_assert_int_eq(coil_state_position(s2), 0);
+    ck_assert(!coil_state_has_hidden(s2));
+    ck_assert(strlen(err.msg) > 0);
+    coil_state_destroy(&s2);
+}
+
+START_TEST(test_damaged_blobs)
+{
+    unsigned char *b = malloc(n);
+    /* a flipped bit anywhere: payload, header, trailer */
+    size_t where[] = {n / 2, 20, 60, n - 3};
+    for (int i = 0; i < 4; i++) {
+        memcpy(b, blob, n);
+        b[where[i]] ^= 0x10;
+        expect_error(b, n, COIL_ECHECKSUM);
+    }
+    expect_error(blob, n - 1, COIL_EFORMAT);  /* truncated */
+    expect_error(blob, 50, COIL_EFORMAT);     /* shorter than a header */
+    memcpy(b, blob, n);
+    memcpy(b, "COILSTAX", 8);
+    expect_error(b, n, COIL_EFORMAT);         /* bad magic */
+    memcpy(b, blob, n);
+    b[8] = 9;                                 /* a future format version */
+    expect_error(b, n, COIL_EVERSION);
+    free(b);
+}
+END_TEST
+
+START_TEST(test_other_model)
+{
+    coil_err_t err = {0};
+    /* different shape */
+    coil_model_t *m2 = coil_model_load(tu_data("models/tied_bf16"), &err);
+    coil_state_t *s2 = coil_state_new(m2, &err);
+    ck_assert_int_eq(coil_state_deserialize(s2, blob, n, &err), COIL_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(err.msg, "shape"));
+    coil_state_destroy(&s2);
+    coil_model_destroy(&m2);
+    /* same shape, other weights: told apart by the fingerprint */
+    char *dir = tu_mkdtemp();
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/m", dir);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/tied_f32"), sub), 0);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.safetensors", sub);
+    size_t len;
+    unsigned char *w = tu_read(p, &len);
+    w[len - 1] ^= 1; /* one bit of one weight */
+    ck_assert_int_eq(tu_write(p, w, len), 0);
+    free(w);
+    m2 = coil_model_load(sub, &err);
+    ck_assert_msg(m2 != NULL, "%s", err.msg);
+    s2 = coil_state_new(m2, &err);
+    ck_assert_int_eq(coil_state_deserialize(s2, blob, n, &err), COIL_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(err.msg, "belongs to model"));
+    coil_state_destroy(&s2);
+    coil_model_destroy(&m2);
+    tu_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("state");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_trip_and_layout);
+    tcase_add_test(tc, test_damaged_blobs);
+    tcase_add_test(tc, test_other_model);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+/* testutil.h -- helpers shared by the tests and benchmarks (not part of libcoil). */
+#ifndef COIL_TESTUTIL_H
+#define COIL_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* $COIL_TEST_DATA/rel (or tests/data/rel); static buffer, overwritten by the next call. */
+const char *tu_data(const char *rel);
+/* mkdtemp under $TMPDIR; returns a malloc'd path. */
+char *tu_mkdtemp(void);
+/* rm -rf path (files and directories below it). */
+void tu_rm_rf(const char *path);
+/* Reads a whole file; NULL on error. Caller frees. */
+void *tu_read(const char *path, size_t *len);
+int tu_write(const char *path, const void *data, size_t len);
+/* Writes a safetensors file from a literal JSON header and raw data bytes. */
+int tu_write_st_raw(const char *path, const char *header, const void *data, size_t data_len);
+/* Copies every regular file of src into dst (created). */
+int tu_copy_dir(const char *src, const char *dst);
+
+typedef struct tu_model_shape {
+    int64_t d_model, n_layer, vocab, d_state, d_conv, expand, dt_rank; /* dt_rank 0 = auto */
+    int tied;
+    const char *dtype; /* "F32", "F16", "BF16" */
+} tu_model_shape_t;
+
+/* Writes dir/config.json + dir/model.safetensors of a Mamba-1 model with
+ * seeded random weights in the Hugging Face layout.  0 on success. */
+int tu_write_random_model(const char *dir, const tu_model_shape_t *shape, uint64_t seed);
+
+/* ||a - b|| / ||b|| */
+double tu_rel_l2(const float *a, const float *b, size_t n);
+
+#endif
