@@ -238,8 +238,8 @@ coil_safetensors_t *coil_safetensors_open(const char *path, coil_err_t *err)
             /* Unaligned in the file: keep an aligned private copy. */
             void *cp = aligned_alloc(64, (sorted[i].nbytes + 63) & ~(size_t)63);
             if (!cp) {
-                free(sorted);
                 coil_err_set(err, COIL_ENOMEM, "%s: tensor '%s': out of memory", path, sorted[i].name);
+                free(sorted);
                 goto fail;
             }
             memcpy(cp, src, sorted[i].nbytes);
