@@ -1,0 +1,1099 @@
+/* store.c -- the state store: open, errors, transactions, documents,
+ * chunks, checkpoints, search and checks.  Sessions are in store_session.c,
+ * migrations in store_migrate.c, the checkpoint policy in store_policy.c.
+ *
+ * Concurrency design
+ *   Each thread or process opens its own coil_store_t (its own sqlite3 *).
+ *   The file is in WAL mode: readers see a consistent snapshot and never
+ *   block or are blocked by the writer.  Every write is one BEGIN IMMEDIATE
+ *   transaction: it takes the single write lock up front (so it can never
+ *   deadlock by upgrading a read lock), waits up to busy_timeout_ms for it,
+ *   and fails with COIL_EBUSY -- having written nothing -- when the wait runs
+ *   out.  Writers therefore take turns; a transaction is short (one chunk
+ *   batch plus at most one checkpoint blob), so turns are milliseconds.
+ *   Statements are prepared once per handle and always reset after use, so
+ *   no read transaction is left open between calls.
+ *
+ * What a crash can lose
+ *   synchronous=FULL (default): the WAL is fsynced before COMMIT returns.  A
+ *     process crash (SIGKILL, abort) or a power cut / OS crash loses nothing
+ *     that was reported committed; an interrupted transaction disappears as
+ *     a whole.
+ *   synchronous=NORMAL: the WAL is fsynced only when it is checkpointed into
+ *     the database.  A process crash still loses nothing committed (the data
+ *     is in the OS page cache); a power cut or OS crash may lose the last
+ *     committed transactions -- each one entirely -- but cannot corrupt the
+ *     file.  Good for re-creatable data; checkpoints default to FULL.
+ *   Either way a resumed ingest restarts from the newest checkpoint that
+ *   survived, and the chunk rows it needs are guaranteed to be there (I2).
+ *
+ * SQLite's WAL-reset bug (we build against Debian 12's 3.40.1)
+ *   SQLite 3.7.0 through 3.51.2 have a race, fixed in 3.51.3 (2026-03), that
+ *   can corrupt a WAL database when two or more connections write and/or
+ *   checkpoint at the same moment just as the WAL is being reset after a
+ *   complete checkpoint: a second checkpoint running concurrently with a
+ *   commit that restarts the WAL can record frames as backfilled that were
+ *   not.  The SQLite developers rate it rarer than SSD faults, and it needs
+ *   concurrent writers.  Our exposure: only when several processes write the
+ *   same file (BEGIN IMMEDIATE serialises commits, but each writer's
+ *   automatic checkpoint can still overlap another's commit).  Mitigations:
+ *   we never enable mmap (which turns the race into structural damage), a
+ *   deployment with one writer process per database file is not exposed at
+ *   all, and coil_store_verify runs integrity_check for monitoring.  Link
+ *   against SQLite >= 3.51.3 where possible.
+ */
+#include "store_internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+static const char *const stmt_sql[COIL_STORE__NSTMT] = {
+#define COIL_X_STMT_SQL(name, sql) sql,
+    COIL_STORE_STMTS(COIL_X_STMT_SQL)
+#undef COIL_X_STMT_SQL
+};
+
+void coil_store_options_default(coil_store_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->synchronous = COIL_STORE_SYNC_FULL;
+    o->busy_timeout_ms = 5000;
+    o->max_db_bytes = 0;
+    coil_store_policy_default(&o->policy);
+}
+
+/* --- errors, statements, transactions -------------------------------------- */
+
+int coil_store__fail(coil_store_t *st, coil_err_t *err, int rc, const char *op)
+{
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        code = COIL_EFULL;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        code = COIL_EBUSY;
+        break;
+    case SQLITE_NOMEM:
+        code = COIL_ENOMEM;
+        break;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        code = COIL_EIO;
+        break;
+    case SQLITE_CONSTRAINT:
+        code = COIL_EINVAL; /* bad input: the schema's CHECKs and keys */
+        break;
+    default: /* SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_ERROR, ... */
+        code = COIL_EDB;
+        break;
+    }
+    const char *msg = (st && st->db) ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+    return coil_err_set(err, code, "%s: %s: %s (sqlite %d)", st && st->path ? st->path : "store",
+                        op, msg, rc);
+}
+
+sqlite3_stmt *coil_store__stmt(coil_store_t *st, int id, coil_err_t *err)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    if (!s) {
+        int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s,
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            char op[128];
+            snprintf(op, sizeof op, "preparing \"%.100s\"", stmt_sql[id]);
+            coil_store__fail(st, err, rc, op);
+            return NULL;
+        }
+        st->stmt[id] = s;
+    } else {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+    return s;
+}
+
+int coil_store__exec(coil_store_t *st, sqlite3_stmt *s, const char *op, coil_err_t *err)
+{
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        int code = coil_store__fail(st, err, rc, op);
+        sqlite3_reset(s);
+        return code;
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+static int run(coil_store_t *st, int id, const char *op, coil_err_t *err)
+{
+    sqlite3_stmt *s = coil_store__stmt(st, id, err);
+    return s ? coil_store__exec(st, s, op, err) : err->code;
+}
+
+int coil_store__begin(coil_store_t *st, coil_err_t *err)
+{
+    return run(st, COIL_STORE__BEGIN, "BEGIN IMMEDIATE (waiting for the write lock)", err);
+}
+
+int coil_store__commit(coil_store_t *st, coil_err_t *err)
+{
+    int rc = run(st, COIL_STORE__COMMIT, "COMMIT", err);
+    if (rc)
+        coil_store__rollback(st);
+    return rc;
+}
+
+void coil_store__rollback(coil_store_t *st)
+{
+    if (sqlite3_get_autocommit(st->db))
+        return;
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__ROLLBACK, NULL);
+    if (!s || sqlite3_step(s) != SQLITE_DONE)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s)
+        sqlite3_reset(s);
+}
+
+int coil_store__begin_read(coil_store_t *st, coil_err_t *err)
+{
+    return run(st, COIL_STORE__BEGIN_READ, "BEGIN", err);
+}
+
+/* --- open / close ------------------------------------------------------------ */
+
+static int pragma(coil_store_t *st, const char *sql, char *out, size_t outsz, coil_err_t *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW && out) {
+            const unsigned char *t = sqlite3_column_text(s, 0);
+            snprintf(out, outsz, "%s", t ? (const char *)t : "");
+        }
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        coil_store__fail(st, err, rc, sql);
+    sqlite3_finalize(s);
+    return rc == SQLITE_OK ? 0 : err->code;
+}
+
+static int check_options(const coil_store_options_t *o, coil_err_t *err)
+{
+    if (o->synchronous != COIL_STORE_SYNC_FULL && o->synchronous != COIL_STORE_SYNC_NORMAL)
+        return coil_err_set(err, COIL_EINVAL, "store: synchronous must be FULL or NORMAL");
+    if (o->busy_timeout_ms < 0)
+        return coil_err_set(err, COIL_EINVAL, "store: busy_timeout_ms must be >= 0");
+    if (o->max_db_bytes < 0)
+        return coil_err_set(err, COIL_EINVAL, "store: max_db_bytes must be >= 0");
+    if (o->policy.interval <= 0 || o->policy.dense < 0)
+        return coil_err_set(err, COIL_EINVAL,
+                            "store: checkpoint policy needs interval > 0 and dense >= 0");
+    return 0;
+}
+
+static int configure(coil_store_t *st, coil_err_t *err)
+{
+    char buf[64];
+    int version, rc;
+
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, st->opt.busy_timeout_ms);
+    /* Refuse a newer schema before anything (WAL included) touches the file. */
+    if ((rc = coil_store__version_check(st, &version, err)) != 0)
+        return rc;
+    /* A new file gets 16 KiB pages: a 2.8 MB state spans ~170 overflow pages
+     * instead of ~690, which halves resume latency and triples checkpoint
+     * write speed against 4 KiB (tests/bench/bench_store).  No effect on an
+     * existing file. */
+    if (version == 0 && (rc = pragma(st, "PRAGMA page_size = 16384", NULL, 0, err)) != 0)
+        return rc;
+    if ((rc = pragma(st, "PRAGMA journal_mode = WAL", buf, sizeof buf, err)) != 0)
+        return rc;
+    if (strcmp(buf, "wal") != 0)
+        return coil_err_set(err, COIL_EDB, "%s: cannot switch to WAL mode (journal_mode is %s)",
+                            st->path, buf);
+    rc = pragma(st,
+                st->opt.synchronous == COIL_STORE_SYNC_FULL ? "PRAGMA synchronous = FULL"
+                                                            : "PRAGMA synchronous = NORMAL",
+                NULL, 0, err);
+    if (rc || (rc = pragma(st, "PRAGMA foreign_keys = ON", NULL, 0, err)) != 0)
+        return rc;
+    if (st->opt.max_db_bytes > 0) {
+        char sql[64];
+        if ((rc = pragma(st, "PRAGMA page_size", buf, sizeof buf, err)) != 0)
+            return rc;
+        long long pages = st->opt.max_db_bytes / atoll(buf);
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", pages > 0 ? pages : 1);
+        if ((rc = pragma(st, sql, NULL, 0, err)) != 0)
+            return rc;
+    }
+    return coil_store__migrate(st, err);
+}
+
+coil_store_t *coil_store_open(const char *path, const coil_store_options_t *opt,
+                              coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    coil_store_t *st;
+    int rc;
+
+    if (!path || !*path) {
+        coil_err_set(err, COIL_EINVAL, "store: empty database path");
+        return NULL;
+    }
+    st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(path))) {
+        free(st);
+        coil_err_set(err, COIL_ENOMEM, "store: out of memory opening %s", path);
+        return NULL;
+    }
+    if (opt)
+        st->opt = *opt;
+    else
+        coil_store_options_default(&st->opt);
+    if (check_options(&st->opt, err) != 0)
+        goto fail;
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        coil_store__fail(st, err, rc, "opening the database");
+        goto fail;
+    }
+    if (configure(st, err) != 0)
+        goto fail;
+    return st;
+fail:
+    coil_store_close(&st);
+    return NULL;
+}
+
+void coil_store_close(coil_store_t **pst)
+{
+    if (!pst || !*pst)
+        return;
+    coil_store_t *st = *pst;
+    for (int i = 0; i < COIL_STORE__NSTMT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close(st->db);
+    free(st->path);
+    free(st);
+    *pst = NULL;
+}
+
+/* --- models ----------------------------------------------------------------- */
+
+int coil_store_model_ensure(coil_store_t *st, uint64_t fingerprint, const char *path,
+                            const char *dims_json, int64_t *model_id, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!path || !model_id)
+        return coil_err_set(err, COIL_EINVAL, "store: model_ensure needs a path and model_id");
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (!(s = coil_store__stmt(st, COIL_STORE__MODEL_FIND, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, coil_store__i64(fingerprint));
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *model_id = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        return coil_store__commit(st, err);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        coil_store__fail(st, err, rc, "looking up the model");
+        goto fail;
+    }
+    if (!(s = coil_store__stmt(st, COIL_STORE__MODEL_INSERT, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, coil_store__i64(fingerprint));
+    sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, dims_json ? dims_json : "{}", -1, SQLITE_STATIC);
+    if (coil_store__exec(st, s, "inserting the model (dims must be JSON)", err) != 0)
+        goto fail;
+    *model_id = sqlite3_last_insert_rowid(st->db);
+    return coil_store__commit(st, err);
+fail:
+    coil_store__rollback(st);
+    return err->code;
+}
+
+/* --- documents ---------------------------------------------------------------- */
+
+int coil_store__doc_state(coil_store_t *st, int64_t doc_id, coil_store__doc_state_t *ds,
+                          coil_err_t *err)
+{
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__DOC_STATE, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, doc_id);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        int code = rc == SQLITE_DONE
+                       ? coil_err_set(err, COIL_ENOTFOUND, "%s: no document with id %lld",
+                                      st->path, (long long)doc_id)
+                       : coil_store__fail(st, err, rc, "reading the document's state");
+        sqlite3_reset(s);
+        return code;
+    }
+    const unsigned char *status = sqlite3_column_text(s, 0);
+    snprintf(ds->status, sizeof ds->status, "%s", status ? (const char *)status : "");
+    ds->chunk_tokens = sqlite3_column_int64(s, 1);
+    ds->source_hash = coil_store__u64(sqlite3_column_int64(s, 2));
+    ds->fingerprint = coil_store__u64(sqlite3_column_int64(s, 3));
+    bool any = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    ds->n_chunks = any ? sqlite3_column_int64(s, 4) + 1 : 0;
+    ds->token_end = any ? sqlite3_column_int64(s, 5) : 0;
+    ds->byte_end = any ? sqlite3_column_int64(s, 6) : 0;
+    ds->ckpt_position = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1
+                                                                  : sqlite3_column_int64(s, 7);
+    sqlite3_reset(s);
+    return 0;
+}
+
+int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
+                         uint64_t source_hash, int64_t chunk_tokens, unsigned flags,
+                         int64_t *doc_id, int *resumed, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!name || !*name || chunk_tokens <= 0 || !doc_id)
+        return coil_err_set(err, COIL_EINVAL,
+                            "store: doc_begin needs a name, chunk_tokens > 0 and doc_id");
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_BY_NAME, err)))
+        goto fail;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        int64_t mid = sqlite3_column_int64(s, 1);
+        uint64_t hash = coil_store__u64(sqlite3_column_int64(s, 2));
+        const char *status = (const char *)sqlite3_column_text(s, 3);
+        int64_t ct = sqlite3_column_int64(s, 4);
+        bool same = status && strcmp(status, "ingesting") == 0 && mid == model_id &&
+                    hash == source_hash && ct == chunk_tokens;
+        if (same) {
+            sqlite3_reset(s);
+            *doc_id = id;
+            if (resumed)
+                *resumed = 1;
+            return coil_store__commit(st, err);
+        }
+        if (!(flags & COIL_STORE_DOC_REPLACE)) {
+            coil_err_set(err, COIL_ESTATE,
+                         "%s: document '%s' already exists (%s, different source, model or "
+                         "chunking); ask to replace it",
+                         st->path, name, status ? status : "?");
+            sqlite3_reset(s);
+            goto fail;
+        }
+        sqlite3_reset(s);
+        if (!(s = coil_store__stmt(st, COIL_STORE__DOC_SESSIONS, err)))
+            goto fail;
+        sqlite3_bind_int64(s, 1, id);
+        rc = sqlite3_step(s);
+        int64_t sessions = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW) {
+            coil_store__fail(st, err, rc, "counting the document's sessions");
+            goto fail;
+        }
+        if (sessions) {
+            coil_err_set(err, COIL_ESTATE,
+                         "%s: cannot replace document '%s': %lld session(s) continue it",
+                         st->path, name, (long long)sessions);
+            goto fail;
+        }
+        if (!(s = coil_store__stmt(st, COIL_STORE__DOC_DELETE, err)))
+            goto fail;
+        sqlite3_bind_int64(s, 1, id);
+        if (coil_store__exec(st, s, "replacing the document", err) != 0)
+            goto fail;
+    } else {
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            coil_store__fail(st, err, rc, "looking up the document");
+            goto fail;
+        }
+    }
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_INSERT, err)))
+        goto fail;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, model_id);
+    sqlite3_bind_int64(s, 3, coil_store__i64(source_hash));
+    sqlite3_bind_int64(s, 4, chunk_tokens);
+    if (coil_store__exec(st, s, "inserting the document (unknown model id?)", err) != 0)
+        goto fail;
+    *doc_id = sqlite3_last_insert_rowid(st->db);
+    if (resumed)
+        *resumed = 0;
+    return coil_store__commit(st, err);
+fail:
+    coil_store__rollback(st);
+    return err ? err->code : COIL_EDB;
+}
+
+static int insert_chunk(coil_store_t *st, int64_t doc_id, const coil_store_chunk_t *c,
+                        coil_err_t *err)
+{
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__CHUNK_INSERT, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_int64(s, 2, c->seq);
+    sqlite3_bind_int64(s, 3, c->token_start);
+    sqlite3_bind_int64(s, 4, c->token_end);
+    sqlite3_bind_int64(s, 5, c->byte_start);
+    sqlite3_bind_int64(s, 6, c->byte_end);
+    sqlite3_bind_text64(s, 7, c->text ? c->text : "", c->text_len, SQLITE_STATIC, SQLITE_UTF8);
+    /* int32 little-endian: the host order (configure refuses big-endian). */
+    sqlite3_bind_blob64(s, 8, c->tokens ? (const void *)c->tokens : (const void *)"",
+                        (sqlite3_uint64)(c->token_end - c->token_start) * 4, SQLITE_STATIC);
+    return coil_store__exec(st, s, "inserting a chunk", err);
+}
+
+static int check_chunk(coil_store_t *st, const coil_store_chunk_t *c, int64_t seq, int64_t tok,
+                       int64_t byte, coil_err_t *err)
+{
+    if (c->seq != seq || c->token_start != tok || c->byte_start != byte)
+        return coil_err_set(err, COIL_EINVAL,
+                            "%s: chunk seq %lld tokens @%lld bytes @%lld does not continue the "
+                            "grid (next: seq %lld, token %lld, byte %lld)",
+                            st->path, (long long)c->seq, (long long)c->token_start,
+                            (long long)c->byte_start, (long long)seq, (long long)tok,
+                            (long long)byte);
+    if (c->token_end <= c->token_start || c->byte_end < c->byte_start || !c->tokens ||
+        (uint64_t)(c->byte_end - c->byte_start) != (uint64_t)c->text_len ||
+        (c->text_len && !c->text) || c->token_end - c->token_start > INT32_MAX / 4)
+        return coil_err_set(err, COIL_EINVAL,
+                            "%s: chunk %lld: bad ranges (tokens [%lld,%lld), bytes [%lld,%lld), "
+                            "text %zu bytes)",
+                            st->path, (long long)c->seq, (long long)c->token_start,
+                            (long long)c->token_end, (long long)c->byte_start,
+                            (long long)c->byte_end, c->text_len);
+    return 0;
+}
+
+int coil_store_commit_chunks(coil_store_t *st, int64_t doc_id, const coil_store_chunk_t *chunks,
+                             size_t n, const coil_store_ckpt_t *ckpt, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    coil_store__doc_state_t ds;
+    int rc;
+
+    if (n && !chunks)
+        return coil_err_set(err, COIL_EINVAL, "store: commit_chunks: chunks is NULL");
+    if (!n && !ckpt)
+        return 0;
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (coil_store__doc_state(st, doc_id, &ds, err) != 0)
+        goto fail;
+    if (strcmp(ds.status, "ingesting") != 0) {
+        coil_err_set(err, COIL_ESTATE, "%s: document %lld is %s, not ingesting", st->path,
+                     (long long)doc_id, ds.status);
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const coil_store_chunk_t *c = &chunks[i];
+        if (check_chunk(st, c, ds.n_chunks, ds.token_end, ds.byte_end, err) != 0 ||
+            insert_chunk(st, doc_id, c, err) != 0)
+            goto fail;
+        ds.n_chunks++;
+        ds.token_end = c->token_end;
+        ds.byte_end = c->byte_end;
+    }
+    if (ckpt) {
+        if (ckpt->position != ds.token_end) {
+            coil_err_set(err, COIL_EINVAL,
+                         "%s: checkpoint at %lld is not at the end of the committed chunks (%lld)",
+                         st->path, (long long)ckpt->position, (long long)ds.token_end);
+            goto fail;
+        }
+        if (ckpt->fingerprint != ds.fingerprint) {
+            coil_err_set(err, COIL_EMISMATCH,
+                         "%s: checkpoint made by model %016llx, document %lld uses %016llx",
+                         st->path, (unsigned long long)ckpt->fingerprint, (long long)doc_id,
+                         (unsigned long long)ds.fingerprint);
+            goto fail;
+        }
+        if (coil_store__ckpt_write(st, doc_id, NULL, ckpt, err) != 0)
+            goto fail;
+    }
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__DOC_TOUCH, err);
+    if (!s)
+        goto fail;
+    sqlite3_bind_int64(s, 1, doc_id);
+    if (coil_store__exec(st, s, "updating the document", err) != 0)
+        goto fail;
+    return coil_store__commit(st, err);
+fail:
+    coil_store__rollback(st);
+    return err ? err->code : COIL_EDB;
+}
+
+int coil_store_doc_progress(coil_store_t *st, int64_t doc_id, coil_store_progress_t *out,
+                            coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    coil_store__doc_state_t ds;
+    int rc = coil_store__doc_state(st, doc_id, &ds, err);
+    if (rc)
+        return rc;
+    out->n_chunks = ds.n_chunks;
+    out->token_end = ds.token_end;
+    out->byte_end = ds.byte_end;
+    out->ckpt_position = ds.ckpt_position;
+    out->chunk_tokens = ds.chunk_tokens;
+    out->source_hash = ds.source_hash;
+    out->fingerprint = ds.fingerprint;
+    return 0;
+}
+
+int coil_store_doc_finish(coil_store_t *st, int64_t doc_id, int64_t bytes, int64_t tokens,
+                          coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    coil_store__doc_state_t ds;
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (coil_store__doc_state(st, doc_id, &ds, err) != 0)
+        goto fail;
+    if (strcmp(ds.status, "ingesting") != 0 || tokens != ds.token_end || bytes != ds.byte_end) {
+        coil_err_set(err, COIL_ESTATE,
+                     "%s: cannot finish document %lld (%s): %lld tokens / %lld bytes given, "
+                     "%lld / %lld stored",
+                     st->path, (long long)doc_id, ds.status, (long long)tokens,
+                     (long long)bytes, (long long)ds.token_end, (long long)ds.byte_end);
+        goto fail;
+    }
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_FINISH, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_int64(s, 2, bytes);
+    sqlite3_bind_int64(s, 3, tokens);
+    if (coil_store__exec(st, s, "finishing the document", err) != 0)
+        goto fail;
+    return coil_store__commit(st, err);
+fail:
+    coil_store__rollback(st);
+    return err ? err->code : COIL_EDB;
+}
+
+int coil_store_doc_fail(coil_store_t *st, int64_t doc_id, const char *message, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_FAIL, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_text(s, 2, message ? message : "", -1, SQLITE_STATIC);
+    if (coil_store__exec(st, s, "marking the document failed", err) != 0)
+        goto fail;
+    if (sqlite3_changes(st->db) == 0) {
+        coil_err_set(err, COIL_ENOTFOUND, "%s: no document with id %lld", st->path,
+                     (long long)doc_id);
+        goto fail;
+    }
+    return coil_store__commit(st, err);
+fail:
+    coil_store__rollback(st);
+    return err ? err->code : COIL_EDB;
+}
+
+int coil_store_doc_find(coil_store_t *st, const char *name, int64_t *doc_id, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__DOC_BY_NAME, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_text(s, 1, name ? name : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *doc_id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return coil_err_set(err, COIL_ENOTFOUND, "%s: no document named '%s'", st->path,
+                            name ? name : "");
+    return coil_store__fail(st, err, rc, "looking up the document");
+}
+
+int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, int64_t lo,
+                            int64_t hi, int32_t *ids, int64_t *filled, coil_err_t *err)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
+        const unsigned char *blob = sqlite3_column_blob(s, 2);
+        int64_t len = sqlite3_column_bytes(s, 2);
+        if (b < a || len != 4 * (b - a) || (len && !blob)) {
+            sqlite3_reset(s);
+            return coil_err_set(err, COIL_EDB, "%s: token row [%lld,%lld) has %lld bytes",
+                                st->path, (long long)a, (long long)b, (long long)len);
+        }
+        int64_t x = a > lo ? a : lo, y = b < hi ? b : hi;
+        if (y > x) {
+            memcpy(ids + (x - origin), blob + 4 * (x - a), (size_t)(y - x) * 4);
+            *filled += y - x;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : coil_store__fail(st, err, rc, "reading tokens");
+}
+
+int coil_store_doc_tokens(coil_store_t *st, int64_t doc_id, int64_t from, int64_t to,
+                          int32_t **ids, size_t *n, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    int64_t filled = 0;
+    sqlite3_stmt *s;
+
+    *ids = NULL;
+    *n = 0;
+    if (from < 0 || to < from)
+        return coil_err_set(err, COIL_EINVAL, "store: bad token range [%lld,%lld)",
+                            (long long)from, (long long)to);
+    if (to == from)
+        return 0;
+    if ((uint64_t)(to - from) > SIZE_MAX / 4)
+        return coil_err_set(err, COIL_ETOOBIG, "store: token range too large");
+    int32_t *buf = malloc((size_t)(to - from) * 4);
+    if (!buf)
+        return coil_err_set(err, COIL_ENOMEM, "store: out of memory for %lld tokens",
+                            (long long)(to - from));
+    if (!(s = coil_store__stmt(st, COIL_STORE__CHUNK_TOKENS, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_int64(s, 2, from);
+    sqlite3_bind_int64(s, 3, to);
+    if (coil_store__tokens_fill(st, s, from, from, to, buf, &filled, err) != 0)
+        goto fail;
+    if (filled != to - from) {
+        coil_err_set(err, COIL_EINVAL,
+                     "%s: document %lld: tokens [%lld,%lld) are not all in the stored grid",
+                     st->path, (long long)doc_id, (long long)from, (long long)to);
+        goto fail;
+    }
+    *ids = buf;
+    *n = (size_t)(to - from);
+    return 0;
+fail:
+    free(buf);
+    return err ? err->code : COIL_EDB;
+}
+
+/* --- checkpoints ------------------------------------------------------------- */
+
+void coil_store_blob_clear(coil_store_blob_t *b)
+{
+    if (b) {
+        free(b->data);
+        memset(b, 0, sizeof *b);
+    }
+}
+
+/* Collects the ids of the owner's checkpoints the policy drops, then deletes
+ * them (not while the SELECT runs). */
+static int thin(coil_store_t *st, int64_t doc_id, const char *sid, int64_t newest,
+                coil_err_t *err)
+{
+    int64_t *drop = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    if (st->opt.policy.dense <= 0)
+        return 0;
+    sqlite3_stmt *s = coil_store__stmt(st, sid ? COIL_STORE__CKPT_LIST_SES
+                                               : COIL_STORE__CKPT_LIST_DOC, err);
+    if (!s)
+        return err->code;
+    if (sid)
+        sqlite3_bind_text(s, 1, sid, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(s, 1, doc_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (coil_store_policy_keep(&st->opt.policy, sqlite3_column_int64(s, 1), newest))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            int64_t *t = realloc(drop, ncap * sizeof *t);
+            if (!t) {
+                sqlite3_reset(s);
+                free(drop);
+                return coil_err_set(err, COIL_ENOMEM, "store: out of memory thinning");
+            }
+            drop = t;
+            cap = ncap;
+        }
+        drop[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        free(drop);
+        return coil_store__fail(st, err, rc, "listing checkpoints to thin");
+    }
+    rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!(s = coil_store__stmt(st, COIL_STORE__CKPT_DELETE_ID, err))) {
+            rc = err->code;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, drop[i]);
+        rc = coil_store__exec(st, s, "deleting a thinned checkpoint", err);
+    }
+    free(drop);
+    return rc;
+}
+
+int coil_store__ckpt_write(coil_store_t *st, int64_t doc_id, const char *sid,
+                           const coil_store_ckpt_t *ck, coil_err_t *err)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((ck->size && !ck->data) || ck->position < 0 || ck->size > (size_t)INT_MAX)
+        return coil_err_set(err, ck->size > (size_t)INT_MAX ? COIL_ETOOBIG : COIL_EINVAL,
+                            "%s: bad checkpoint (position %lld, %zu bytes)", st->path,
+                            (long long)ck->position, ck->size);
+    s = coil_store__stmt(st, sid ? COIL_STORE__CKPT_DELETE_SES_AT : COIL_STORE__CKPT_DELETE_DOC_AT,
+                         err);
+    if (!s)
+        return err->code;
+    if (sid)
+        sqlite3_bind_text(s, 1, sid, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_int64(s, 2, ck->position);
+    if ((rc = coil_store__exec(st, s, "replacing a checkpoint", err)) != 0)
+        return rc;
+    if (!(s = coil_store__stmt(st, COIL_STORE__CKPT_INSERT, err)))
+        return err->code;
+    if (sid) {
+        sqlite3_bind_null(s, 1);
+        sqlite3_bind_text(s, 2, sid, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(s, 1, doc_id);
+        sqlite3_bind_null(s, 2);
+    }
+    sqlite3_bind_int64(s, 3, ck->position);
+    sqlite3_bind_int64(s, 4, coil_store__i64(ck->fingerprint));
+    sqlite3_bind_int64(s, 5, coil_store__i64(XXH3_64bits(ck->data, ck->size)));
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)ck->size);
+    if (ck->size)
+        sqlite3_bind_blob64(s, 7, ck->data, ck->size, SQLITE_STATIC);
+    else
+        sqlite3_bind_zeroblob(s, 7, 0);
+    if ((rc = coil_store__exec(st, s, "writing a checkpoint", err)) != 0)
+        return rc;
+    return thin(st, doc_id, sid, ck->position, err);
+}
+
+/* Reads the blob of checkpoint row `id` (size bytes, checksum cks) into out,
+ * inside the caller's read transaction. */
+static int read_blob(coil_store_t *st, int64_t id, int64_t size, uint64_t cks,
+                     coil_store_blob_t *out, coil_err_t *err)
+{
+    sqlite3_blob *b = NULL;
+    int rc;
+
+    if (size < 0 || size > INT_MAX)
+        return coil_err_set(err, COIL_EDB, "%s: checkpoint %lld: bad size %lld", st->path,
+                            (long long)id, (long long)size);
+    if ((size_t)size > out->cap) {
+        void *p = realloc(out->data, (size_t)size);
+        if (!p)
+            return coil_err_set(err, COIL_ENOMEM, "store: out of memory for a %lld-byte state",
+                                (long long)size);
+        out->data = p;
+        out->cap = (size_t)size;
+    }
+    rc = sqlite3_blob_open(st->db, "main", "checkpoints", "state", id, 0, &b);
+    if (rc != SQLITE_OK) {
+        coil_store__fail(st, err, rc, "opening a checkpoint blob");
+        sqlite3_blob_close(b);
+        return err->code;
+    }
+    if (sqlite3_blob_bytes(b) != size) {
+        int have = sqlite3_blob_bytes(b);
+        sqlite3_blob_close(b);
+        return coil_err_set(err, COIL_EDB, "%s: checkpoint %lld: blob has %d bytes, row says %lld",
+                            st->path, (long long)id, have, (long long)size);
+    }
+    rc = size ? sqlite3_blob_read(b, out->data, (int)size, 0) : SQLITE_OK;
+    if (rc != SQLITE_OK) {
+        coil_store__fail(st, err, rc, "reading a checkpoint blob");
+        sqlite3_blob_close(b);
+        return err->code;
+    }
+    sqlite3_blob_close(b);
+    out->size = (size_t)size;
+    uint64_t got = XXH3_64bits(out->data, out->size);
+    if (got != cks)
+        return coil_err_set(err, COIL_ECHECKSUM,
+                            "%s: checkpoint %lld (position %lld): checksum %016llx, stored "
+                            "%016llx",
+                            st->path, (long long)id, (long long)out->position,
+                            (unsigned long long)got, (unsigned long long)cks);
+    return 0;
+}
+
+int coil_store__ckpt_read(coil_store_t *st, sqlite3_stmt *s, coil_store_blob_t *out,
+                          coil_err_t *err)
+{
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            return COIL_ENOTFOUND; /* the caller words the message */
+        return coil_store__fail(st, err, rc, "looking up a checkpoint");
+    }
+    /* The statement stays active, so the blob is read in the same snapshot. */
+    int64_t id = sqlite3_column_int64(s, 0);
+    out->position = sqlite3_column_int64(s, 1);
+    out->fingerprint = coil_store__u64(sqlite3_column_int64(s, 2));
+    out->checksum = coil_store__u64(sqlite3_column_int64(s, 3));
+    rc = read_blob(st, id, sqlite3_column_int64(s, 4), out->checksum, out, err);
+    sqlite3_reset(s);
+    return rc;
+}
+
+int coil_store_ckpt_latest(coil_store_t *st, int64_t doc_id, int64_t at, coil_store_blob_t *out,
+                           coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__CKPT_AT_DOC, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, doc_id);
+    sqlite3_bind_int64(s, 2, at < 0 ? INT64_MAX : at);
+    int rc = coil_store__ckpt_read(st, s, out, err);
+    if (rc == COIL_ENOTFOUND)
+        coil_err_set(err, rc, "%s: document %lld has no checkpoint at or before %lld", st->path,
+                     (long long)doc_id, (long long)at);
+    return rc;
+}
+
+int coil_store_ckpt_check_model(const coil_store_blob_t *b, uint64_t expected, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    if (b->fingerprint == expected)
+        return 0;
+    return coil_err_set(err, COIL_EMISMATCH,
+                        "checkpoint at position %lld was made by model %016llx, not %016llx",
+                        (long long)b->position, (unsigned long long)b->fingerprint,
+                        (unsigned long long)expected);
+}
+
+/* --- search --------------------------------------------------------------------- */
+
+int coil_store_search(coil_store_t *st, const char *query, const char *doc_name, int limit,
+                      coil_store_hit_fn fn, void *ud, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!query || !fn)
+        return coil_err_set(err, COIL_EINVAL, "store: search needs a query and a callback");
+    if (!(s = coil_store__stmt(st, COIL_STORE__SEARCH, err)))
+        return err->code;
+    sqlite3_bind_text(s, 1, query, -1, SQLITE_STATIC);
+    if (doc_name)
+        sqlite3_bind_text(s, 2, doc_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, limit > 0 ? limit : 20);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        coil_store_hit_t h;
+        h.doc_name = (const char *)sqlite3_column_text(s, 0);
+        h.doc_id = sqlite3_column_int64(s, 1);
+        h.seq = sqlite3_column_int64(s, 2);
+        h.token_start = sqlite3_column_int64(s, 3);
+        h.token_end = sqlite3_column_int64(s, 4);
+        h.byte_start = sqlite3_column_int64(s, 5);
+        h.byte_end = sqlite3_column_int64(s, 6);
+        h.score = -sqlite3_column_double(s, 7);
+        h.snippet = (const char *)sqlite3_column_text(s, 8);
+        if (!h.doc_name)
+            h.doc_name = "";
+        if (!h.snippet)
+            h.snippet = "";
+        if (fn(&h, ud))
+            break;
+    }
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return 0;
+    }
+    /* The SQL is fixed, so a plain SQLITE_ERROR here comes from the FTS5
+     * query (syntax error, unknown column filter, ...). */
+    if (rc == SQLITE_ERROR)
+        coil_err_set(err, COIL_EINVAL, "%s: bad search query \"%.200s\": %s", st->path, query,
+                     sqlite3_errmsg(st->db));
+    else
+        coil_store__fail(st, err, rc, "searching");
+    sqlite3_reset(s);
+    return err ? err->code : COIL_EDB;
+}
+
+/* --- listings ------------------------------------------------------------------- */
+
+int coil_store_doc_list(coil_store_t *st, const char *name,
+                        int (*fn)(const coil_store_doc_info_t *d, void *ud), void *ud,
+                        coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__DOC_LIST, err);
+    int rc, rows = 0;
+    if (!s)
+        return err->code;
+    if (name)
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        coil_store_doc_info_t d;
+        rows++;
+        d.id = sqlite3_column_int64(s, 0);
+        d.name = (const char *)sqlite3_column_text(s, 1);
+        d.status = (const char *)sqlite3_column_text(s, 2);
+        d.error = (const char *)sqlite3_column_text(s, 3);
+        d.created = sqlite3_column_int64(s, 4);
+        d.updated = sqlite3_column_int64(s, 5);
+        d.n_chunks = sqlite3_column_int64(s, 6);
+        d.tokens = sqlite3_column_int64(s, 7);
+        d.bytes = sqlite3_column_int64(s, 8);
+        d.n_checkpoints = sqlite3_column_int64(s, 9);
+        d.checkpoint_bytes = sqlite3_column_int64(s, 10);
+        if (fn && fn(&d, ud))
+            break;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return coil_store__fail(st, err, rc, "listing documents");
+    if (name && rows == 0)
+        return coil_err_set(err, COIL_ENOTFOUND, "%s: no document named '%s'", st->path, name);
+    return 0;
+}
+
+/* --- verify ----------------------------------------------------------------------- */
+
+/* Runs sql; if it yields a row, formats its first column into a COIL_EDB
+ * error "what: <value>". */
+static int expect_no_row(coil_store_t *st, const char *sql, const char *what, coil_err_t *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        coil_err_set(err, COIL_EDB, "%s: %s: %s", st->path, what, t ? (const char *)t : "?");
+    } else if (rc != SQLITE_DONE) {
+        coil_store__fail(st, err, rc, what);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : err ? err->code : COIL_EDB;
+}
+
+static int verify_blobs(coil_store_t *st, coil_err_t *err)
+{
+    coil_store_blob_t b = {0};
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db,
+                                "SELECT id, position, fingerprint, checksum, size FROM checkpoints",
+                                -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return coil_store__fail(st, err, rc, "listing checkpoints");
+    }
+    int code = 0;
+    while (!code && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        b.position = sqlite3_column_int64(s, 1);
+        code = read_blob(st, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 4),
+                         coil_store__u64(sqlite3_column_int64(s, 3)), &b, err);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = coil_store__fail(st, err, rc, "listing checkpoints");
+    sqlite3_finalize(s);
+    coil_store_blob_clear(&b);
+    return code;
+}
+
+int coil_store_verify(coil_store_t *st, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    char buf[256];
+    int rc;
+
+    if ((rc = pragma(st, "PRAGMA integrity_check", buf, sizeof buf, err)) != 0)
+        return rc;
+    if (strcmp(buf, "ok") != 0)
+        return coil_err_set(err, COIL_EDB, "%s: integrity_check: %s", st->path, buf);
+    /* The FTS5 check is an INSERT: run it in a write transaction we undo. */
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    rc = sqlite3_exec(st->db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        coil_store__fail(st, err, rc, "FTS5 integrity-check");
+    coil_store__rollback(st);
+    if (rc != SQLITE_OK)
+        return err ? err->code : COIL_EDB;
+    if ((rc = coil_store__begin_read(st, err)) != 0)
+        return rc;
+    /* Read everything below in one snapshot. */
+    static const struct {
+        const char *what, *sql;
+    } checks[] = {
+        {"I1: chunk grid not contiguous at (doc, seq)",
+         "SELECT doc_id || ', ' || seq FROM (SELECT doc_id, seq, token_start, byte_start, "
+         "row_number() OVER w - 1 AS want_seq, lag(token_end, 1, 0) OVER w AS want_tok, "
+         "lag(byte_end, 1, 0) OVER w AS want_byte FROM chunks "
+         "WINDOW w AS (PARTITION BY doc_id ORDER BY seq)) "
+         "WHERE seq <> want_seq OR token_start <> want_tok OR byte_start <> want_byte LIMIT 1"},
+        {"I2: checkpoint without its chunks at (doc, position)",
+         "SELECT k.doc_id || ', ' || k.position FROM checkpoints k WHERE k.doc_id IS NOT NULL "
+         "AND k.position > 0 AND NOT EXISTS (SELECT 1 FROM chunks c "
+         "WHERE c.doc_id = k.doc_id AND c.token_end = k.position) LIMIT 1"},
+        {"I4: complete document's lengths differ from its grid",
+         "SELECT d.name FROM documents d LEFT JOIN chunks l ON l.doc_id = d.id AND l.seq = "
+         "(SELECT max(seq) FROM chunks WHERE doc_id = d.id) WHERE d.status = 'complete' AND "
+         "(d.token_len <> coalesce(l.token_end, 0) OR d.byte_len <> coalesce(l.byte_end, 0)) "
+         "LIMIT 1"},
+        {"session tokens do not fill [base, head)",
+         "SELECT s.id FROM sessions s WHERE s.head - s.base <> coalesce((SELECT "
+         "sum(t.pos_end - t.pos_start) FROM session_tokens t WHERE t.session_id = s.id), 0) "
+         "OR EXISTS (SELECT 1 FROM session_tokens t WHERE t.session_id = s.id AND "
+         "(t.pos_start < s.base OR t.pos_end > s.head)) LIMIT 1"},
+        {"session checkpoint outside [base, head]",
+         "SELECT k.session_id || ', ' || k.position FROM checkpoints k JOIN sessions s "
+         "ON s.id = k.session_id WHERE k.position < s.base OR k.position > s.head LIMIT 1"},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+        if ((rc = expect_no_row(st, checks[i].sql, checks[i].what, err)) != 0)
+            break;
+    if (!rc)
+        rc = verify_blobs(st, err);
+    coil_store__rollback(st); /* ends the read transaction */
+    return rc;
+}
