@@ -1,0 +1,631 @@
+/* test_tokenizer.c -- parity of the tokenizer with Hugging Face `tokenizers`.
+ *
+ * Fixtures (tests/data/tokenizer, made by tests/tools/make_tokenizer_golden.py):
+ * tokenizer.json, a GPT-NeoX-style byte-level BPE, and golden.json with the
+ * ids and decoded text `tokenizers` gives for each corpus case, plus
+ * pipeline variants expressed as patches to tokenizer.json.
+ */
+#include "tokenizer.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char g_tok_path[4096], g_golden_path[4096];
+
+static void setup_paths(void)
+{
+    const char *d = getenv("COIL_TEST_DATA");
+    if (!d)
+        d = "tests/data";
+    snprintf(g_tok_path, sizeof g_tok_path, "%s/tokenizer/tokenizer.json", d);
+    snprintf(g_golden_path, sizeof g_golden_path, "%s/tokenizer/golden.json", d);
+}
+
+static json_t *load_json(const char *path)
+{
+    json_error_t e;
+    json_t *j = json_load_file(path, JSON_ALLOW_NUL, &e);
+    ck_assert_msg(j != NULL, "%s: %s", path, e.text);
+    return j;
+}
+
+static coil_tokenizer_t *load_tok(void)
+{
+    coil_err_t err;
+    coil_tokenizer_t *t = coil_tokenizer_load(g_tok_path, &err);
+    ck_assert_msg(t != NULL, "load: %s", err.msg);
+    return t;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static size_t b64_decode(const char *in, uint8_t *out)
+{
+    static const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *in && *in != '='; in++) {
+        const char *p = strchr(alpha, *in);
+        ck_assert(p != NULL);
+        acc = (acc << 6) | (uint32_t)(p - alpha);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+/* Case text into a malloc'd buffer (raw bytes for the invalid-UTF-8 cases). */
+static char *case_text(json_t *c, size_t *len)
+{
+    const char *b64 = json_string_value(json_object_get(c, "bytes_b64"));
+    char *buf;
+    if (b64) {
+        buf = malloc(strlen(b64) + 1);
+        *len = b64_decode(b64, (uint8_t *)buf);
+        return buf;
+    }
+    json_t *t = json_object_get(c, "text");
+    *len = json_string_length(t);
+    buf = malloc(*len + 1);
+    memcpy(buf, json_string_value(t), *len + 1);
+    return buf;
+}
+
+static void assert_ids_eq(const char *what, const int32_t *got, size_t ng, json_t *want)
+{
+    size_t nw = json_array_size(want);
+    size_t i = 0;
+    while (i < ng && i < nw && got[i] == (int32_t)json_integer_value(json_array_get(want, i)))
+        i++;
+    ck_assert_msg(i == ng && i == nw,
+                  "%s: ids differ at %zu (got %zu ids, want %zu; got %d want %d)", what, i, ng,
+                  nw, i < ng ? got[i] : -1,
+                  i < nw ? (int)json_integer_value(json_array_get(want, i)) : -1);
+}
+
+static int valid_complete_utf8(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint8_t b = s[i];
+        size_t need = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
+                      : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (!need || i + need > n)
+            return 0;
+        for (size_t k = 1; k < need; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+        i += need;
+    }
+    return 1;
+}
+
+/* Writes j to a fresh temp file; returns its path in a static buffer. */
+static const char *write_temp_json(json_t *j, char *path, size_t cap)
+{
+    snprintf(path, cap, "/tmp/coil_tok_test_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    ck_assert(f != NULL);
+    ck_assert_int_eq(json_dumpf(j, f, 0), 0);
+    fclose(f);
+    return path;
+}
+
+static void apply_patch(json_t *root, json_t *patch)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(patch, key, v) {
+        if (strcmp(key, "ignore_merges") == 0) {
+            json_object_set(json_object_get(root, "model"), key, v);
+        } else if (strcmp(key, "merges_as_arrays") == 0) {
+            json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
+            size_t i;
+            json_t *m;
+            json_array_foreach(merges, i, m) {
+                const char *s = json_string_value(m), *sp = strchr(s, ' ');
+                json_t *pair = json_pack("[s#s]", s, (int)(sp - s), sp + 1);
+                json_array_set_new(merges, i, pair);
+            }
+        } else {
+            json_object_set(root, key, v);
+        }
+    }
+}
+
+/* Loads tokenizer.json with patch applied (NULL tokenizer + err on failure). */
+static coil_tokenizer_t *load_patched(json_t *patch, coil_err_t *err)
+{
+    char path[64];
+    json_t *root = load_json(g_tok_path);
+    apply_patch(root, patch);
+    write_temp_json(root, path, sizeof path);
+    json_decref(root);
+    coil_tokenizer_t *t = coil_tokenizer_load(path, err);
+    unlink(path);
+    return t;
+}
+
+/* Deterministic PRNG (splitmix64). */
+static uint64_t g_rng;
+static uint64_t rnd(void)
+{
+    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* A multi-MB document mixing all corpus cases, random byte slices of them
+ * (which cut UTF-8 sequences and added tokens) and added tokens. */
+static char *build_document(size_t target, size_t *len)
+{
+    json_t *g = load_json(g_golden_path), *cases = json_object_get(g, "cases");
+    size_t nc = json_array_size(cases), n = 0, cap = target + 70000;
+    char *doc = malloc(cap);
+    static const char *extra[] = {"<|endoftext|>", "<|padding|>", "MAMBA", " <mask> ", "zork",
+                                  "caf\xc3\xa9", "cafe\xcc\x81", "    ", "\n\n", "'s", " 'll"};
+    g_rng = 42;
+    while (n < target) {
+        size_t tl;
+        char *t = case_text(json_array_get(cases, rnd() % nc), &tl);
+        size_t r = rnd() % 4;
+        if (r == 0 && tl > 0) {
+            size_t a = rnd() % tl, b = a + rnd() % (tl - a + 1);
+            memcpy(doc + n, t + a, b - a);
+            n += b - a;
+        } else if (r == 1) {
+            const char *e = extra[rnd() % (sizeof extra / sizeof *extra)];
+            memcpy(doc + n, e, strlen(e));
+            n += strlen(e);
+        } else {
+            memcpy(doc + n, t, tl);
+            n += tl;
+        }
+        free(t);
+    }
+    json_decref(g);
+    *len = n;
+    return doc;
+}
+
+/* Streams doc through tok with random piece sizes (1-byte pieces for the
+ * first stretch) and checks the ids equal whole-document encoding, that
+ * committed offsets are consistent, and that the held-back tail stays small. */
+static void check_stream(const coil_tokenizer_t *tok, const char *doc, size_t len,
+                         uint64_t seed, int check_prefixes)
+{
+    coil_err_t err;
+    int32_t *whole = NULL, *ids = NULL;
+    size_t nwhole = 0, nids;
+    size_t got_cap = 1024, ngot = 0;
+    int32_t *got = malloc(got_cap * sizeof *got);
+    uint64_t last_committed = 0;
+    size_t max_hold = 0;
+
+    ck_assert_int_eq(coil_tokenizer_encode(tok, doc, len, &whole, &nwhole, &err), 0);
+    coil_tokenizer_stream_t *s = coil_tokenizer_stream_new(tok, &err);
+    ck_assert_ptr_nonnull(s);
+    g_rng = seed;
+    size_t pos = 0, checks = 0;
+    while (pos < len) {
+        size_t piece;
+        if (pos < 20000)
+            piece = 1;
+        else if (rnd() % 8 == 0)
+            piece = 1 + rnd() % 7;
+        else
+            piece = 1 + rnd() % 65536;
+        if (piece > len - pos)
+            piece = len - pos;
+        ck_assert_int_eq(coil_tokenizer_stream_feed(s, doc + pos, piece, &ids, &nids, &err), 0);
+        pos += piece;
+        if (ngot + nids > got_cap) {
+            while (ngot + nids > got_cap)
+                got_cap *= 2;
+            got = realloc(got, got_cap * sizeof *got);
+        }
+        if (nids)
+            memcpy(got + ngot, ids, nids * sizeof *ids);
+        ngot += nids;
+        free(ids);
+        uint64_t c = coil_tokenizer_stream_committed(s);
+        ck_assert(c >= last_committed && c <= pos);
+        ck_assert_uint_eq(coil_tokenizer_stream_pending(s), pos - c);
+        last_committed = c;
+        if (pos - c > piece && pos - c - piece > max_hold)
+            max_hold = pos - c - piece;
+        ck_assert_msg(ngot <= nwhole && (ngot == 0 || memcmp(got, whole, ngot * sizeof *got) == 0),
+                      "stream ids diverge by input byte %zu", pos);
+        if (check_prefixes && nids && checks < 25 && rnd() % 16 == 0) {
+            /* the emitted ids are exactly the encoding of input [0, committed) */
+            int32_t *pre = NULL;
+            size_t npre = 0;
+            checks++;
+            ck_assert_int_eq(coil_tokenizer_encode(tok, doc, (size_t)c, &pre, &npre, &err), 0);
+            ck_assert_msg(npre == ngot && memcmp(pre, got, npre * sizeof *pre) == 0,
+                          "prefix [0,%llu) encodes differently", (unsigned long long)c);
+            free(pre);
+        }
+    }
+    ck_assert_int_eq(coil_tokenizer_stream_finish(s, &ids, &nids, &err), 0);
+    if (nids) {
+        got = realloc(got, (ngot + nids) * sizeof *got);
+        memcpy(got + ngot, ids, nids * sizeof *ids);
+        ngot += nids;
+    }
+    free(ids);
+    ck_assert_uint_eq(coil_tokenizer_stream_committed(s), len);
+    ck_assert_int_eq(coil_tokenizer_stream_feed(s, "x", 1, &ids, &nids, &err), COIL_ESTATE);
+    ck_assert_uint_eq(ngot, nwhole);
+    ck_assert(ngot == 0 || memcmp(got, whole, ngot * sizeof *got) == 0);
+    if (check_prefixes)
+        ck_assert_msg(max_hold < 8192, "stream held back %zu bytes", max_hold);
+    coil_tokenizer_stream_destroy(&s);
+    ck_assert_ptr_null(s);
+    free(got);
+    free(whole);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+START_TEST(test_golden_cases)
+{
+    coil_tokenizer_t *tok = load_tok();
+    json_t *g = load_json(g_golden_path), *cases = json_object_get(g, "cases"), *c;
+    size_t i;
+    coil_err_t err;
+    ck_assert_uint_gt(json_array_size(cases), 30);
+    json_array_foreach(cases, i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        size_t len, n, tl;
+        char *text = case_text(c, &len), *dec;
+        int32_t *ids;
+        ck_assert_int_eq(coil_tokenizer_encode(tok, text, len, &ids, &n, &err), 0);
+        assert_ids_eq(name, ids, n, json_object_get(c, "ids"));
+        ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
+        json_t *want = json_object_get(c, "decoded");
+        ck_assert_msg(tl == json_string_length(want) &&
+                          memcmp(dec, json_string_value(want), tl) == 0,
+                      "%s: decode differs: got \"%s\"", name, dec);
+        free(dec);
+        ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 1, &dec, &tl, &err), 0);
+        want = json_object_get(c, "decoded_skip");
+        ck_assert_msg(tl == json_string_length(want) &&
+                          memcmp(dec, json_string_value(want), tl) == 0,
+                      "%s: decode(skip_special) differs: got \"%s\"", name, dec);
+        free(dec);
+        free(ids);
+        free(text);
+    }
+    json_decref(g);
+    coil_tokenizer_destroy(&tok);
+    ck_assert_ptr_null(tok);
+    coil_tokenizer_destroy(&tok); /* NULL-safe */
+    coil_tokenizer_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_variants)
+{
+    json_t *g = load_json(g_golden_path), *vars = json_object_get(g, "variants"), *v;
+    size_t i;
+    coil_err_t err;
+    ck_assert_uint_ge(json_array_size(vars), 6);
+    json_array_foreach(vars, i, v) {
+        const char *vname = json_string_value(json_object_get(v, "name"));
+        coil_tokenizer_t *tok = load_patched(json_object_get(v, "patch"), &err);
+        ck_assert_msg(tok != NULL, "variant %s: %s", vname, err.msg);
+        json_t *cases = json_object_get(v, "cases"), *c;
+        size_t k;
+        json_array_foreach(cases, k, c) {
+            char what[128];
+            size_t len, n;
+            char *text = case_text(c, &len);
+            int32_t *ids;
+            snprintf(what, sizeof what, "%s/%s", vname,
+                     json_string_value(json_object_get(c, "name")));
+            ck_assert_int_eq(coil_tokenizer_encode(tok, text, len, &ids, &n, &err), 0);
+            assert_ids_eq(what, ids, n, json_object_get(c, "ids"));
+            /* the incremental encoder agrees, post-processor included */
+            check_stream(tok, text, len, 7 + k, 0);
+            free(ids);
+            free(text);
+        }
+        coil_tokenizer_destroy(&tok);
+    }
+    json_decref(g);
+}
+END_TEST
+
+START_TEST(test_queries)
+{
+    coil_tokenizer_t *tok = load_tok();
+    json_t *j = load_json(g_tok_path);
+    size_t maxid = 0, i;
+    json_t *a;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(json_object_get(j, "model"), "vocab"), k, v)
+        if ((size_t)json_integer_value(v) > maxid)
+            maxid = (size_t)json_integer_value(v);
+    json_array_foreach(json_object_get(j, "added_tokens"), i, a)
+        if ((size_t)json_integer_value(json_object_get(a, "id")) > maxid)
+            maxid = (size_t)json_integer_value(json_object_get(a, "id"));
+    ck_assert_uint_eq(coil_tokenizer_vocab_size(tok), maxid + 1);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<|endoftext|>"), 0);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<|padding|>"), 1);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<mask>"),
+                     (int)json_integer_value(json_object_get(
+                         json_array_get(json_object_get(j, "added_tokens"),
+                                        json_array_size(json_object_get(j, "added_tokens")) - 1),
+                         "id")));
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "\xc4\xa0"), /* "Ġ" = byte ' ' */
+                     (int)json_integer_value(json_object_get(
+                         json_object_get(json_object_get(j, "model"), "vocab"), "\xc4\xa0")));
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "no such token here"), -1);
+    json_decref(j);
+    coil_tokenizer_destroy(&tok);
+}
+END_TEST
+
+START_TEST(test_stream_whole_equivalence)
+{
+    coil_tokenizer_t *tok = load_tok();
+    size_t len;
+    char *doc = build_document(3u << 20, &len);
+    check_stream(tok, doc, len, 1234, 1);
+    check_stream(tok, doc, len / 4, 99, 0);
+    free(doc);
+    coil_tokenizer_destroy(&tok);
+}
+END_TEST
+
+START_TEST(test_stream_edges)
+{
+    coil_tokenizer_t *tok = load_tok();
+    coil_err_t err;
+    coil_tokenizer_stream_t *s = coil_tokenizer_stream_new(tok, &err);
+    int32_t *ids, *whole;
+    size_t n, nw;
+    /* empty document */
+    ck_assert_int_eq(coil_tokenizer_stream_finish(s, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(ids);
+    ck_assert_int_eq(coil_tokenizer_stream_finish(s, &ids, &n, &err), COIL_ESTATE);
+    coil_tokenizer_stream_destroy(&s);
+    coil_tokenizer_stream_destroy(&s);
+    /* an incomplete UTF-8 sequence at the very end becomes U+FFFD */
+    static const char text[] = "word \xe6\x97";
+    ck_assert_int_eq(coil_tokenizer_encode(tok, text, sizeof text - 1, &whole, &nw, &err), 0);
+    s = coil_tokenizer_stream_new(tok, &err);
+    int32_t all[64];
+    size_t na = 0;
+    for (size_t i = 0; i < sizeof text - 1; i++) {
+        ck_assert_int_eq(coil_tokenizer_stream_feed(s, text + i, 1, &ids, &n, &err), 0);
+        if (n)
+            memcpy(all + na, ids, n * sizeof *ids);
+        na += n;
+        free(ids);
+    }
+    ck_assert_int_eq(coil_tokenizer_stream_finish(s, &ids, &n, &err), 0);
+    if (n)
+        memcpy(all + na, ids, n * sizeof *ids);
+    na += n;
+    free(ids);
+    ck_assert_uint_eq(na, nw);
+    ck_assert(memcmp(all, whole, na * sizeof *all) == 0);
+    free(whole);
+    coil_tokenizer_stream_destroy(&s);
+    coil_tokenizer_destroy(&tok);
+}
+END_TEST
+
+START_TEST(test_bytes_tokenizer)
+{
+    coil_err_t err;
+    coil_tokenizer_t *tok = coil_tokenizer_new_bytes(&err);
+    static const char text[] = "ab<|endoftext|>\xff\xc3\xa9<|endof";
+    int32_t *ids;
+    size_t n, tl;
+    char *dec;
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_uint_eq(coil_tokenizer_vocab_size(tok), 257);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<|endoftext|>"), 256);
+    ck_assert_int_eq(coil_tokenizer_encode(tok, text, sizeof text - 1, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 2 + 1 + 3 + 7);
+    ck_assert_int_eq(ids[0], 'a');
+    ck_assert_int_eq(ids[2], 256);
+    ck_assert_int_eq(ids[3], 0xff);
+    ck_assert_int_eq(ids[4], 0xc3);
+    ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
+    ck_assert_str_eq(dec, "ab<|endoftext|>\xef\xbf\xbd\xc3\xa9<|endof");
+    free(dec);
+    ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 1, &dec, &tl, &err), 0);
+    ck_assert_str_eq(dec, "ab\xef\xbf\xbd\xc3\xa9<|endof");
+    free(dec);
+    free(ids);
+    /* valid UTF-8 round-trips exactly; streams agree */
+    size_t len;
+    char *doc = build_document(300000, &len);
+    ck_assert_int_eq(coil_tokenizer_encode(tok, doc, len, &ids, &n, &err), 0);
+    check_stream(tok, doc, len, 5, 1);
+    free(ids);
+    free(doc);
+    coil_tokenizer_destroy(&tok);
+}
+END_TEST
+
+START_TEST(test_detok)
+{
+    coil_tokenizer_t *tok = load_tok();
+    json_t *g = load_json(g_golden_path), *cases = json_object_get(g, "cases"), *c;
+    coil_err_t err;
+    size_t i;
+    json_array_foreach(cases, i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        for (int skip = 0; skip < 2; skip++) {
+            json_t *ids = json_object_get(c, "ids"), *want;
+            coil_detok_t *d = coil_detok_new(tok, skip, &err);
+            size_t k, cap = 4096, n = 0, bl;
+            char *out = malloc(cap);
+            const char *b;
+            json_t *id;
+            ck_assert_ptr_nonnull(d);
+            json_array_foreach(ids, k, id) {
+                ck_assert_int_eq(coil_detok_push(d, (int32_t)json_integer_value(id), &b, &bl, &err),
+                                 0);
+                ck_assert_msg(valid_complete_utf8((const uint8_t *)b, bl),
+                              "%s: detok emitted a partial character", name);
+                ck_assert(n + bl < cap);
+                if (bl)
+                    memcpy(out + n, b, bl);
+                n += bl;
+            }
+            ck_assert_int_eq(coil_detok_flush(d, &b, &bl, &err), 0);
+            if (bl)
+                memcpy(out + n, b, bl);
+            n += bl;
+            want = json_object_get(c, skip ? "decoded_skip" : "decoded");
+            ck_assert_msg(n == json_string_length(want) &&
+                              memcmp(out, json_string_value(want), n) == 0,
+                          "%s: streamed decode differs", name);
+            free(out);
+            coil_detok_destroy(&d);
+            ck_assert_ptr_null(d);
+        }
+    }
+    json_decref(g);
+    /* a 4-byte emoji spread over byte tokens: nothing until it completes */
+    coil_tokenizer_t *bt = coil_tokenizer_new_bytes(&err);
+    coil_detok_t *d = coil_detok_new(bt, 0, &err);
+    const char *b;
+    size_t bl;
+    static const uint8_t emoji[4] = {0xF0, 0x9F, 0x98, 0x80};
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(coil_detok_push(d, emoji[k], &b, &bl, &err), 0);
+        ck_assert_uint_eq(bl, 0);
+    }
+    ck_assert_int_eq(coil_detok_push(d, emoji[3], &b, &bl, &err), 0);
+    ck_assert_uint_eq(bl, 4);
+    ck_assert(memcmp(b, emoji, 4) == 0);
+    /* a truncated sequence is U+FFFD, once invalidated or at flush */
+    ck_assert_int_eq(coil_detok_push(d, 0xE6, &b, &bl, &err), 0);
+    ck_assert_uint_eq(bl, 0);
+    ck_assert_int_eq(coil_detok_push(d, 'x', &b, &bl, &err), 0);
+    ck_assert_uint_eq(bl, 4);
+    ck_assert(memcmp(b, "\xef\xbf\xbdx", 4) == 0);
+    ck_assert_int_eq(coil_detok_push(d, 0xE6, &b, &bl, &err), 0);
+    ck_assert_int_eq(coil_detok_push(d, 99999, &b, &bl, &err), 0); /* unknown id: skipped */
+    ck_assert_uint_eq(bl, 0);
+    ck_assert_int_eq(coil_detok_flush(d, &b, &bl, &err), 0);
+    ck_assert_uint_eq(bl, 3);
+    coil_detok_destroy(&d);
+    coil_detok_destroy(&d);
+    coil_tokenizer_destroy(&bt);
+    coil_tokenizer_destroy(&tok);
+}
+END_TEST
+
+/* Loads tokenizer.json patched with one JSON snippet and expects failure. */
+static void expect_load_error(const char *patch_json, int code, const char *needle)
+{
+    json_error_t je;
+    coil_err_t err;
+    json_t *patch = json_loads(patch_json, 0, &je);
+    ck_assert_msg(patch != NULL, "bad test patch: %s", je.text);
+    coil_err_clear(&err);
+    coil_tokenizer_t *t = load_patched(patch, &err);
+    json_decref(patch);
+    ck_assert_msg(t == NULL, "patch %s loaded", patch_json);
+    ck_assert_msg(err.code == code, "patch %s: code %s, want %s (%s)", patch_json,
+                  coil_err_name(err.code), coil_err_name(code), err.msg);
+    ck_assert_msg(strstr(err.msg, needle) != NULL, "message \"%s\" lacks \"%s\"", err.msg, needle);
+}
+
+START_TEST(test_errors)
+{
+    coil_err_t err;
+    char path[64];
+    coil_tokenizer_t *t = coil_tokenizer_load("/nonexistent/dir/tokenizer.json", &err);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(err.code, COIL_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/dir/tokenizer.json"));
+
+    snprintf(path, sizeof path, "/tmp/coil_tok_test_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, "{\"model\": {\"type\": \"BPE\",,}}", 28) == 28);
+    close(fd);
+    t = coil_tokenizer_load(path, &err);
+    unlink(path);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(err.code, COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "malformed JSON"));
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
+
+    expect_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", COIL_EUNSUPPORTED,
+                      "WordPiece");
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", COIL_EUNSUPPORTED,
+                      "Unigram");
+    expect_load_error("{\"normalizer\": {\"type\": \"NFKC\"}}", COIL_EUNSUPPORTED, "NFKC");
+    expect_load_error("{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": "
+                      "[{\"type\": \"NFC\"}, {\"type\": \"Lowercase\"}]}}",
+                      COIL_EUNSUPPORTED, "Lowercase");
+    expect_load_error("{\"pre_tokenizer\": {\"type\": \"Metaspace\"}}", COIL_EUNSUPPORTED,
+                      "Metaspace");
+    expect_load_error("{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+                      "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}\"}, "
+                      "\"behavior\": \"Isolated\", \"invert\": false}, "
+                      "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                      "\"use_regex\": false}]}}",
+                      COIL_EUNSUPPORTED, "Split pattern");
+    expect_load_error("{\"decoder\": {\"type\": \"WordPiece\"}}", COIL_EUNSUPPORTED, "decoder");
+    expect_load_error("{\"post_processor\": {\"type\": \"RobertaProcessing\"}}",
+                      COIL_EUNSUPPORTED, "RobertaProcessing");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
+                      "\"continuing_subword_prefix\": \"##\"}}",
+                      COIL_EUNSUPPORTED, "continuing_subword_prefix");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
+                      "\"byte_fallback\": true}}",
+                      COIL_EUNSUPPORTED, "byte_fallback");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+                      "\"merges\": [\"a b\"]}}",
+                      COIL_EFORMAT, "merge 0");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("tokenizer");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    setup_paths();
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_golden_cases);
+    tcase_add_test(tc, test_variants);
+    tcase_add_test(tc, test_queries);
+    tcase_add_test(tc, test_stream_whole_equivalence);
+    tcase_add_test(tc, test_stream_edges);
+    tcase_add_test(tc, test_bytes_tokenizer);
+    tcase_add_test(tc, test_detok);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
