@@ -1,12 +1,11 @@
-/* cli.c -- `coil`, the command-line front end.
+/* cli.c -- `coil`, the command-line front end: dispatch, options, and the
+ * commands that need only a model (info, logits, generate, tokenize).
+ * The store-backed commands live in cli_store.c.
  *
- *   coil info     --model DIR
- *   coil logits   --model DIR --ids 1,2,3 [--chunk N] --out FILE
- *   coil generate --model DIR (--ids ... | --prompt TEXT) -n N [--temperature T] [--top-p P] [--seed S]
- *
- * Common options: --threads N, --backend cpu|cpu-portable.
  * Errors go to stderr as "coil: <message>" with exit status 1 (2 for usage).
  */
+#include "cli.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,37 +14,38 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "model.h"
+#include "ingest.h"
 #include "sampling.h"
-#include "state.h"
 
 #define MAX_IDS ((size_t)1 << 26)
+#define MAX_TEXT ((size_t)1 << 30)
 
-typedef struct {
-    const char *model, *ids, *out, *prompt, *backend;
-    int64_t chunk, n_new;
-    int threads;
-    double temperature, top_p;
-    uint64_t seed;
-} opts_t;
-
-static int usage(const char *msg)
+int cli_usage(const char *msg)
 {
     if (msg)
         fprintf(stderr, "coil: %s\n", msg);
     fprintf(stderr,
             "usage: coil <command> [options]\n"
-            "  info      --model DIR                         the config as understood, sizes\n"
-            "  logits    --model DIR --ids 1,2,3 --out FILE  float32 LE logits, T x vocab, row-major\n"
-            "            [--chunk N]\n"
-            "  generate  --model DIR (--ids 1,2,3 | --prompt TEXT) -n N\n"
-            "            [--temperature T (0 = greedy)] [--top-p P] [--seed S]\n"
-            "common: --threads N  --backend cpu|cpu-portable\n");
+            "model commands (--model DIR, or $COIL_MODEL):\n"
+            "  info      the config as understood, parameter count, state size\n"
+            "  logits    --ids 1,2,3 --out FILE [--chunk N]   float32 LE logits, T x vocab, row-major\n"
+            "  generate  (--ids 1,2,3 | --prompt TEXT) -n N [--temperature T] [--top-p P] [--seed S]\n"
+            "  tokenize  [--decode]      stdin text -> comma-separated ids (or ids -> text)\n"
+            "store commands (--db FILE):\n"
+            "  ingest    --model DIR --name NAME (--file PATH | -) [--chunk N] [--interval N] [--replace]\n"
+            "  docs                      documents with status, tokens, checkpoints\n"
+            "  search    QUERY [--doc NAME] [--limit N]\n"
+            "  session   new --doc NAME [--at TOKEN] | append ID (--text T | --file F) --model DIR\n"
+            "            | fork ID [--at TOKEN] | delete ID [--cascade] | list [--doc NAME]\n"
+            "  sessions  [--doc NAME]\n"
+            "  generate  (--session ID | --doc NAME) [--prompt TEXT] -n N [--append] --model DIR\n"
+            "  score     (--session ID | --doc NAME) --text T --model DIR\n"
+            "  state     export (--doc NAME | --session ID) [--at TOKEN] --out FILE --model DIR\n"
+            "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n");
     return 2;
 }
 
-static int fail(const coil_err_t *err)
+int cli_fail(const coil_err_t *err)
 {
     fprintf(stderr, "coil: %s\n", err->msg[0] ? err->msg : coil_strerror(err->code));
     return 1;
@@ -70,7 +70,7 @@ static int parse_f64(const char *s, double *out)
     return (errno || end == s || *end) ? -1 : 0;
 }
 
-/* "1,2,3" -> ids. Strict: digits and single commas only. */
+/* "1,2,3" -> ids. Strict: digits and single commas (whitespace at the ends ok). */
 static int parse_ids(const char *s, int32_t **ids, size_t *n, coil_err_t *err)
 {
     size_t cap = 64, k = 0;
@@ -78,135 +78,321 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n, coil_err_t *err)
     const char *p = s;
     if (!v)
         return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
     while (*p) {
         char *end;
         errno = 0;
         long long x = strtoll(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',') || (*end == ',' && !end[1])) {
+        const char *q = end;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+            q++;
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*q && *end != ',') || (*end == ',' && !end[1])) {
             free(v);
-            return coil_err_set(err, COIL_EINVAL, "--ids: expected comma-separated non-negative integers near \"%.20s\"", p);
+            return coil_err_set(err, COIL_EINVAL, "ids: expected comma-separated non-negative integers near \"%.20s\"",
+                                p);
         }
         if (k == cap) {
-            if (cap >= MAX_IDS) {
-                free(v);
-                return coil_err_set(err, COIL_ETOOBIG, "--ids: more than %zu ids", MAX_IDS);
-            }
-            int32_t *nv = realloc(v, 2 * cap * sizeof *v);
+            int32_t *nv = cap >= MAX_IDS ? NULL : realloc(v, 2 * cap * sizeof *v);
             if (!nv) {
                 free(v);
-                return coil_err_set(err, COIL_ENOMEM, "out of memory");
+                return coil_err_set(err, cap >= MAX_IDS ? COIL_ETOOBIG : COIL_ENOMEM, "ids: more than %zu", cap);
             }
             v = nv;
             cap *= 2;
         }
         v[k++] = (int32_t)x;
-        p = *end ? end + 1 : end;
+        p = *q ? end + 1 : q;
     }
     if (k == 0) {
         free(v);
-        return coil_err_set(err, COIL_EINVAL, "--ids: no ids given");
+        return coil_err_set(err, COIL_EINVAL, "ids: none given");
     }
     *ids = v;
     *n = k;
     return 0;
 }
 
-static int parse_opts(int argc, char **argv, opts_t *o)
+static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
 {
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},   {"ids", required_argument, 0, 'i'},
-        {"out", required_argument, 0, 'o'},     {"chunk", required_argument, 0, 'c'},
-        {"threads", required_argument, 0, 't'}, {"backend", required_argument, 0, 'b'},
-        {"prompt", required_argument, 0, 'p'},  {"temperature", required_argument, 0, 'T'},
-        {"top-p", required_argument, 0, 'P'},   {"seed", required_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"model", 1, 0, 'm'},   {"ids", 1, 0, 'i'},       {"out", 1, 0, 'o'},     {"in", 1, 0, 'I'},
+        {"chunk", 1, 0, 'c'},   {"threads", 1, 0, 't'},   {"backend", 1, 0, 'b'}, {"prompt", 1, 0, 'p'},
+        {"temperature", 1, 0, 'T'}, {"top-p", 1, 0, 'P'}, {"seed", 1, 0, 's'},    {"db", 1, 0, 'd'},
+        {"name", 1, 0, 'N'},    {"file", 1, 0, 'f'},      {"text", 1, 0, 'x'},    {"session", 1, 0, 'S'},
+        {"doc", 1, 0, 'D'},     {"at", 1, 0, 'a'},        {"interval", 1, 0, 'V'}, {"limit", 1, 0, 'l'},
+        {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
+        {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     int64_t v;
     memset(o, 0, sizeof *o);
     o->n_new = 16;
     o->temperature = 1.0;
     o->top_p = 1.0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
+    o->at = -1;
+    optind = 2 + n_sub; /* argv[1] is the command, argv[2] a sub-command if any */
+    while ((c = getopt_long(argc, argv, "n:hq", lo, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'i': o->ids = optarg; break;
         case 'o': o->out = optarg; break;
+        case 'I': o->in = optarg; break;
         case 'p': o->prompt = optarg; break;
         case 'b': o->backend = optarg; break;
+        case 'd': o->db = optarg; break;
+        case 'N': o->name = optarg; break;
+        case 'f': o->file = optarg; break;
+        case 'x': o->text = optarg; break;
+        case 'S': o->session = optarg; break;
+        case 'D': o->doc = optarg; break;
+        case 'y': o->sync = optarg; break;
+        case 'R': o->replace = true; break;
+        case 'A': o->append = true; break;
+        case 'E': o->decode = true; break;
+        case 'C': o->cascade = true; break;
+        case 'q': o->quiet = true; break;
+        case 'K': o->skip_special = true; break;
         case 'c':
             if (parse_i64(optarg, 1, 1 << 20, &o->chunk))
-                return usage("--chunk: expected an integer in [1, 1048576]");
+                return cli_usage("--chunk: expected an integer in [1, 1048576]");
+            break;
+        case 'V':
+            if (parse_i64(optarg, 1, (int64_t)1 << 40, &o->interval))
+                return cli_usage("--interval: expected a positive token count");
+            break;
+        case 'a':
+            if (parse_i64(optarg, 0, INT64_MAX, &o->at))
+                return cli_usage("--at: expected a token position >= 0");
+            break;
+        case 'l':
+            if (parse_i64(optarg, 1, 1000, &o->limit))
+                return cli_usage("--limit: expected an integer in [1, 1000]");
             break;
         case 't':
             if (parse_i64(optarg, 1, 1024, &v))
-                return usage("--threads: expected an integer in [1, 1024]");
+                return cli_usage("--threads: expected an integer in [1, 1024]");
             o->threads = (int)v;
             break;
         case 'n':
             if (parse_i64(optarg, 0, 1 << 24, &o->n_new))
-                return usage("-n: expected a token count in [0, 16777216]");
+                return cli_usage("-n: expected a token count in [0, 16777216]");
             break;
         case 'T':
             if (parse_f64(optarg, &o->temperature) || o->temperature < 0)
-                return usage("--temperature: expected a number >= 0");
+                return cli_usage("--temperature: expected a number >= 0");
             break;
         case 'P':
             if (parse_f64(optarg, &o->top_p) || !(o->top_p > 0 && o->top_p <= 1))
-                return usage("--top-p: expected a number in (0, 1]");
+                return cli_usage("--top-p: expected a number in (0, 1]");
             break;
         case 's':
             if (parse_i64(optarg, 0, INT64_MAX, &v))
-                return usage("--seed: expected a non-negative integer");
+                return cli_usage("--seed: expected a non-negative integer");
             o->seed = (uint64_t)v;
             break;
-        case 'h': return usage(NULL);
-        default: return usage(NULL);
+        default: return cli_usage(NULL);
         }
     }
-    if (optind < argc)
-        return usage("unexpected argument");
+    for (; optind < argc; optind++) {
+        if (o->n_pos == CLI_MAX_POS)
+            return cli_usage("too many arguments");
+        o->pos[o->n_pos++] = argv[optind];
+    }
     if (!o->model)
-        return usage("--model DIR is required");
+        o->model = getenv("COIL_MODEL");
     return 0;
 }
 
-typedef struct {
-    coil_model_t *m;
-    coil_engine_t *e;
-    coil_state_t *st;
-} rt_t;
+/* ---- shared helpers ------------------------------------------------------------ */
 
-static void rt_free(rt_t *r)
+void cli_rt_free(cli_rt_t *r)
 {
+    coil_tokenizer_destroy(&r->tok);
     coil_state_destroy(&r->st);
     coil_engine_destroy(&r->e);
     coil_model_destroy(&r->m);
 }
 
-static int rt_open(const opts_t *o, rt_t *r, coil_err_t *err)
+int cli_rt_open(const cli_opts_t *o, cli_rt_t *r, coil_err_t *err)
 {
     coil_engine_options_t eo = {.max_chunk = o->chunk, .threads = o->threads, .backend = o->backend};
+    char path[4096];
     memset(r, 0, sizeof *r);
+    if (!o->model)
+        return coil_err_set(err, COIL_EINVAL, "no model: give --model DIR or set COIL_MODEL");
     if (!(r->m = coil_model_load(o->model, err)) || !(r->e = coil_engine_new(r->m, &eo, err)) ||
-        !(r->st = coil_state_new(r->m, err))) {
-        rt_free(r);
-        return err->code;
+        !(r->st = coil_state_new(r->m, err)))
+        goto fail;
+    r->n_valid = coil_model_config(r->m)->vocab_size;
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
+    if (access(path, F_OK) == 0) {
+        if (!(r->tok = coil_tokenizer_load(path, err)))
+            goto fail;
+        if ((int64_t)coil_tokenizer_vocab_size(r->tok) < r->n_valid)
+            r->n_valid = (int64_t)coil_tokenizer_vocab_size(r->tok); /* padded rows are never sampled */
+    }
+    return 0;
+fail:
+    cli_rt_free(r);
+    return err->code ? err->code : COIL_EIO;
+}
+
+int cli_need_tokenizer(const cli_rt_t *r, coil_err_t *err)
+{
+    if (r->tok)
+        return 0;
+    return coil_err_set(err, COIL_ENOTFOUND, "%s has no tokenizer.json: text input needs one (use --ids)",
+                        coil_model_dir(r->m));
+}
+
+int cli_read_all(const char *path, size_t max, char **buf, size_t *len, coil_err_t *err)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t cap = 1 << 16, n = 0;
+    char *b = NULL;
+    if (!f)
+        return coil_err_set(err, errno == ENOENT ? COIL_ENOTFOUND : COIL_EIO, "%s: %s", path, strerror(errno));
+    b = malloc(cap + 1);
+    while (b) {
+        size_t r = fread(b + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+        if (n == cap) {
+            if (cap >= max) {
+                free(b);
+                b = NULL;
+                if (f != stdin)
+                    fclose(f);
+                return coil_err_set(err, COIL_ETOOBIG, "%s: larger than %zu bytes", path, max);
+            }
+            char *nb = realloc(b, 2 * cap + 1);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!b)
+        return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+    if (bad) {
+        free(b);
+        return coil_err_set(err, COIL_EIO, "%s: read error", path);
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int cli_text_arg(const cli_opts_t *o, char **buf, size_t *len, coil_err_t *err)
+{
+    if (!!o->text == !!o->file)
+        return coil_err_set(err, COIL_EINVAL, "give exactly one of --text and --file");
+    if (o->file)
+        return cli_read_all(o->file, MAX_TEXT, buf, len, err);
+    *len = strlen(o->text);
+    *buf = strdup(o->text);
+    return *buf ? 0 : coil_err_set(err, COIL_ENOMEM, "out of memory");
+}
+
+int cli_write_atomic(const char *path, const void *data, size_t len, coil_err_t *err)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return coil_err_set(err, COIL_EIO, "%s: %s", path, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        e = ok ? errno : e;
+        unlink(tmp);
+        return coil_err_set(err, e == ENOSPC ? COIL_EFULL : COIL_EIO, "%s: %s", path, strerror(e));
     }
     return 0;
 }
 
-static int cmd_info(const opts_t *o)
+int cli_generate_from(const cli_opts_t *o, cli_rt_t *r, int64_t grid, int32_t **out, int64_t *n_out,
+                      coil_err_t *err)
+{
+    const int64_t V = coil_model_config(r->m)->vocab_size;
+    coil_sampler_options_t so = {.temperature = (float)o->temperature, .top_p = (float)o->top_p, .seed = o->seed,
+                                 .n_valid = r->n_valid};
+    coil_sampler_t *s = coil_sampler_new(&so, V, err);
+    coil_detok_t *dt = r->tok ? coil_detok_new(r->tok, 0, err) : NULL;
+    float *lg = malloc((size_t)V * sizeof(float));
+    int32_t *ids = malloc((size_t)(o->n_new ? o->n_new : 1) * sizeof(int32_t));
+    int rc = 0;
+    int64_t k = 0;
+    if (!s || (r->tok && !dt) || !lg || !ids) {
+        rc = err->code ? err->code : coil_err_set(err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (; k < o->n_new; k++) {
+        if ((rc = coil_engine_next_logits(r->e, r->st, lg, err)))
+            goto out;
+        int32_t next = coil_sampler_sample(s, lg);
+        ids[k] = next;
+        if (dt) {
+            const char *b;
+            size_t bl;
+            if ((rc = coil_detok_push(dt, next, &b, &bl, err)))
+                goto out;
+            fwrite(b, 1, bl, stdout);
+        } else {
+            printf("%s%d", k ? "," : "", next);
+        }
+        fflush(stdout);
+        (void)grid; /* one token never crosses the grid */
+        if ((rc = coil_engine_forward(r->e, r->st, &next, 1, NULL, err)))
+            goto out;
+    }
+    if (dt) {
+        const char *b;
+        size_t bl;
+        if ((rc = coil_detok_flush(dt, &b, &bl, err)))
+            goto out;
+        fwrite(b, 1, bl, stdout);
+    }
+    printf("\n");
+out:
+    if (!rc && out) {
+        *out = ids;
+        *n_out = k;
+        ids = NULL;
+    }
+    free(ids);
+    free(lg);
+    coil_detok_destroy(&dt);
+    coil_sampler_destroy(&s);
+    return rc;
+}
+
+/* ---- model commands ---------------------------------------------------------------- */
+
+static int cmd_info(const cli_opts_t *o)
 {
     coil_err_t err = {0};
+    if (!o->model)
+        return cli_usage("info needs --model DIR (or COIL_MODEL)");
     coil_model_t *m = coil_model_load(o->model, &err);
     if (!m)
-        return fail(&err);
+        return cli_fail(&err);
     const coil_model_config_t *c = coil_model_config(m);
     coil_state_t *st = coil_state_new(m, &err);
     if (!st) {
         coil_model_destroy(&m);
-        return fail(&err);
+        return cli_fail(&err);
     }
     printf("model:            %s\n", coil_model_dir(m));
     printf("architecture:     Mamba-1 (MambaForCausalLM)\n");
@@ -225,8 +411,8 @@ static int cmd_info(const opts_t *o)
     printf("parameters:       %" PRId64 "\n", coil_model_param_count(m));
     printf("fingerprint:      %016" PRIx64 "\n", coil_model_fingerprint(m));
     size_t floats = (size_t)(c->n_layer * ((c->d_conv - 1) * c->d_inner + c->d_inner * c->d_state) + c->d_model);
-    printf("state:            %zu bytes float32 (conv %" PRId64 " x %" PRId64 " x %" PRId64
-           ", ssm %" PRId64 " x %" PRId64 " x %" PRId64 ", hidden %" PRId64 ")\n",
+    printf("state:            %zu bytes float32 (conv %" PRId64 " x %" PRId64 " x %" PRId64 ", ssm %" PRId64
+           " x %" PRId64 " x %" PRId64 ", hidden %" PRId64 ")\n",
            floats * 4, c->n_layer, c->d_conv - 1, c->d_inner, c->n_layer, c->d_inner, c->d_state, c->d_model);
     printf("state blob:       %zu bytes\n", coil_state_blob_size(st));
     coil_state_destroy(&st);
@@ -234,33 +420,39 @@ static int cmd_info(const opts_t *o)
     return 0;
 }
 
-static int cmd_logits(const opts_t *o)
+static int cmd_logits(const cli_opts_t *o)
 {
     coil_err_t err = {0};
     int32_t *ids = NULL;
     size_t n = 0;
-    rt_t r;
+    cli_rt_t r;
     if (!o->ids || !o->out)
-        return usage("logits needs --ids and --out");
+        return cli_usage("logits needs --ids and --out");
     if (parse_ids(o->ids, &ids, &n, &err))
-        return fail(&err);
-    if (rt_open(o, &r, &err)) {
+        return cli_fail(&err);
+    if (cli_rt_open(o, &r, &err)) {
         free(ids);
-        return fail(&err);
+        return cli_fail(&err);
     }
-    const int64_t V = coil_model_config(r.m)->vocab_size;
+    const int64_t V = coil_model_config(r.m)->vocab_size, C = coil_engine_max_chunk(r.e);
     int rc = 1;
-    char tmp[4096];
+    char tmp[4200];
+    FILE *f = NULL;
+    float *lg = malloc((size_t)V * sizeof(float) * (size_t)C);
+    for (size_t i = 0; i < n; i++) /* check every id before creating the file */
+        if (ids[i] >= V) {
+            coil_err_set(&err, COIL_EINVAL, "token id %d at position %zu is outside the vocabulary [0, %lld)", ids[i],
+                         i, (long long)V);
+            goto out;
+        }
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->out, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    float *lg = malloc((size_t)V * sizeof(float) * (size_t)(r.e ? coil_engine_max_chunk(r.e) : 1));
-    if (!f || !lg) {
-        coil_err_set(&err, COIL_EIO, "%s: %s", o->out, f ? "out of memory" : strerror(errno));
+    if (!lg || !(f = fopen(tmp, "wb"))) {
+        coil_err_set(&err, COIL_EIO, "%s: %s", o->out, lg ? strerror(errno) : "out of memory");
         goto out;
     }
-    /* Stream: one engine step's rows at a time, so memory stays bounded. */
+    /* Stream one engine step of rows at a time: memory stays bounded. */
     for (size_t t0 = 0; t0 < n;) {
-        int64_t k = (int64_t)(n - t0) < coil_engine_max_chunk(r.e) ? (int64_t)(n - t0) : coil_engine_max_chunk(r.e);
+        int64_t k = (int64_t)(n - t0) < C ? (int64_t)(n - t0) : C;
         if (coil_engine_forward(r.e, r.st, ids + t0, k, lg, &err))
             goto out;
         if (fwrite(lg, sizeof(float) * (size_t)V, (size_t)k, f) != (size_t)k) {
@@ -273,14 +465,10 @@ static int cmd_logits(const opts_t *o)
         coil_err_set(&err, COIL_EIO, "%s: %s", o->out, strerror(errno));
         goto out;
     }
-    if (fclose(f) != 0) {
-        f = NULL;
-        coil_err_set(&err, COIL_EIO, "%s: %s", o->out, strerror(errno));
-        goto out;
-    }
+    int cl = fclose(f);
     f = NULL;
-    if (rename(tmp, o->out) != 0) {
-        coil_err_set(&err, COIL_EIO, "%s: rename: %s", o->out, strerror(errno));
+    if (cl != 0 || rename(tmp, o->out) != 0) {
+        coil_err_set(&err, COIL_EIO, "%s: %s", o->out, strerror(errno));
         goto out;
     }
     rc = 0;
@@ -288,66 +476,88 @@ out:
     if (f)
         fclose(f);
     if (rc) {
-        unlink(tmp);
-        fail(&err);
+        if (f || lg)
+            unlink(tmp);
+        cli_fail(&err);
     }
     free(lg);
     free(ids);
-    rt_free(&r);
+    cli_rt_free(&r);
     return rc;
 }
 
-static int cmd_generate(const opts_t *o)
+static int cmd_generate(const cli_opts_t *o)
 {
     coil_err_t err = {0};
-    int32_t *ids = NULL;
+    int32_t *ids = NULL, *gen = NULL;
     size_t n = 0;
-    rt_t r;
+    int64_t ng = 0;
+    cli_rt_t r;
+    if (o->db || o->session || o->doc)
+        return cli_cmd_generate_stored(o);
     if (!!o->ids == !!o->prompt)
-        return usage("generate needs exactly one of --ids and --prompt");
-    if (o->prompt)
-        return usage("--prompt needs a tokenizer, which this build does not have yet; use --ids");
-    if (parse_ids(o->ids, &ids, &n, &err))
-        return fail(&err);
-    if (rt_open(o, &r, &err)) {
+        return cli_usage("generate needs exactly one of --ids and --prompt (or --db with --session/--doc)");
+    if (o->ids && parse_ids(o->ids, &ids, &n, &err))
+        return cli_fail(&err);
+    if (cli_rt_open(o, &r, &err)) {
         free(ids);
-        return fail(&err);
+        return cli_fail(&err);
     }
-    const int64_t V = coil_model_config(r.m)->vocab_size;
-    coil_sampler_options_t so = {.temperature = (float)o->temperature, .top_p = (float)o->top_p, .seed = o->seed,
-                                 .n_valid = V};
-    coil_sampler_t *s = coil_sampler_new(&so, V, &err);
-    float *lg = malloc((size_t)V * sizeof(float));
     int rc = 1;
-    if (!s || !lg) {
-        if (!s)
-            fail(&err);
+    if (o->prompt && (cli_need_tokenizer(&r, &err) ||
+                      coil_tokenizer_encode(r.tok, o->prompt, strlen(o->prompt), &ids, &n, &err)))
+        goto out;
+    if (n == 0) {
+        coil_err_set(&err, COIL_EINVAL, "the prompt encodes to no tokens");
         goto out;
     }
-    if (coil_engine_forward(r.e, r.st, ids, (int64_t)n, NULL, &err)) {
-        fail(&err);
+    if (coil_engine_forward(r.e, r.st, ids, (int64_t)n, NULL, &err) ||
+        cli_generate_from(o, &r, coil_engine_max_chunk(r.e), &gen, &ng, &err))
         goto out;
-    }
-    for (int64_t i = 0; i < o->n_new; i++) {
-        if (coil_engine_next_logits(r.e, r.st, lg, &err)) {
-            fail(&err);
-            goto out;
-        }
-        int32_t next = coil_sampler_sample(s, lg);
-        printf("%s%d", i ? "," : "", next);
-        fflush(stdout);
-        if (coil_engine_forward(r.e, r.st, &next, 1, NULL, &err)) {
-            fail(&err);
-            goto out;
-        }
-    }
-    printf("\n");
     rc = 0;
 out:
-    free(lg);
-    coil_sampler_destroy(&s);
+    if (rc)
+        cli_fail(&err);
+    free(gen);
     free(ids);
-    rt_free(&r);
+    cli_rt_free(&r);
+    return rc;
+}
+
+static int cmd_tokenize(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    char path[4096], *in = NULL, *text = NULL;
+    size_t len = 0, n = 0, tl = 0;
+    int32_t *ids = NULL;
+    int rc = 1;
+    if (!o->model)
+        return cli_usage("tokenize needs --model DIR (a directory with tokenizer.json)");
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
+    coil_tokenizer_t *tok = coil_tokenizer_load(path, &err);
+    if (!tok)
+        return cli_fail(&err);
+    if (cli_read_all(o->file ? o->file : "-", MAX_TEXT, &in, &len, &err))
+        goto out;
+    if (o->decode) {
+        if (parse_ids(in, &ids, &n, &err) || coil_tokenizer_decode(tok, ids, n, o->skip_special, &text, &tl, &err))
+            goto out;
+        fwrite(text, 1, tl, stdout);
+    } else {
+        if (coil_tokenizer_encode(tok, in, len, &ids, &n, &err))
+            goto out;
+        for (size_t i = 0; i < n; i++)
+            printf("%s%d", i ? "," : "", ids[i]);
+        printf("\n");
+    }
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(text);
+    free(ids);
+    free(in);
+    coil_tokenizer_destroy(&tok);
     return rc;
 }
 
@@ -355,18 +565,34 @@ int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
-        int (*fn)(const opts_t *);
-    } cmds[] = {{"info", cmd_info}, {"logits", cmd_logits}, {"generate", cmd_generate}};
-    opts_t o;
+        int (*fn)(const cli_opts_t *);
+        int sub; /* takes a sub-command word */
+    } cmds[] = {{"info", cmd_info, 0},          {"logits", cmd_logits, 0},       {"generate", cmd_generate, 0},
+                {"tokenize", cmd_tokenize, 0},  {"ingest", cli_cmd_ingest, 0},   {"docs", cli_cmd_docs, 0},
+                {"search", cli_cmd_search, 0},  {"session", cli_cmd_session, 1}, {"sessions", cli_cmd_sessions, 0},
+                {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1}};
+    cli_opts_t o;
     if (argc < 2)
-        return usage(NULL);
+        return cli_usage(NULL);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        cli_usage(NULL);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) {
-            int rc = parse_opts(argc - 1, argv + 1, &o);
-            return rc ? rc : cmds[i].fn(&o);
+            int rc = parse_opts(argc, argv, cmds[i].sub, &o);
+            if (rc)
+                return rc;
+            if (cmds[i].sub) { /* the sub-command word is positional 0 */
+                if (argc < 3 || argv[2][0] == '-')
+                    return cli_usage("missing sub-command");
+                memmove(o.pos + 1, o.pos, sizeof o.pos[0] * (CLI_MAX_POS - 1));
+                o.pos[0] = argv[2];
+                if (o.n_pos < CLI_MAX_POS)
+                    o.n_pos++;
+            }
+            return cmds[i].fn(&o);
         }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
-        return usage(NULL), 0;
     fprintf(stderr, "coil: unknown command '%s'\n", argv[1]);
-    return usage(NULL);
+    return cli_usage(NULL);
 }

@@ -199,5 +199,6 @@ int coil_engine_next_logits(coil_engine_t *e, const coil_state_t *st, float *log
 }
 
 const char *coil_engine_backend_name(const coil_engine_t *e) { return e->ops->name; }
+const coil_model_t *coil_engine_model(const coil_engine_t *e) { return e->m; }
 int64_t coil_engine_max_chunk(const coil_engine_t *e) { return e->C; }
 size_t coil_engine_scratch_bytes(const coil_engine_t *e) { return e->scratch_bytes; }

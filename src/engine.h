@@ -46,6 +46,8 @@ int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, 
 int coil_engine_next_logits(coil_engine_t *e, const coil_state_t *st, float *logits, coil_err_t *err);
 
 const char *coil_engine_backend_name(const coil_engine_t *e);
+/* The model the engine runs (borrowed). */
+const coil_model_t *coil_engine_model(const coil_engine_t *e);
 int64_t coil_engine_max_chunk(const coil_engine_t *e);
 /* Bytes of scratch the engine holds (the bound on ingest memory besides the model). */
 size_t coil_engine_scratch_bytes(const coil_engine_t *e);

@@ -31,7 +31,8 @@
     X(COIL_EPROTO, -16, "protocol error")                                     \
     X(COIL_ESTATE, -17, "invalid state for this operation")                   \
     X(COIL_ETIMEOUT, -18, "timed out")                                        \
-    X(COIL_ECONFIG, -19, "invalid configuration")
+    X(COIL_ECONFIG, -19, "invalid configuration")                             \
+    X(COIL_EINTR, -20, "interrupted")
 
 enum coil_error_code {
 #define COIL_X_ENUM(name, value, text) name = value,

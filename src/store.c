@@ -47,6 +47,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <xxhash.h>
 
 static const char *const stmt_sql[COIL_STORE__NSTMT] = {
@@ -214,7 +215,18 @@ static int configure(coil_store_t *st, coil_err_t *err)
      * existing file. */
     if (version == 0 && (rc = pragma(st, "PRAGMA page_size = 16384", NULL, 0, err)) != 0)
         return rc;
-    if ((rc = pragma(st, "PRAGMA journal_mode = WAL", buf, sizeof buf, err)) != 0)
+    /* Switching a new file to WAL needs an exclusive lock, and SQLite answers
+     * SQLITE_BUSY here without calling the busy handler while another
+     * connection is doing the same switch: retry with backoff, bounded by
+     * the busy timeout. */
+    for (int waited_ms = 0, step = 1;; waited_ms += step, step = step < 32 ? 2 * step : 32) {
+        rc = pragma(st, "PRAGMA journal_mode = WAL", buf, sizeof buf, err);
+        if (rc != COIL_EBUSY || waited_ms >= st->opt.busy_timeout_ms)
+            break;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (rc != 0)
         return rc;
     if (strcmp(buf, "wal") != 0)
         return coil_err_set(err, COIL_EDB, "%s: cannot switch to WAL mode (journal_mode is %s)",
@@ -1096,4 +1108,9 @@ int coil_store_verify(coil_store_t *st, coil_err_t *err)
         rc = verify_blobs(st, err);
     coil_store__rollback(st); /* ends the read transaction */
     return rc;
+}
+
+const coil_store_policy_t *coil_store_get_policy(const coil_store_t *st)
+{
+    return &st->opt.policy;
 }

@@ -106,6 +106,8 @@ coil_store_t *coil_store_open(const char *path, const coil_store_options_t *opt,
 void coil_store_close(coil_store_t **st);
 /* The schema version this build creates / the file has after open. */
 int coil_store_schema_version(void);
+/* The checkpoint policy this handle applies (borrowed, valid until close). */
+const coil_store_policy_t *coil_store_get_policy(const coil_store_t *st);
 
 /* --- models --------------------------------------------------------------- */
 /* Finds the model with this fingerprint or inserts it (path, dims_json: a

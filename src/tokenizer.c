@@ -1208,6 +1208,15 @@ int coil_tokenizer_decode(const coil_tokenizer_t *tok, const int32_t *ids, size_
 
 /* ---- queries and lifetime -------------------------------------------------- */
 
+size_t coil_tokenizer_token_len(const coil_tokenizer_t *tok, int32_t id)
+{
+    if (!tok || id < 0 || (size_t)id >= tok->n_ent || !tok->ent[id].present)
+        return 0;
+    if (tok->decoder == TK_DEC_NONE)
+        return tok->ent[id].str_len;
+    return tok->ent[id].dec_len;
+}
+
 size_t coil_tokenizer_vocab_size(const coil_tokenizer_t *tok)
 {
     return tok ? tok->n_ent : 0;

@@ -46,6 +46,12 @@ coil_tokenizer_t *coil_tokenizer_new_bytes(coil_err_t *err);
 /* Frees *tok and sets it to NULL; NULL and *tok == NULL are accepted. */
 void coil_tokenizer_destroy(coil_tokenizer_t **tok);
 
+/* Raw decoded byte length of one token (its bytes before any UTF-8 repair;
+ * 0 for an unknown id).  For byte-level BPE, the lengths of a run of ids
+ * sum to the length of the normalized text they encode: the ingest loop
+ * uses this to place chunk boundaries in the source. */
+size_t coil_tokenizer_token_len(const coil_tokenizer_t *tok, int32_t id);
+
 /* Number of ids the tokenizer can produce: max id + 1 over the vocab and the
  * added tokens (mamba-130m: 50277, while its embedding has 50280 rows). */
 size_t coil_tokenizer_vocab_size(const coil_tokenizer_t *tok);

@@ -161,7 +161,7 @@ START_TEST(test_errors)
     const char *a1[] = {"logits", "--model", "/nonexistent", "--ids", "1", "--out", "x", NULL};
     expect_fail(a1, 1, "/nonexistent/config.json");
     const char *a2[] = {"logits", "--model", model, "--ids", "1,x", "--out", "x", NULL};
-    expect_fail(a2, 1, "--ids");
+    expect_fail(a2, 1, "ids: expected comma-separated");
     char good[4096];
     snprintf(good, sizeof good, "%s/l.f32", dir);
     const char *a3[] = {"logits", "--model", model, "--ids", "1,2,99999", "--out", good, NULL};
@@ -181,6 +181,101 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The store commands end to end: ingest, docs, search, sessions, score, export. */
+START_TEST(test_store_commands)
+{
+    char model[4096], db[4096], doc[4096], tok[4200], state[4096];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(db, sizeof db, "%s/c.db", dir);
+    snprintf(doc, sizeof doc, "%s/doc.txt", dir);
+    snprintf(state, sizeof state, "%s/doc.state", dir);
+    tu_model_shape_t sh = {.d_model = 32, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4, .expand = 2,
+                           .tied = 1, .dtype = "BF16"};
+    ck_assert_int_eq(mkdir(model, 0755), 0);
+    ck_assert_int_eq(tu_write_random_model(model, &sh, 3), 0);
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", model);
+    size_t n;
+    void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
+    ck_assert_int_eq(tu_write(tok, buf, n), 0);
+    free(buf);
+    FILE *f = fopen(doc, "w");
+    for (int i = 0; i < 200; i++)
+        fprintf(f, "Paragraph %d talks about harbours and lighthouses. ", i);
+    fprintf(f, "The zebra quartermaster appears exactly once.\n");
+    fclose(f);
+
+    const char *ingest[] = {"ingest", "--db", db, "--model", model, "--name", "book", "--file", doc,
+                            "--chunk", "64", "--interval", "256", NULL};
+    ck_assert_int_eq(run(ingest), 0);
+    char *o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, "ingested book:"));
+    free(o);
+    ck_assert_int_eq(run(ingest), 1); /* complete already: refused without --replace */
+    const char *docs[] = {"docs", "--db", db, NULL};
+    ck_assert_int_eq(run(docs), 0);
+    o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, "book"));
+    ck_assert_ptr_nonnull(strstr(o, "complete"));
+    free(o);
+    const char *search[] = {"search", "--db", db, "zebra quartermaster", NULL};
+    ck_assert_int_eq(run(search), 0);
+    o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, "[zebra] [quartermaster]"));
+    free(o);
+    const char *bad_search[] = {"search", "--db", db, "AND OR (", NULL};
+    expect_fail(bad_search, 1, "");
+
+    const char *snew[] = {"session", "new", "--db", db, "--doc", "book", NULL};
+    ck_assert_int_eq(run(snew), 0);
+    char *sid = slurp(out_path);
+    sid[strcspn(sid, "\n")] = '\0';
+    ck_assert_uint_eq(strlen(sid), 16);
+    const char *app[] = {"session", "append", sid, "--db", db, "--model", model, "--text", "A question?", NULL};
+    ck_assert_int_eq(run(app), 0);
+    const char *fork_[] = {"session", "fork", sid, "--db", db, NULL};
+    ck_assert_int_eq(run(fork_), 0);
+    char *kid = slurp(out_path);
+    kid[strcspn(kid, "\n")] = '\0';
+    /* generating from the parent without --append leaves it unchanged: same output twice */
+    const char *gen[] = {"generate", "--db", db, "--model", model, "--session", sid, "-n", "6", "--seed", "5", NULL};
+    ck_assert_int_eq(run(gen), 0);
+    char *g1 = slurp(out_path);
+    ck_assert_int_eq(run(gen), 0);
+    char *g2 = slurp(out_path);
+    ck_assert_str_eq(g1, g2);
+    free(g1);
+    free(g2);
+    const char *gen_app[] = {"generate", "--db", db, "--model", model, "--session", kid, "-n", "4", "--append", NULL};
+    ck_assert_int_eq(run(gen_app), 0);
+    const char *score[] = {"score", "--db", db, "--model", model, "--session", sid, "--text", " harbours", NULL};
+    ck_assert_int_eq(run(score), 0);
+    o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, "\"logprob\": -"));
+    free(o);
+    const char *list[] = {"sessions", "--db", db, NULL};
+    ck_assert_int_eq(run(list), 0);
+    o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, kid));
+    ck_assert_ptr_nonnull(strstr(o, sid));
+    free(o);
+    const char *del[] = {"session", "delete", sid, "--db", db, NULL};
+    expect_fail(del, 1, "descendant"); /* has a fork */
+    const char *exp_[] = {"state", "export", "--db", db, "--model", model, "--doc", "book", "--out", state, NULL};
+    ck_assert_int_eq(run(exp_), 0);
+    size_t blen;
+    char *blob = tu_read(state, &blen);
+    ck_assert_ptr_nonnull(blob);
+    ck_assert_int_eq(memcmp(blob, "COILSTAT", 8), 0);
+    free(blob);
+    const char *nodb[] = {"docs", NULL};
+    expect_fail(nodb, 1, "--db");
+    const char *missing[] = {"ingest", "--db", db, "--model", model, "--name", "x", "--file", "/nonexistent", NULL};
+    expect_fail(missing, 1, "/nonexistent");
+    free(sid);
+    free(kid);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -191,6 +286,7 @@ int main(void)
     tcase_add_test(tc, test_generate);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_store_commands);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

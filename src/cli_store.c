@@ -1,0 +1,438 @@
+/* cli_store.c -- the store-backed commands of `coil`: ingest, docs, search,
+ * sessions, generate/score from stored state, state export. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ingest.h"
+#include "store.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
+{
+    coil_store_options_t so;
+    coil_store_options_default(&so);
+    if (!o->db) {
+        coil_err_set(err, COIL_EINVAL, "this command needs --db FILE");
+        return NULL;
+    }
+    if (o->sync && strcmp(o->sync, "normal") == 0)
+        so.synchronous = COIL_STORE_SYNC_NORMAL;
+    else if (o->sync && strcmp(o->sync, "full") != 0) {
+        coil_err_set(err, COIL_EINVAL, "--sync: expected full or normal");
+        return NULL;
+    }
+    if (o->interval > 0)
+        so.policy.interval = o->interval;
+    return coil_store_open(o->db, &so, err);
+}
+
+/* ---- ingest ---------------------------------------------------------------------- */
+
+static void fmt_eta(double s, char *buf, size_t n)
+{
+    if (s < 0 || !isfinite(s))
+        snprintf(buf, n, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", (int)(s / 3600), (int)fmod(s / 60, 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, n, "%d:%02d", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static void show_progress(const coil_ingest_progress_t *p, void *ud)
+{
+    const char *name = ud;
+    char eta[32] = "--:--";
+    double pct = p->total_bytes > 0 ? 100.0 * (double)p->bytes / (double)p->total_bytes : -1;
+    if (p->total_bytes > 0 && p->tokens_per_s > 0 && p->bytes > 0) {
+        double bytes_per_s = (double)p->bytes / p->seconds;
+        fmt_eta((double)(p->total_bytes - p->bytes) / bytes_per_s, eta, sizeof eta);
+    }
+    if (pct >= 0)
+        fprintf(stderr, "\r%s: %5.1f%%  %" PRId64 " tokens  %.0f tok/s  ETA %s   ", name, pct, p->tokens,
+                p->tokens_per_s, eta);
+    else
+        fprintf(stderr, "\r%s: %" PRId64 " tokens  %.0f tok/s   ", name, p->tokens, p->tokens_per_s);
+}
+
+int cli_cmd_ingest(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    coil_ingest_result_t res;
+    const char *src = o->file ? o->file : (o->n_pos == 1 && strcmp(o->pos[0], "-") == 0 ? "-" : NULL);
+    if (!o->name || !src || (o->file && o->n_pos))
+        return cli_usage("ingest needs --db FILE --model DIR --name NAME and --file PATH or -");
+    cli_opts_t eo = *o;
+    if (!eo.chunk)
+        eo.chunk = 512;
+    if (cli_rt_open(&eo, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)))
+        goto out;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    coil_ingest_options_t io = {.chunk_tokens = eo.chunk, .replace = o->replace, .stop = &g_stop,
+                                .model_path = o->model};
+    if (!o->quiet && isatty(STDERR_FILENO)) {
+        io.progress = show_progress;
+        io.progress_ud = (void *)o->name;
+    }
+    int irc = coil_ingest_file(st, r.e, r.tok, o->name, src, &io, &res, &err);
+    if (io.progress)
+        fprintf(stderr, "\n");
+    if (irc) {
+        if (irc == COIL_EINTR && !o->quiet)
+            fprintf(stderr, "coil: %s\n", err.msg);
+        else
+            cli_fail(&err);
+        rc = irc == COIL_EINTR ? 130 : 1;
+        goto out;
+    }
+    if (!o->quiet) {
+        printf("ingested %s: %" PRId64 " tokens, %" PRId64 " bytes in %.2f s (%.0f tok/s)", o->name, res.tokens,
+               res.bytes, res.seconds, res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0);
+        if (res.resumed_at >= 0)
+            printf(", resumed from token %" PRId64, res.resumed_at);
+        printf(", %" PRId64 " checkpoints written\n", res.checkpoints);
+    }
+    rc = 0;
+out:
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
+
+/* ---- listings, search ---------------------------------------------------------------- */
+
+static int print_doc(const coil_store_doc_info_t *d, void *ud)
+{
+    (void)ud;
+    printf("%-24s %-10s %10" PRId64 " %12" PRId64 " %7" PRId64 " %6" PRId64 " %9.1f%s%s\n", d->name, d->status,
+           d->tokens, d->bytes, d->n_chunks, d->n_checkpoints, (double)d->checkpoint_bytes / 1048576.0,
+           d->error ? "  " : "", d->error ? d->error : "");
+    return 0;
+}
+
+int cli_cmd_docs(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    printf("%-24s %-10s %10s %12s %7s %6s %9s\n", "name", "status", "tokens", "bytes", "chunks", "ckpts", "ckpt MiB");
+    int rc = coil_store_doc_list(st, o->doc ? o->doc : o->name, print_doc, NULL, &err);
+    coil_store_close(&st);
+    return rc ? cli_fail(&err) : 0;
+}
+
+static int print_hit(const coil_store_hit_t *h, void *ud)
+{
+    int *k = ud;
+    printf("%d. %s  chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
+           ")  score %.3f\n   %s\n",
+           ++*k, h->doc_name, h->seq, h->token_start, h->token_end, h->byte_start, h->byte_end, h->score, h->snippet);
+    return 0;
+}
+
+int cli_cmd_search(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    if (o->n_pos != 1)
+        return cli_usage("search needs --db FILE and one QUERY argument");
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    int k = 0;
+    int rc = coil_store_search(st, o->pos[0], o->doc, (int)o->limit, print_hit, &k, &err);
+    coil_store_close(&st);
+    if (rc)
+        return cli_fail(&err);
+    if (k == 0)
+        printf("no matches\n");
+    return 0;
+}
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+static int print_session(const coil_store_session_info_t *s, void *ud)
+{
+    (void)ud;
+    printf("%s  parent %-16s  doc %" PRId64 "  base %" PRId64 "  head %" PRId64 "  checkpoints %" PRId64
+           "  children %" PRId64 "\n",
+           s->id, s->parent[0] ? s->parent : "-", s->doc_id, s->base, s->head, s->n_checkpoints, s->n_children);
+    return 0;
+}
+
+int cli_cmd_sessions(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    int64_t doc = -1;
+    int rc = o->doc ? coil_store_doc_find(st, o->doc, &doc, &err) : 0;
+    if (!rc)
+        rc = coil_store_session_list(st, doc, print_session, NULL, &err);
+    coil_store_close(&st);
+    return rc ? cli_fail(&err) : 0;
+}
+
+/* Appends --text/--file to a session (coil_session_append_ids). */
+static int session_append(const cli_opts_t *o, coil_store_t *st, const char *id, coil_err_t *err)
+{
+    cli_rt_t r;
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    int32_t *ids = NULL;
+    int rc = cli_text_arg(o, &text, &len, err);
+    if (rc)
+        return rc;
+    if ((rc = cli_rt_open(o, &r, err))) {
+        free(text);
+        return rc;
+    }
+    if (!(rc = cli_need_tokenizer(&r, err)) && !(rc = coil_tokenizer_encode(r.tok, text, len, &ids, &n, err))) {
+        if (n == 0)
+            rc = coil_err_set(err, COIL_EINVAL, "the text encodes to no tokens");
+        else
+            rc = coil_session_append_ids(st, r.e, id, ids, n, r.st, err);
+    }
+    if (!rc && !o->quiet)
+        printf("%s: appended %zu tokens, head %" PRId64 "\n", id, n, coil_state_position(r.st));
+    free(ids);
+    free(text);
+    cli_rt_free(&r);
+    return rc;
+}
+
+int cli_cmd_session(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    const char *sub = o->pos[0];
+    char id[COIL_STORE_SESSION_ID_LEN + 1];
+    int rc;
+    if (!strcmp(sub, "list"))
+        return cli_cmd_sessions(o);
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    if (!strcmp(sub, "new")) {
+        int64_t doc;
+        if (!o->doc) {
+            coil_store_close(&st);
+            return cli_usage("session new needs --doc NAME");
+        }
+        coil_store_progress_t p;
+        if (!(rc = coil_store_doc_find(st, o->doc, &doc, &err)) &&
+            !(rc = coil_store_doc_progress(st, doc, &p, &err)) &&
+            !(rc = coil_store_session_new(st, doc, o->at < 0 ? p.token_end : o->at, id, &err)))
+            printf("%s\n", id);
+    } else if (!strcmp(sub, "fork") && o->n_pos == 2) {
+        if (!(rc = coil_store_session_fork(st, o->pos[1], o->at, id, &err)))
+            printf("%s\n", id);
+    } else if (!strcmp(sub, "append") && o->n_pos == 2) {
+        rc = session_append(o, st, o->pos[1], &err);
+    } else if (!strcmp(sub, "delete") && o->n_pos == 2) {
+        rc = coil_store_session_delete(st, o->pos[1], o->cascade, &err);
+    } else {
+        coil_store_close(&st);
+        return cli_usage("session: new | append ID | fork ID | delete ID | list");
+    }
+    coil_store_close(&st);
+    return rc ? cli_fail(&err) : 0;
+}
+
+/* Resumes --session ID or --doc NAME (at --at or the end) into r->st. */
+static int resume_target(const cli_opts_t *o, coil_store_t *st, cli_rt_t *r, int64_t *grid, coil_err_t *err)
+{
+    int64_t doc;
+    coil_store_progress_t p;
+    int rc;
+    if (!!o->session == !!o->doc)
+        return coil_err_set(err, COIL_EINVAL, "give exactly one of --session ID and --doc NAME");
+    if (o->session) {
+        coil_store_session_info_t si;
+        if ((rc = coil_store_session_get(st, o->session, &si, err)))
+            return rc;
+        doc = si.doc_id;
+    } else if ((rc = coil_store_doc_find(st, o->doc, &doc, err))) {
+        return rc;
+    }
+    if ((rc = coil_store_doc_progress(st, doc, &p, err)))
+        return rc;
+    *grid = p.chunk_tokens;
+    return o->session ? coil_resume_session(st, r->e, o->session, o->at, r->st, err)
+                      : coil_resume_doc(st, r->e, doc, o->at, r->st, err);
+}
+
+int cli_cmd_generate_stored(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    int32_t *pids = NULL, *gen = NULL, *all = NULL;
+    size_t np = 0;
+    int64_t ng = 0, grid = 512;
+    void *blob = NULL;
+    if (o->ids)
+        return cli_usage("generate from a store takes --prompt, not --ids");
+    if (o->append && !o->session)
+        return cli_usage("--append needs --session");
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (!(st = open_store(o, &err)) || resume_target(o, st, &r, &grid, &err))
+        goto out;
+    if (o->prompt) {
+        if (cli_need_tokenizer(&r, &err) || coil_tokenizer_encode(r.tok, o->prompt, strlen(o->prompt), &pids, &np, &err) ||
+            coil_feed_grid(r.e, r.st, pids, (int64_t)np, grid, NULL, 0, &err))
+            goto out;
+    }
+    if (cli_generate_from(o, &r, grid, &gen, &ng, &err))
+        goto out;
+    if (o->append && np + (size_t)ng > 0) {
+        /* the session's timeline gains the prompt and the generated tokens (the
+         * state has read them all: each sampled token is fed as it is drawn) */
+        all = malloc((np + (size_t)ng) * sizeof *all);
+        size_t bs = coil_state_blob_size(r.st);
+        blob = malloc(bs);
+        if (!all || !blob) {
+            coil_err_set(&err, COIL_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(all, pids, np * sizeof *all);
+        memcpy(all + np, gen, (size_t)ng * sizeof *all);
+        if (coil_state_serialize(r.st, blob, bs, &err))
+            goto out;
+        coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
+                                .data = blob, .size = bs};
+        if (coil_store_session_append(st, o->session, all, np + (size_t)ng, &ck, &err))
+            goto out;
+    }
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(blob);
+    free(all);
+    free(gen);
+    free(pids);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
+
+/* log-softmax of logits[id] over the full vocabulary, in double */
+static double log_prob(const float *lg, int64_t V, int32_t id)
+{
+    double mx = lg[0], s = 0.0;
+    for (int64_t i = 1; i < V; i++)
+        if (lg[i] > mx)
+            mx = lg[i];
+    for (int64_t i = 0; i < V; i++)
+        s += exp((double)lg[i] - mx);
+    return (double)lg[id] - mx - log(s);
+}
+
+int cli_cmd_score(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    int32_t *ids = NULL;
+    float *lg = NULL;
+    int64_t grid = 512;
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    const int64_t V = coil_model_config(r.m)->vocab_size;
+    if (cli_text_arg(o, &text, &len, &err) || cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)) ||
+        resume_target(o, st, &r, &grid, &err) || coil_tokenizer_encode(r.tok, text, len, &ids, &n, &err))
+        goto out;
+    if (n == 0) {
+        coil_err_set(&err, COIL_EINVAL, "the text encodes to no tokens");
+        goto out;
+    }
+    if (!(lg = malloc((size_t)V * (n + 1) * sizeof(float)))) {
+        coil_err_set(&err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* row 0: the distribution after the stored state; rows 1..n-1 after each text token */
+    if (coil_engine_next_logits(r.e, r.st, lg, &err) ||
+        (n > 1 && coil_feed_grid(r.e, r.st, ids, (int64_t)n - 1, grid, lg + V, V, &err)))
+        goto out;
+    double total = 0.0;
+    printf("{\"tokens\": [");
+    for (size_t i = 0; i < n; i++) {
+        double lp = log_prob(lg + (int64_t)i * V, V, ids[i]);
+        total += lp;
+        printf("%s{\"id\": %d, \"logprob\": %.6f}", i ? ", " : "", ids[i], lp);
+    }
+    printf("], \"logprob\": %.6f, \"n\": %zu}\n", total, n);
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(lg);
+    free(ids);
+    free(text);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
+
+int cli_cmd_state(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    void *blob = NULL;
+    int64_t grid;
+    if (strcmp(o->pos[0], "export") != 0)
+        return cli_usage("state: export (--doc NAME | --session ID) [--at TOKEN] --out FILE");
+    if (!o->out)
+        return cli_usage("state export needs --out FILE");
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (!(st = open_store(o, &err)) || resume_target(o, st, &r, &grid, &err))
+        goto out;
+    size_t bs = coil_state_blob_size(r.st);
+    if (!(blob = malloc(bs))) {
+        coil_err_set(&err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (coil_state_serialize(r.st, blob, bs, &err) || cli_write_atomic(o->out, blob, bs, &err))
+        goto out;
+    if (!o->quiet)
+        printf("wrote %s: %zu bytes, position %" PRId64 "\n", o->out, bs, coil_state_position(r.st));
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(blob);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
