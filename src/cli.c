@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "query.h"
 #include "sampling.h"
 
 #define MAX_IDS ((size_t)1 << 26)
@@ -41,6 +42,7 @@ int cli_usage(const char *msg)
             "  generate  (--session ID | --doc NAME) [--prompt TEXT] -n N [--append] --model DIR\n"
             "  score     (--session ID | --doc NAME) --text T --model DIR\n"
             "  state     export (--doc NAME | --session ID) [--at TOKEN] --out FILE --model DIR\n"
+            "            | import --in FILE --name NAME [--replace] --model DIR\n"
             "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n");
     return 2;
 }
@@ -322,59 +324,33 @@ int cli_write_atomic(const char *path, const void *data, size_t len, coil_err_t 
     return 0;
 }
 
+static int print_token(int32_t id, const char *text, size_t len, void *ud)
+{
+    int *k = ud;
+    if (text)
+        fwrite(text, 1, len, stdout);
+    else if (id >= 0)
+        printf("%s%d", (*k)++ ? "," : "", id);
+    fflush(stdout);
+    return 0;
+}
+
 int cli_generate_from(const cli_opts_t *o, cli_rt_t *r, int64_t grid, int32_t **out, int64_t *n_out,
                       coil_err_t *err)
 {
-    const int64_t V = coil_model_config(r->m)->vocab_size;
     coil_sampler_options_t so = {.temperature = (float)o->temperature, .top_p = (float)o->top_p, .seed = o->seed,
                                  .n_valid = r->n_valid};
-    coil_sampler_t *s = coil_sampler_new(&so, V, err);
-    coil_detok_t *dt = r->tok ? coil_detok_new(r->tok, 0, err) : NULL;
-    float *lg = malloc((size_t)V * sizeof(float));
     int32_t *ids = malloc((size_t)(o->n_new ? o->n_new : 1) * sizeof(int32_t));
-    int rc = 0;
-    int64_t k = 0;
-    if (!s || (r->tok && !dt) || !lg || !ids) {
-        rc = err->code ? err->code : coil_err_set(err, COIL_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (; k < o->n_new; k++) {
-        if ((rc = coil_engine_next_logits(r->e, r->st, lg, err)))
-            goto out;
-        int32_t next = coil_sampler_sample(s, lg);
-        ids[k] = next;
-        if (dt) {
-            const char *b;
-            size_t bl;
-            if ((rc = coil_detok_push(dt, next, &b, &bl, err)))
-                goto out;
-            fwrite(b, 1, bl, stdout);
-        } else {
-            printf("%s%d", k ? "," : "", next);
-        }
-        fflush(stdout);
-        (void)grid; /* one token never crosses the grid */
-        if ((rc = coil_engine_forward(r->e, r->st, &next, 1, NULL, err)))
-            goto out;
-    }
-    if (dt) {
-        const char *b;
-        size_t bl;
-        if ((rc = coil_detok_flush(dt, &b, &bl, err)))
-            goto out;
-        fwrite(b, 1, bl, stdout);
-    }
+    int k = 0;
+    (void)grid; /* sampled tokens are fed one at a time */
+    if (!ids)
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    int rc = coil_query_generate(r->e, r->st, r->tok, &so, o->n_new, print_token, &k, ids, n_out, err);
     printf("\n");
-out:
-    if (!rc && out) {
+    if (rc || !out)
+        free(ids);
+    else
         *out = ids;
-        *n_out = k;
-        ids = NULL;
-    }
-    free(ids);
-    free(lg);
-    coil_detok_destroy(&dt);
-    coil_sampler_destroy(&s);
     return rc;
 }
 

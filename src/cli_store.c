@@ -1,5 +1,5 @@
 /* cli_store.c -- the store-backed commands of `coil`: ingest, docs, search,
- * sessions, generate/score from stored state, state export. */
+ * sessions, generate/score from stored state, state export and import. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "query.h"
 #include "store.h"
 
 static volatile sig_atomic_t g_stop;
@@ -126,9 +127,12 @@ out:
 static int print_doc(const coil_store_doc_info_t *d, void *ud)
 {
     (void)ud;
-    printf("%-24s %-10s %10" PRId64 " %12" PRId64 " %7" PRId64 " %6" PRId64 " %9.1f%s%s\n", d->name, d->status,
+    printf("%-24s %-10s %10" PRId64 " %12" PRId64 " %7" PRId64 " %6" PRId64 " %9.1f%s%s", d->name, d->status,
            d->tokens, d->bytes, d->n_chunks, d->n_checkpoints, (double)d->checkpoint_bytes / 1048576.0,
            d->error ? "  " : "", d->error ? d->error : "");
+    if (d->origin && strcmp(d->origin, "import") == 0)
+        printf("  (imported state; history before %" PRId64 " not stored)", d->base_position);
+    printf("\n");
     return 0;
 }
 
@@ -319,8 +323,10 @@ int cli_cmd_generate_stored(const cli_opts_t *o)
             coil_err_set(&err, COIL_ENOMEM, "out of memory");
             goto out;
         }
-        memcpy(all, pids, np * sizeof *all);
-        memcpy(all + np, gen, (size_t)ng * sizeof *all);
+        if (np) /* pids is NULL without --prompt */
+            memcpy(all, pids, np * sizeof *all);
+        if (ng)
+            memcpy(all + np, gen, (size_t)ng * sizeof *all);
         if (coil_state_serialize(r.st, blob, bs, &err))
             goto out;
         coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
@@ -341,18 +347,6 @@ out:
     return rc;
 }
 
-/* log-softmax of logits[id] over the full vocabulary, in double */
-static double log_prob(const float *lg, int64_t V, int32_t id)
-{
-    double mx = lg[0], s = 0.0;
-    for (int64_t i = 1; i < V; i++)
-        if (lg[i] > mx)
-            mx = lg[i];
-    for (int64_t i = 0; i < V; i++)
-        s += exp((double)lg[i] - mx);
-    return (double)lg[id] - mx - log(s);
-}
-
 int cli_cmd_score(const cli_opts_t *o)
 {
     coil_err_t err = {0};
@@ -361,12 +355,11 @@ int cli_cmd_score(const cli_opts_t *o)
     char *text = NULL;
     size_t len = 0, n = 0;
     int32_t *ids = NULL;
-    float *lg = NULL;
+    double *lp = NULL;
     int64_t grid = 512;
     if (cli_rt_open(o, &r, &err))
         return cli_fail(&err);
     int rc = 1;
-    const int64_t V = coil_model_config(r.m)->vocab_size;
     if (cli_text_arg(o, &text, &len, &err) || cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)) ||
         resume_target(o, st, &r, &grid, &err) || coil_tokenizer_encode(r.tok, text, len, &ids, &n, &err))
         goto out;
@@ -374,29 +367,77 @@ int cli_cmd_score(const cli_opts_t *o)
         coil_err_set(&err, COIL_EINVAL, "the text encodes to no tokens");
         goto out;
     }
-    if (!(lg = malloc((size_t)V * (n + 1) * sizeof(float)))) {
+    if (!(lp = malloc(n * sizeof *lp))) {
         coil_err_set(&err, COIL_ENOMEM, "out of memory");
         goto out;
     }
-    /* row 0: the distribution after the stored state; rows 1..n-1 after each text token */
-    if (coil_engine_next_logits(r.e, r.st, lg, &err) ||
-        (n > 1 && coil_feed_grid(r.e, r.st, ids, (int64_t)n - 1, grid, lg + V, V, &err)))
+    double total;
+    if (coil_query_score(r.e, r.st, ids, n, grid, lp, &total, &err))
         goto out;
-    double total = 0.0;
     printf("{\"tokens\": [");
-    for (size_t i = 0; i < n; i++) {
-        double lp = log_prob(lg + (int64_t)i * V, V, ids[i]);
-        total += lp;
-        printf("%s{\"id\": %d, \"logprob\": %.6f}", i ? ", " : "", ids[i], lp);
-    }
-    printf("], \"logprob\": %.6f, \"n\": %zu}\n", total, n);
+    for (size_t i = 0; i < n; i++)
+        printf("%s{\"id\": %d, \"logprob\": %.17g}", i ? ", " : "", ids[i], lp[i]);
+    printf("], \"logprob\": %.17g, \"n\": %zu}\n", total, n);
     rc = 0;
 out:
     if (rc)
         cli_fail(&err);
-    free(lg);
+    free(lp);
     free(ids);
     free(text);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
+
+/* Upper bound on a state file read by `state import` (a state is a few MB). */
+#define MAX_STATE_FILE ((size_t)1 << 31)
+
+/* state import: the blob must deserialize into a state of the loaded model
+ * (so a wrong model, a damaged or truncated file never reaches the store);
+ * it then becomes document --name, complete at the blob's position. */
+static int state_import(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    char *blob = NULL;
+    size_t len = 0;
+    int64_t model_id, doc_id;
+    if (!o->in || !o->name)
+        return cli_usage("state import needs --db FILE --model DIR --in FILE --name NAME");
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (cli_read_all(o->in, MAX_STATE_FILE, &blob, &len, &err))
+        goto out;
+    if (coil_state_deserialize(r.st, blob, len, &err)) {
+        coil_err_t e2 = err;
+        coil_err_set(&err, e2.code, "%s: not a state of model %s: %s", o->in,
+                     o->model ? o->model : "(default)", e2.msg);
+        goto out;
+    }
+    const coil_model_config_t *mc = coil_model_config(r.m);
+    char dims[512];
+    snprintf(dims, sizeof dims,
+             "{\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,\"d_conv\":%lld,"
+             "\"dt_rank\":%lld,\"vocab_size\":%lld}",
+             (long long)mc->d_model, (long long)mc->n_layer, (long long)mc->d_inner, (long long)mc->d_state,
+             (long long)mc->d_conv, (long long)mc->dt_rank, (long long)mc->vocab_size);
+    int64_t pos = coil_state_position(r.st);
+    if (!(st = open_store(o, &err)) ||
+        coil_store_model_ensure(st, coil_state_fingerprint(r.st), o->model ? o->model : "", dims, &model_id,
+                                &err) ||
+        coil_store_doc_import(st, o->name, model_id, blob, len, coil_state_fingerprint(r.st), pos,
+                              o->replace ? COIL_STORE_DOC_REPLACE : 0, &doc_id, &err))
+        goto out;
+    if (!o->quiet)
+        printf("imported %s: position %" PRId64 "\n", o->name, pos);
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(blob);
     coil_store_close(&st);
     cli_rt_free(&r);
     return rc;
@@ -409,8 +450,11 @@ int cli_cmd_state(const cli_opts_t *o)
     coil_store_t *st = NULL;
     void *blob = NULL;
     int64_t grid;
+    if (strcmp(o->pos[0], "import") == 0)
+        return state_import(o);
     if (strcmp(o->pos[0], "export") != 0)
-        return cli_usage("state: export (--doc NAME | --session ID) [--at TOKEN] --out FILE");
+        return cli_usage("state: export (--doc NAME | --session ID) [--at TOKEN] --out FILE | "
+                         "import --in FILE --name NAME [--replace]");
     if (!o->out)
         return cli_usage("state export needs --out FILE");
     if (cli_rt_open(o, &r, &err))

@@ -364,13 +364,55 @@ int coil_store__doc_state(coil_store_t *st, int64_t doc_id, coil_store__doc_stat
     ds->source_hash = coil_store__u64(sqlite3_column_int64(s, 2));
     ds->fingerprint = coil_store__u64(sqlite3_column_int64(s, 3));
     bool any = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    ds->base_position = sqlite3_column_int64(s, 8);
     ds->n_chunks = any ? sqlite3_column_int64(s, 4) + 1 : 0;
-    ds->token_end = any ? sqlite3_column_int64(s, 5) : 0;
+    ds->token_end = any ? sqlite3_column_int64(s, 5) : ds->base_position;
     ds->byte_end = any ? sqlite3_column_int64(s, 6) : 0;
     ds->ckpt_position = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1
                                                                   : sqlite3_column_int64(s, 7);
+    const unsigned char *origin = sqlite3_column_text(s, 9), *name = sqlite3_column_text(s, 10);
+    snprintf(ds->origin, sizeof ds->origin, "%s", origin ? (const char *)origin : "");
+    snprintf(ds->name, sizeof ds->name, "%s", name ? (const char *)name : "");
     sqlite3_reset(s);
     return 0;
+}
+
+int coil_store__doc_history(coil_store_t *st, int64_t doc_id, int64_t from, int code,
+                            const char *what, coil_err_t *err)
+{
+    coil_store__doc_state_t ds;
+    coil_err_t quiet = {0};
+    if (from < 0 || coil_store__doc_state(st, doc_id, &ds, &quiet) != 0 ||
+        from >= ds.base_position)
+        return 0;
+    return coil_err_set(err, code,
+                        "%s: document '%s': %s from position %lld: its history before %lld was "
+                        "imported (coil state import) and is not in this database",
+                        st->path, ds.name, what, (long long)from, (long long)ds.base_position);
+}
+
+/* Deletes document id (named name) with its chunks and checkpoints, for
+ * COIL_STORE_DOC_REPLACE: COIL_ESTATE if sessions continue it.  Call inside
+ * a write transaction. */
+static int drop_doc(coil_store_t *st, int64_t id, const char *name, coil_err_t *err)
+{
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__DOC_SESSIONS, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int64_t sessions = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW)
+        return coil_store__fail(st, err, rc, "counting the document's sessions");
+    if (sessions)
+        return coil_err_set(err, COIL_ESTATE,
+                            "%s: cannot replace document '%s': %lld session(s) continue it",
+                            st->path, name, (long long)sessions);
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_DELETE, err)))
+        return err->code;
+    sqlite3_bind_int64(s, 1, id);
+    return coil_store__exec(st, s, "replacing the document", err);
 }
 
 int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
@@ -414,26 +456,7 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
             goto fail;
         }
         sqlite3_reset(s);
-        if (!(s = coil_store__stmt(st, COIL_STORE__DOC_SESSIONS, err)))
-            goto fail;
-        sqlite3_bind_int64(s, 1, id);
-        rc = sqlite3_step(s);
-        int64_t sessions = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        sqlite3_reset(s);
-        if (rc != SQLITE_ROW) {
-            coil_store__fail(st, err, rc, "counting the document's sessions");
-            goto fail;
-        }
-        if (sessions) {
-            coil_err_set(err, COIL_ESTATE,
-                         "%s: cannot replace document '%s': %lld session(s) continue it",
-                         st->path, name, (long long)sessions);
-            goto fail;
-        }
-        if (!(s = coil_store__stmt(st, COIL_STORE__DOC_DELETE, err)))
-            goto fail;
-        sqlite3_bind_int64(s, 1, id);
-        if (coil_store__exec(st, s, "replacing the document", err) != 0)
+        if (drop_doc(st, id, name, err) != 0)
             goto fail;
     } else {
         sqlite3_reset(s);
@@ -457,6 +480,89 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
 fail:
     coil_store__rollback(st);
     return err ? err->code : COIL_EDB;
+}
+
+int coil_store_doc_import(coil_store_t *st, const char *name, int64_t model_id, const void *blob,
+                          size_t size, uint64_t fingerprint, int64_t position, unsigned flags,
+                          int64_t *doc_id, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!name || !*name || !blob || !size || position < 0 || !doc_id)
+        return coil_err_set(err, COIL_EINVAL,
+                            "store: doc_import needs a name, a non-empty blob, position >= 0 "
+                            "and doc_id");
+    if ((rc = coil_store__begin(st, err)) != 0)
+        return rc;
+    if (!(s = coil_store__stmt(st, COIL_STORE__MODEL_FP, err)))
+        goto fail;
+    sqlite3_bind_int64(s, 1, model_id);
+    rc = sqlite3_step(s);
+    uint64_t model_fp = rc == SQLITE_ROW ? coil_store__u64(sqlite3_column_int64(s, 0)) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) {
+        if (rc == SQLITE_DONE)
+            coil_err_set(err, COIL_ENOTFOUND, "%s: importing '%s': no model with id %lld",
+                         st->path, name, (long long)model_id);
+        else
+            coil_store__fail(st, err, rc, "looking up the model");
+        goto fail;
+    }
+    if (model_fp != fingerprint) {
+        coil_err_set(err, COIL_EMISMATCH,
+                     "%s: importing '%s': state made by model %016llx, not by model %lld "
+                     "(%016llx)",
+                     st->path, name, (unsigned long long)fingerprint, (long long)model_id,
+                     (unsigned long long)model_fp);
+        goto fail;
+    }
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_BY_NAME, err)))
+        goto fail;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        const unsigned char *status = sqlite3_column_text(s, 3);
+        if (!(flags & COIL_STORE_DOC_REPLACE)) {
+            coil_err_set(err, COIL_ESTATE,
+                         "%s: document '%s' already exists (%s); ask to replace it", st->path,
+                         name, status ? (const char *)status : "?");
+            sqlite3_reset(s);
+            goto fail;
+        }
+        sqlite3_reset(s);
+        if (drop_doc(st, id, name, err) != 0)
+            goto fail;
+    } else {
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+            coil_store__fail(st, err, rc, "looking up the document");
+            goto fail;
+        }
+    }
+    if (!(s = coil_store__stmt(st, COIL_STORE__DOC_INSERT_IMPORT, err)))
+        goto fail;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, model_id);
+    /* The imported state is the document's only "source". */
+    sqlite3_bind_int64(s, 3, coil_store__i64(XXH3_64bits(blob, size)));
+    sqlite3_bind_int64(s, 4, COIL_STORE_IMPORT_CHUNK_TOKENS);
+    sqlite3_bind_int64(s, 5, position);
+    if (coil_store__exec(st, s, "inserting the imported document", err) != 0)
+        goto fail;
+    int64_t id = sqlite3_last_insert_rowid(st->db);
+    coil_store_ckpt_t ck = {
+        .position = position, .fingerprint = fingerprint, .data = blob, .size = size};
+    if (coil_store__ckpt_write(st, id, NULL, &ck, err) != 0 ||
+        coil_store__commit(st, err) != 0)
+        goto fail;
+    *doc_id = id;
+    return 0;
+fail:
+    coil_store__rollback(st);
+    return err->code;
 }
 
 static int insert_chunk(coil_store_t *st, int64_t doc_id, const coil_store_chunk_t *c,
@@ -573,6 +679,7 @@ int coil_store_doc_progress(coil_store_t *st, int64_t doc_id, coil_store_progres
     out->chunk_tokens = ds.chunk_tokens;
     out->source_hash = ds.source_hash;
     out->fingerprint = ds.fingerprint;
+    out->base_position = ds.base_position;
     return 0;
 }
 
@@ -704,9 +811,11 @@ int coil_store_doc_tokens(coil_store_t *st, int64_t doc_id, int64_t from, int64_
     if (coil_store__tokens_fill(st, s, from, from, to, buf, &filled, err) != 0)
         goto fail;
     if (filled != to - from) {
-        coil_err_set(err, COIL_EINVAL,
-                     "%s: document %lld: tokens [%lld,%lld) are not all in the stored grid",
-                     st->path, (long long)doc_id, (long long)from, (long long)to);
+        if (coil_store__doc_history(st, doc_id, from, COIL_ENOTFOUND, "cannot read tokens",
+                                    err) == 0)
+            coil_err_set(err, COIL_EINVAL,
+                         "%s: document %lld: tokens [%lld,%lld) are not all in the stored grid",
+                         st->path, (long long)doc_id, (long long)from, (long long)to);
         goto fail;
     }
     *ids = buf;
@@ -996,6 +1105,8 @@ int coil_store_doc_list(coil_store_t *st, const char *name,
         d.bytes = sqlite3_column_int64(s, 8);
         d.n_checkpoints = sqlite3_column_int64(s, 9);
         d.checkpoint_bytes = sqlite3_column_int64(s, 10);
+        d.base_position = sqlite3_column_int64(s, 11);
+        d.origin = (const char *)sqlite3_column_text(s, 12);
         if (fn && fn(&d, ud))
             break;
     }
@@ -1078,20 +1189,27 @@ int coil_store_verify(coil_store_t *st, coil_err_t *err)
         const char *what, *sql;
     } checks[] = {
         {"I1: chunk grid not contiguous at (doc, seq)",
-         "SELECT doc_id || ', ' || seq FROM (SELECT doc_id, seq, token_start, byte_start, "
-         "row_number() OVER w - 1 AS want_seq, lag(token_end, 1, 0) OVER w AS want_tok, "
+         "SELECT c.doc_id || ', ' || c.seq FROM (SELECT doc_id, seq, token_start, byte_start, "
+         "row_number() OVER w - 1 AS want_seq, lag(token_end) OVER w AS prev_tok, "
          "lag(byte_end, 1, 0) OVER w AS want_byte FROM chunks "
-         "WINDOW w AS (PARTITION BY doc_id ORDER BY seq)) "
-         "WHERE seq <> want_seq OR token_start <> want_tok OR byte_start <> want_byte LIMIT 1"},
+         "WINDOW w AS (PARTITION BY doc_id ORDER BY seq)) c JOIN documents d ON d.id = c.doc_id "
+         "WHERE c.seq <> c.want_seq OR c.token_start <> coalesce(c.prev_tok, d.base_position) "
+         "OR c.byte_start <> c.want_byte LIMIT 1"},
         {"I2: checkpoint without its chunks at (doc, position)",
-         "SELECT k.doc_id || ', ' || k.position FROM checkpoints k WHERE k.doc_id IS NOT NULL "
-         "AND k.position > 0 AND NOT EXISTS (SELECT 1 FROM chunks c "
-         "WHERE c.doc_id = k.doc_id AND c.token_end = k.position) LIMIT 1"},
+         "SELECT k.doc_id || ', ' || k.position FROM checkpoints k JOIN documents d "
+         "ON d.id = k.doc_id WHERE k.position <> d.base_position AND NOT EXISTS (SELECT 1 "
+         "FROM chunks c WHERE c.doc_id = k.doc_id AND c.token_end = k.position) LIMIT 1"},
+        {"I2: imported document without its checkpoint at base_position",
+         "SELECT d.name FROM documents d WHERE d.origin = 'import' AND NOT EXISTS (SELECT 1 "
+         "FROM checkpoints k WHERE k.doc_id = d.id AND k.position = d.base_position) LIMIT 1"},
         {"I4: complete document's lengths differ from its grid",
          "SELECT d.name FROM documents d LEFT JOIN chunks l ON l.doc_id = d.id AND l.seq = "
          "(SELECT max(seq) FROM chunks WHERE doc_id = d.id) WHERE d.status = 'complete' AND "
-         "(d.token_len <> coalesce(l.token_end, 0) OR d.byte_len <> coalesce(l.byte_end, 0)) "
-         "LIMIT 1"},
+         "(d.token_len <> coalesce(l.token_end, d.base_position) OR "
+         "d.byte_len <> coalesce(l.byte_end, 0)) LIMIT 1"},
+        {"session reaches below its document's imported base_position",
+         "SELECT s.id FROM sessions s JOIN documents d ON d.id = s.doc_id "
+         "WHERE s.base < d.base_position LIMIT 1"},
         {"session tokens do not fill [base, head)",
          "SELECT s.id FROM sessions s WHERE s.head - s.base <> coalesce((SELECT "
          "sum(t.pos_end - t.pos_start) FROM session_tokens t WHERE t.session_id = s.id), 0) "

@@ -25,15 +25,25 @@
  * transaction is rolled back: nothing half-done is ever visible and the
  * database keeps passing PRAGMA integrity_check.
  *
+ * Imported documents (coil_store_doc_import, `coil state import`): a
+ * document can start from a state made elsewhere, after P tokens whose text
+ * and ids are not in this database.  Its base_position is P (0 for every
+ * ingested document); it has no chunks and one checkpoint at P, is
+ * 'complete' with P tokens and 0 bytes, and positions below P cannot be
+ * read, resumed or branched from (COIL_ENOTFOUND / COIL_EINVAL saying so).
+ *
  * Invariants kept for every document (checked by coil_store_verify):
- *   I1  chunks are contiguous: seq 0..n-1, chunk 0 starts at token 0 and
- *       byte 0, each chunk starts where the previous one ended.
+ *   I1  chunks are contiguous: seq 0..n-1, chunk 0 starts at token
+ *       base_position and byte 0, each chunk starts where the previous one
+ *       ended.
  *   I2  every document checkpoint sits at a chunk boundary that is
- *       committed: position 0 or the token_end of one of its chunks.  A
- *       checkpoint never exists without all the chunks it covers.
+ *       committed: base_position or the token_end of one of its chunks.  A
+ *       checkpoint never exists without all the chunks it covers.  An
+ *       imported document has its checkpoint at base_position.
  *   I3  every checkpoint blob has the recorded size and XXH3-64 checksum.
  *   I4  a 'complete' document's token/byte lengths equal its last chunk's
- *       ends.
+ *       ends (base_position and 0 when it has no chunks).
+ * Sessions never start or fork below their document's base_position.
  * Chunks beyond the newest checkpoint exist only when the caller committed
  * them without one; resuming replays their tokens from the checkpoint.
  */
@@ -133,6 +143,24 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
                          uint64_t source_hash, int64_t chunk_tokens, unsigned flags,
                          int64_t *doc_id, int *resumed, coil_err_t *err);
 
+/* The grid size recorded for an imported document (it has no chunks; this
+ * is the chunking later feeds from it use). */
+#define COIL_STORE_IMPORT_CHUNK_TOKENS 512
+
+/* Creates document `name` from a state made elsewhere: the blob (size > 0
+ * bytes, copied; its checksum is computed like any checkpoint's) becomes
+ * the document's checkpoint at `position` and the document is 'complete'
+ * with `position` tokens, no chunks and base_position = position (see the
+ * header comment).  fingerprint must be model model_id's (COIL_EMISMATCH;
+ * COIL_ENOTFOUND for no such model).  The store does not parse the blob:
+ * the caller checks that it is a valid state of that model at `position`
+ * (coil_state_deserialize).  A document of that name is COIL_ESTATE unless
+ * flags has COIL_STORE_DOC_REPLACE, which deletes it first under the rules
+ * of coil_store_doc_begin.  One transaction; *doc_id gets the new id. */
+int coil_store_doc_import(coil_store_t *st, const char *name, int64_t model_id, const void *blob,
+                          size_t size, uint64_t fingerprint, int64_t position, unsigned flags,
+                          int64_t *doc_id, coil_err_t *err);
+
 /* One chunk of the grid.  tokens has token_end - token_start ids; text has
  * text_len bytes (UTF-8, the source bytes [byte_start, byte_end)). */
 typedef struct coil_store_chunk {
@@ -168,12 +196,14 @@ int coil_store_commit_chunks(coil_store_t *st, int64_t doc_id,
 /* Where a document's stored grid ends. */
 typedef struct coil_store_progress {
     int64_t n_chunks;      /* committed chunks (next seq) */
-    int64_t token_end;     /* end of the last chunk, 0 if none */
+    int64_t token_end;     /* end of the last chunk, base_position if none */
     int64_t byte_end;
     int64_t ckpt_position; /* newest checkpoint, -1 if none */
     int64_t chunk_tokens;
     uint64_t source_hash;
     uint64_t fingerprint;  /* the document's model */
+    int64_t base_position; /* > 0 only for an imported document: the grid
+                              starts there, earlier tokens are not stored */
 } coil_store_progress_t;
 int coil_store_doc_progress(coil_store_t *st, int64_t doc_id, coil_store_progress_t *out,
                             coil_err_t *err);
@@ -190,7 +220,9 @@ int coil_store_doc_find(coil_store_t *st, const char *name, int64_t *doc_id, coi
 
 /* Token ids of document positions [from, to) for replay, read from the chunk
  * grid (crossing chunk boundaries as needed).  *ids is malloc'd (free() it;
- * NULL when *n == 0).  COIL_EINVAL if [from, to) is not inside the grid. */
+ * NULL when *n == 0).  COIL_EINVAL if [from, to) is not inside the grid;
+ * COIL_ENOTFOUND (naming the document) if from is below an imported
+ * document's base_position. */
 int coil_store_doc_tokens(coil_store_t *st, int64_t doc_id, int64_t from, int64_t to,
                           int32_t **ids, size_t *n, coil_err_t *err);
 
@@ -241,13 +273,16 @@ int coil_store_search(coil_store_t *st, const char *query, const char *doc_name,
 /* --- sessions ------------------------------------------------------------- */
 #define COIL_STORE_SESSION_ID_LEN 16 /* hex chars; buffers need +1 */
 
-/* Starts a session on document doc_id at position (0 <= position <= the
- * grid's end): its timeline is the document's first `position` tokens.  The
- * new id (16 random hex chars, NUL-terminated) goes to id_out. */
+/* Starts a session on document doc_id at position (base_position <=
+ * position <= the grid's end; COIL_EINVAL otherwise, saying so when the
+ * position is in an imported document's missing history): its timeline is
+ * the document's first `position` tokens.  The new id (16 random hex
+ * chars, NUL-terminated) goes to id_out. */
 int coil_store_session_new(coil_store_t *st, int64_t doc_id, int64_t position,
                            char id_out[COIL_STORE_SESSION_ID_LEN + 1], coil_err_t *err);
-/* Forks session parent at position (-1 = its head; <= its head): the child
- * shares the parent's history up to position without copying it.  The parent
+/* Forks session parent at position (-1 = its head; <= its head, >= the
+ * document's base_position): the child shares the parent's history up to
+ * position without copying it.  The parent
  * is unchanged by anything later done to the child. */
 int coil_store_session_fork(coil_store_t *st, const char *parent, int64_t position,
                             char id_out[COIL_STORE_SESSION_ID_LEN + 1], coil_err_t *err);
@@ -294,10 +329,13 @@ typedef struct coil_store_doc_info {
     const char *name;   /* borrowed: valid during the callback */
     const char *status; /* "ingesting", "complete" or "failed" */
     const char *error;  /* NULL unless failed */
-    int64_t tokens, bytes; /* the grid's end (== the totals once complete) */
+    int64_t tokens, bytes; /* the grid's end (== the totals once complete);
+                              an imported document: its position, 0 */
     int64_t n_chunks, n_checkpoints;
     int64_t checkpoint_bytes;
     int64_t created, updated;
+    int64_t base_position; /* 0 unless imported */
+    const char *origin;    /* "ingest" or "import" (borrowed, as name) */
 } coil_store_doc_info_t;
 /* Calls fn for every document (or only `name` if not NULL), by name; a
  * nonzero return stops.  COIL_ENOTFOUND if name is given and absent. */

@@ -34,13 +34,18 @@ extern const size_t coil_store__n_migrations;
                    "WHERE name = ?1")                                                          \
     X(DOC_INSERT, "INSERT INTO documents(name, model_id, source_hash, chunk_tokens) "           \
                   "VALUES (?1, ?2, ?3, ?4)")                                                   \
+    X(DOC_INSERT_IMPORT, "INSERT INTO documents(name, model_id, source_hash, chunk_tokens, "    \
+                         "status, token_len, byte_len, base_position, origin) "                \
+                         "VALUES (?1, ?2, ?3, ?4, 'complete', ?5, 0, ?5, 'import')")            \
+    X(MODEL_FP, "SELECT fingerprint FROM models WHERE id = ?1")                                 \
     X(DOC_SESSIONS, "SELECT count(*) FROM sessions WHERE doc_id = ?1")                          \
     X(DOC_DELETE, "DELETE FROM documents WHERE id = ?1")                                        \
     X(DOC_TOUCH, "UPDATE documents SET updated = CAST(strftime('%s','now') AS INTEGER) "       \
                  "WHERE id = ?1")                                                              \
     X(DOC_STATE, "SELECT d.status, d.chunk_tokens, d.source_hash, m.fingerprint, "              \
                  "l.seq, l.token_end, l.byte_end, "                                            \
-                 "(SELECT max(position) FROM checkpoints WHERE doc_id = d.id) "                \
+                 "(SELECT max(position) FROM checkpoints WHERE doc_id = d.id), "               \
+                 "d.base_position, d.origin, d.name "                                          \
                  "FROM documents d JOIN models m ON m.id = d.model_id "                        \
                  "LEFT JOIN (SELECT seq, token_end, byte_end FROM chunks WHERE doc_id = ?1 "   \
                  "ORDER BY seq DESC LIMIT 1) l WHERE d.id = ?1")                               \
@@ -73,9 +78,11 @@ extern const size_t coil_store__n_migrations;
               "WHERE chunks_fts MATCH ?1 AND (?2 IS NULL OR d.name = ?2) "                     \
               "ORDER BY score LIMIT ?3")                                                       \
     X(DOC_LIST, "SELECT d.id, d.name, d.status, d.error, d.created, d.updated, "               \
-                "coalesce(l.seq + 1, 0), coalesce(l.token_end, 0), coalesce(l.byte_end, 0), "  \
+                "coalesce(l.seq + 1, 0), coalesce(l.token_end, d.base_position), "            \
+                "coalesce(l.byte_end, 0), "                                                    \
                 "(SELECT count(*) FROM checkpoints WHERE doc_id = d.id), "                     \
-                "(SELECT coalesce(sum(size), 0) FROM checkpoints WHERE doc_id = d.id) "        \
+                "(SELECT coalesce(sum(size), 0) FROM checkpoints WHERE doc_id = d.id), "       \
+                "d.base_position, d.origin "                                                   \
                 "FROM documents d LEFT JOIN chunks l ON l.doc_id = d.id AND l.seq = "          \
                 "(SELECT max(seq) FROM chunks WHERE doc_id = d.id) "                           \
                 "WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name")                             \
@@ -146,16 +153,26 @@ int coil_store__ckpt_read(coil_store_t *st, sqlite3_stmt *s, coil_store_blob_t *
  * copied to *filled.  Resets s. */
 int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, int64_t lo,
                             int64_t hi, int32_t *ids, int64_t *filled, coil_err_t *err);
-/* Document state as DOC_STATE reads it (-1 for "none" fields). */
+/* Document state as DOC_STATE reads it (-1 for "none" fields).  token_end
+ * is the grid's end: the last chunk's token_end, else base_position. */
 typedef struct coil_store__doc_state {
     char status[16];
+    char origin[8];   /* "ingest" or "import" */
+    char name[128];   /* for messages; truncated if longer */
     int64_t chunk_tokens;
     uint64_t source_hash, fingerprint;
     int64_t n_chunks, token_end, byte_end, ckpt_position;
+    int64_t base_position; /* history before it is not in this database */
 } coil_store__doc_state_t;
 /* COIL_ENOTFOUND if there is no document doc_id. */
 int coil_store__doc_state(coil_store_t *st, int64_t doc_id, coil_store__doc_state_t *ds,
                           coil_err_t *err);
+/* `code` with a message naming the document and saying its history was
+ * imported ("<what> from position <from>: ...") if from is below document
+ * doc_id's base_position; 0 otherwise (also when the document is not found:
+ * the caller's own check reports that).  For token reads and session starts. */
+int coil_store__doc_history(coil_store_t *st, int64_t doc_id, int64_t from, int code,
+                            const char *what, coil_err_t *err);
 /* Reads PRAGMA user_version into *version; COIL_EVERSION (with the file
  * untouched) if it is newer than the embedded migrations (store_migrate.c). */
 int coil_store__version_check(coil_store_t *st, int *version, coil_err_t *err);

@@ -138,10 +138,14 @@ int coil_store_session_new(coil_store_t *st, int64_t doc_id, int64_t position,
         return rc;
     if (coil_store__doc_state(st, doc_id, &ds, err) != 0)
         goto fail;
+    if (coil_store__doc_history(st, doc_id, position, COIL_EINVAL, "cannot start a session",
+                                err) != 0)
+        goto fail;
     if (position < 0 || position > ds.token_end) {
         coil_err_set(err, COIL_EINVAL,
-                     "%s: document %lld: session position %lld is outside [0, %lld]", st->path,
-                     (long long)doc_id, (long long)position, (long long)ds.token_end);
+                     "%s: document %lld: session position %lld is outside [%lld, %lld]",
+                     st->path, (long long)doc_id, (long long)position,
+                     (long long)ds.base_position, (long long)ds.token_end);
         goto fail;
     }
     if (insert_session(st, NULL, doc_id, position, id_out, err) != 0)
@@ -170,6 +174,9 @@ int coil_store_session_fork(coil_store_t *st, const char *parent, int64_t positi
                      st->path, parent, (long long)position, (long long)c.lv[0].head);
         goto fail;
     }
+    if (coil_store__doc_history(st, c.doc_id, position, COIL_EINVAL, "cannot fork a session",
+                                err) != 0)
+        goto fail;
     if (insert_session(st, parent, c.doc_id, position, id_out, err) != 0)
         goto fail;
     chain_free(&c);
@@ -361,8 +368,11 @@ int coil_store_session_tokens(coil_store_t *st, const char *id, int64_t from, in
             goto fail;
     }
     if (filled != to - from) {
-        coil_err_set(err, COIL_EDB, "%s: session %s: only %lld of tokens [%lld,%lld) are stored",
-                     st->path, id, (long long)filled, (long long)from, (long long)to);
+        if (coil_store__doc_history(st, c.doc_id, from, COIL_ENOTFOUND, "cannot read tokens",
+                                    err) == 0)
+            coil_err_set(err, COIL_EDB,
+                         "%s: session %s: only %lld of tokens [%lld,%lld) are stored", st->path,
+                         id, (long long)filled, (long long)from, (long long)to);
         goto fail;
     }
     coil_store__rollback(st); /* ends the read transaction */

@@ -181,28 +181,43 @@ START_TEST(test_errors)
 }
 END_TEST
 
-/* The store commands end to end: ingest, docs, search, sessions, score, export. */
-START_TEST(test_store_commands)
+/* A small random model with the test tokenizer in model_dir (d_model 32
+ * unless d_model is given), weights from seed. */
+static void make_model(const char *model_dir, int64_t d_model, unsigned seed)
 {
-    char model[4096], db[4096], doc[4096], tok[4200], state[4096];
-    snprintf(model, sizeof model, "%s/model", dir);
-    snprintf(db, sizeof db, "%s/c.db", dir);
-    snprintf(doc, sizeof doc, "%s/doc.txt", dir);
-    snprintf(state, sizeof state, "%s/doc.state", dir);
-    tu_model_shape_t sh = {.d_model = 32, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4, .expand = 2,
-                           .tied = 1, .dtype = "BF16"};
-    ck_assert_int_eq(mkdir(model, 0755), 0);
-    ck_assert_int_eq(tu_write_random_model(model, &sh, 3), 0);
-    snprintf(tok, sizeof tok, "%s/tokenizer.json", model);
+    char tok[4200];
+    tu_model_shape_t sh = {.d_model = d_model, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4,
+                           .expand = 2, .tied = 1, .dtype = "BF16"};
+    ck_assert_int_eq(mkdir(model_dir, 0755), 0);
+    ck_assert_int_eq(tu_write_random_model(model_dir, &sh, seed), 0);
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", model_dir);
     size_t n;
     void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
     ck_assert_int_eq(tu_write(tok, buf, n), 0);
     free(buf);
-    FILE *f = fopen(doc, "w");
+}
+
+/* The test document: 200 paragraphs and one rare phrase. */
+static void make_doc(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
     for (int i = 0; i < 200; i++)
         fprintf(f, "Paragraph %d talks about harbours and lighthouses. ", i);
     fprintf(f, "The zebra quartermaster appears exactly once.\n");
     fclose(f);
+}
+
+/* The store commands end to end: ingest, docs, search, sessions, score, export. */
+START_TEST(test_store_commands)
+{
+    char model[4096], db[4096], doc[4096], state[4096];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(db, sizeof db, "%s/c.db", dir);
+    snprintf(doc, sizeof doc, "%s/doc.txt", dir);
+    snprintf(state, sizeof state, "%s/doc.state", dir);
+    make_model(model, 32, 3);
+    make_doc(doc);
 
     const char *ingest[] = {"ingest", "--db", db, "--model", model, "--name", "book", "--file", doc,
                             "--chunk", "64", "--interval", "256", NULL};
@@ -276,6 +291,140 @@ START_TEST(test_store_commands)
 }
 END_TEST
 
+/* Runs args, expects success and returns stdout (caller frees). */
+static char *run_ok(const char *const *args)
+{
+    int rc = run(args);
+    if (rc != 0) {
+        char *e = slurp(err_path);
+        ck_abort_msg("coil %s %s failed (%d): %s", args[0], args[1] ? args[1] : "", rc, e);
+    }
+    return slurp(out_path);
+}
+
+/* state export from one database, state import into another: the imported
+ * document behaves exactly like the original at that point. */
+START_TEST(test_state_export_import)
+{
+    char model[4096], other[4096], small[4096], dba[4096], dbb[4096], doc[4096], state[4096], bad[4096];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    snprintf(small, sizeof small, "%s/small", dir);
+    snprintf(dba, sizeof dba, "%s/a.db", dir);
+    snprintf(dbb, sizeof dbb, "%s/b.db", dir);
+    snprintf(doc, sizeof doc, "%s/doc.txt", dir);
+    snprintf(state, sizeof state, "%s/book.state", dir);
+    snprintf(bad, sizeof bad, "%s/bad.state", dir);
+    make_model(model, 32, 3);
+    make_model(other, 32, 4); /* same shape, other weights */
+    make_model(small, 16, 3); /* other shape */
+    make_doc(doc);
+
+    const char *ingest[] = {"ingest", "--db", dba, "--model", model, "--name", "book", "--file", doc, NULL};
+    free(run_ok(ingest));
+    const char *exp_[] = {"state", "export", "--db", dba, "--model", model, "--doc", "book", "--out", state, NULL};
+    char *o = run_ok(exp_);
+    long long pos = -1;
+    char *at = strstr(o, "position ");
+    ck_assert_ptr_nonnull(at);
+    pos = atoll(at + strlen("position "));
+    ck_assert_int_gt(pos, 100);
+    free(o);
+
+    const char *imp[] = {"state", "import", "--db", dbb, "--model", model, "--in", state, "--name", "copy", NULL};
+    o = run_ok(imp);
+    char want[256];
+    snprintf(want, sizeof want, "imported copy: position %lld\n", pos);
+    ck_assert_str_eq(o, want);
+    free(o);
+    const char *docs[] = {"docs", "--db", dbb, NULL};
+    o = run_ok(docs);
+    snprintf(want, sizeof want, " %lld ", pos);
+    ck_assert_ptr_nonnull(strstr(o, "copy"));
+    ck_assert_ptr_nonnull(strstr(o, "complete"));
+    ck_assert_ptr_nonnull(strstr(o, want));
+    ck_assert_ptr_nonnull(strstr(o, "imported state"));
+    free(o);
+
+    /* Same state, same scores, to the last printed digit. */
+    const char *score_a[] = {"score", "--db", dba, "--model", model, "--doc", "book", "--text", " harbours and", NULL};
+    const char *score_b[] = {"score", "--db", dbb, "--model", model, "--doc", "copy", "--text", " harbours and", NULL};
+    char *sa = run_ok(score_a), *sb = run_ok(score_b);
+    ck_assert_str_eq(sa, sb);
+    free(sa);
+    free(sb);
+
+    /* A session on the imported document: append, then greedy generation
+     * equals generating from the original with the same text as prompt. */
+    const char *snew[] = {"session", "new", "--db", dbb, "--doc", "copy", NULL};
+    char *sid = run_ok(snew);
+    sid[strcspn(sid, "\n")] = '\0';
+    ck_assert_uint_eq(strlen(sid), 16);
+    const char *app[] = {"session", "append", sid, "--db", dbb, "--model", model, "--text", " The lighthouse", NULL};
+    free(run_ok(app));
+    const char *gen_b[] = {"generate", "--db", dbb, "--model", model, "--session", sid, "--temperature", "0", "-n", "5",
+                           NULL};
+    const char *gen_a[] = {"generate", "--db",   dba, "--model", model, "--doc", "book", "--prompt", " The lighthouse",
+                           "--temperature", "0", "-n", "5", NULL};
+    char *ga = run_ok(gen_a), *gb = run_ok(gen_b);
+    ck_assert_str_eq(ga, gb);
+    free(ga);
+    free(gb);
+    const char *fork_[] = {"session", "fork", sid, "--db", dbb, NULL};
+    free(run_ok(fork_));
+    char below[32];
+    snprintf(below, sizeof below, "%lld", pos - 1);
+    const char *snew_below[] = {"session", "new", "--db", dbb, "--doc", "copy", "--at", below, NULL};
+    expect_fail(snew_below, 1, "imported");
+    const char *score_below[] = {"score", "--db", dbb, "--model", model, "--doc", "copy", "--at", below,
+                                 "--text", " harbours", NULL};
+    expect_fail(score_below, 1, "imported");
+    /* The imported state exports again, byte for byte. */
+    char again[4096];
+    snprintf(again, sizeof again, "%s/again.state", dir);
+    const char *exp_b[] = {"state", "export", "--db", dbb, "--model", model, "--doc", "copy", "--out", again, NULL};
+    free(run_ok(exp_b));
+    size_t n1, n2;
+    char *b1 = tu_read(state, &n1), *b2 = tu_read(again, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_int_eq(memcmp(b1, b2, n1), 0);
+    free(b2);
+
+    /* Refusals, none of which changes db B. */
+    expect_fail(imp, 1, "already exists");
+    const char *imp_rep[] = {"state", "import", "--db", dbb, "--model", model, "--in", state, "--name", "copy",
+                             "--replace", NULL};
+    expect_fail(imp_rep, 1, "session(s) continue it");
+    const char *imp_other[] = {"state", "import", "--db", dbb, "--model", other, "--in", state, "--name", "x", NULL};
+    expect_fail(imp_other, 1, "not a state of model");
+    const char *imp_small[] = {"state", "import", "--db", dbb, "--model", small, "--in", state, "--name", "x", NULL};
+    expect_fail(imp_small, 1, "not a state of model");
+    b1[n1 / 2] ^= 0x40; /* one flipped bit in the payload */
+    ck_assert_int_eq(tu_write(bad, b1, n1), 0);
+    const char *imp_bad[] = {"state", "import", "--db", dbb, "--model", model, "--in", bad, "--name", "x", NULL};
+    expect_fail(imp_bad, 1, "checksum");
+    ck_assert_int_eq(tu_write(bad, b1, 20), 0); /* truncated */
+    expect_fail(imp_bad, 1, bad);
+    free(b1);
+    const char *imp_none[] = {"state", "import", "--db", dbb, "--model", model, "--in", "/nonexistent.state",
+                              "--name", "x", NULL};
+    expect_fail(imp_none, 1, "/nonexistent.state");
+    const char *imp_usage[] = {"state", "import", "--db", dbb, "--model", model, "--in", state, NULL};
+    expect_fail(imp_usage, 2, "--name");
+    const char *docs_x[] = {"docs", "--db", dbb, "--doc", "x", NULL};
+    expect_fail(docs_x, 1, "no document named 'x'");
+    /* --replace on a name without sessions works. */
+    const char *imp2[] = {"state", "import", "--db", dbb, "--model", model, "--in", state, "--name", "copy2", NULL};
+    free(run_ok(imp2));
+    const char *imp2r[] = {"state", "import", "--db", dbb, "--model", model, "--in", state, "--name", "copy2",
+                           "--replace", "--quiet", NULL};
+    o = run_ok(imp2r);
+    ck_assert_str_eq(o, "");
+    free(o);
+    free(sid);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -287,6 +436,7 @@ int main(void)
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_store_commands);
+    tcase_add_test(tc, test_state_export_import);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -8,6 +8,7 @@
  * model fingerprint.
  */
 #include "store.h"
+#include "store_internal.h" /* coil_store__migrations: the v1 schema */
 
 #include <check.h>
 #include <dirent.h>
@@ -22,6 +23,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define FP 0xC011C011DEADBEEFull /* > INT64_MAX: checks the bit-pattern round trip */
 #define CT 8                     /* tokens per chunk in these tests */
@@ -984,6 +986,286 @@ START_TEST(test_sessions)
 }
 END_TEST
 
+/* --- imported documents and migrations ---------------------------------------- */
+
+#define IMP_POS 40     /* position of the imported state */
+#define IMP_SIZE 1500  /* its size */
+
+static int64_t import_doc(coil_store_t *st, const char *name, unsigned flags, coil_err_t *err,
+                          int *rc)
+{
+    int64_t model, doc = -1;
+    unsigned char blob[IMP_SIZE];
+    fill_blob(blob, sizeof blob, IMP_POS);
+    ck_assert_int_eq(coil_store_model_ensure(st, FP, "/models/made-up", NULL, &model, err), 0);
+    *rc = coil_store_doc_import(st, name, model, blob, sizeof blob, FP, IMP_POS, flags, &doc, err);
+    return doc;
+}
+
+static int check_imported(const coil_store_doc_info_t *d, void *ud)
+{
+    (void)ud;
+    ck_assert_str_eq(d->name, "imported");
+    ck_assert_str_eq(d->status, "complete");
+    ck_assert_str_eq(d->origin, "import");
+    ck_assert_int_eq(d->tokens, IMP_POS);
+    ck_assert_int_eq(d->base_position, IMP_POS);
+    ck_assert_int_eq(d->bytes, 0);
+    ck_assert_int_eq(d->n_chunks, 0);
+    ck_assert_int_eq(d->n_checkpoints, 1);
+    ck_assert_int_eq(d->checkpoint_bytes, IMP_SIZE);
+    return 0;
+}
+
+START_TEST(test_import)
+{
+    char dir[300], path[340], sid[17], kid[17], other[17];
+    coil_err_t err = {0};
+    coil_store_blob_t b = {0};
+    coil_store_progress_t p;
+    int32_t *ids;
+    size_t n;
+    int rc;
+    tdir(dir, sizeof dir, path, sizeof path);
+    coil_store_t *st = open_ok(path, NULL);
+    int64_t doc = import_doc(st, "imported", 0, &err, &rc);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    assert_verify(st);
+
+    /* The state at P is the checkpoint; the grid is empty and ends at P. */
+    ck_assert_int_eq(coil_store_doc_progress(st, doc, &p, &err), 0);
+    ck_assert_int_eq(p.n_chunks, 0);
+    ck_assert_int_eq(p.token_end, IMP_POS);
+    ck_assert_int_eq(p.byte_end, 0);
+    ck_assert_int_eq(p.ckpt_position, IMP_POS);
+    ck_assert_int_eq(p.base_position, IMP_POS);
+    ck_assert_int_eq(p.chunk_tokens, COIL_STORE_IMPORT_CHUNK_TOKENS);
+    ck_assert(p.fingerprint == FP);
+    ck_assert_int_eq(coil_store_ckpt_latest(st, doc, -1, &b, &err), 0);
+    blob_is(&b, IMP_POS, IMP_SIZE);
+    ck_assert_int_eq(coil_store_ckpt_latest(st, doc, IMP_POS - 1, &b, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_doc_list(st, "imported", check_imported, NULL, &err), 0);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM documents WHERE origin = 'import' "
+                                   "AND token_len = 40 AND status = 'complete'"),
+                     1);
+
+    /* Tokens: [P, P) is empty; anything below P names the document. */
+    ck_assert_int_eq(coil_store_doc_tokens(st, doc, IMP_POS, IMP_POS, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(coil_store_doc_tokens(st, doc, 0, IMP_POS, &ids, &n, &err), COIL_ENOTFOUND);
+    ck_assert_ptr_null(ids);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'imported'"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "imported (coil state import)"));
+    ck_assert_int_eq(coil_store_doc_tokens(st, doc, IMP_POS, IMP_POS + 1, &ids, &n, &err),
+                     COIL_EINVAL);
+    /* Nothing can be ingested into it. */
+    chunkbuf_t cb;
+    mk_chunk(&cb, 0, IMP_POS, 0, NULL);
+    ck_assert_int_eq(coil_store_commit_chunks(st, doc, &cb.c, 1, NULL, &err), COIL_ESTATE);
+
+    /* Sessions start at P (not below), resume from the imported checkpoint,
+     * append and fork. */
+    ck_assert_int_eq(coil_store_session_new(st, doc, IMP_POS - 8, other, &err), COIL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "imported"));
+    ck_assert_int_eq(coil_store_session_new(st, doc, IMP_POS + 1, other, &err), COIL_EINVAL);
+    ck_assert_int_eq(coil_store_session_new(st, doc, IMP_POS, sid, &err), 0);
+    ck_assert_int_eq(coil_store_session_ckpt(st, sid, -1, &b, &err), 0);
+    blob_is(&b, IMP_POS, IMP_SIZE);
+    int32_t toks[6] = {11, 12, 13, 14, 15, 16};
+    unsigned char blob[300];
+    fill_blob(blob, sizeof blob, IMP_POS + 6);
+    session_ckpt(st, sid, IMP_POS + 6, blob, sizeof blob, toks, 6);
+    ck_assert_int_eq(coil_store_session_tokens(st, sid, IMP_POS, IMP_POS + 6, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 6);
+    ck_assert_int_eq(memcmp(ids, toks, sizeof toks), 0);
+    free(ids);
+    ck_assert_int_eq(coil_store_session_tokens(st, sid, 0, IMP_POS + 6, &ids, &n, &err),
+                     COIL_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'imported'"));
+    ck_assert_int_eq(coil_store_session_fork(st, sid, IMP_POS + 3, kid, &err), 0);
+    ck_assert_int_eq(coil_store_session_ckpt(st, kid, -1, &b, &err), 0);
+    blob_is(&b, IMP_POS, IMP_SIZE); /* the child replays 3 tokens from P */
+    ck_assert_int_eq(coil_store_session_tokens(st, kid, IMP_POS, IMP_POS + 3, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(ids[2], 13);
+    free(ids);
+    ck_assert_int_eq(coil_store_session_fork(st, sid, IMP_POS - 1, other, &err), COIL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "imported"));
+    assert_verify(st);
+
+    /* Names: taken is COIL_ESTATE; REPLACE follows doc_begin's rules. */
+    import_doc(st, "imported", 0, &err, &rc);
+    ck_assert_int_eq(rc, COIL_ESTATE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "already exists"));
+    import_doc(st, "imported", COIL_STORE_DOC_REPLACE, &err, &rc);
+    ck_assert_int_eq(rc, COIL_ESTATE); /* sessions continue it */
+    ck_assert_ptr_nonnull(strstr(err.msg, "session"));
+    ck_assert_int_eq(coil_store_session_delete(st, sid, true, &err), 0);
+    int64_t doc2 = import_doc(st, "imported", COIL_STORE_DOC_REPLACE, &err, &rc);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_int_ne(doc2, doc);
+    int64_t book = new_doc(st, "book", 7);
+    ck_assert_int_eq(append(st, book, 2, 100, NULL, &err), 0);
+    import_doc(st, "book", 0, &err, &rc);
+    ck_assert_int_eq(rc, COIL_ESTATE);
+    int64_t book2 = import_doc(st, "book", COIL_STORE_DOC_REPLACE, &err, &rc);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM chunks"), 0);
+    /* ...and an imported name is taken for ingest too. */
+    int64_t model, d;
+    int resumed;
+    ck_assert_int_eq(coil_store_model_ensure(st, FP, "/m", NULL, &model, &err), 0);
+    ck_assert_int_eq(coil_store_doc_begin(st, "book", model, 7, CT, 0, &d, &resumed, &err),
+                     COIL_ESTATE);
+
+    /* Bad imports write nothing. */
+    unsigned char one = 1;
+    ck_assert_int_eq(coil_store_doc_import(st, "x", model, &one, 1, FP ^ 1, 5, 0, &d, &err),
+                     COIL_EMISMATCH);
+    ck_assert_int_eq(coil_store_doc_import(st, "x", model + 100, &one, 1, FP, 5, 0, &d, &err),
+                     COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_doc_import(st, "x", model, &one, 0, FP, 5, 0, &d, &err),
+                     COIL_EINVAL);
+    ck_assert_int_eq(coil_store_doc_import(st, "x", model, &one, 1, FP, -1, 0, &d, &err),
+                     COIL_EINVAL);
+    ck_assert_int_eq(coil_store_doc_import(st, "", model, &one, 1, FP, 5, 0, &d, &err),
+                     COIL_EINVAL);
+    ck_assert_int_eq(coil_store_doc_find(st, "x", &d, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_doc_find(st, "book", &d, &err), 0);
+    ck_assert_int_eq(d, book2);
+    assert_verify(st);
+
+    /* verify sees a broken imported document. */
+    raw_exec(path, "DELETE FROM checkpoints WHERE doc_id = (SELECT id FROM documents "
+                   "WHERE name = 'book')");
+    ck_assert_int_eq(coil_store_verify(st, &err), COIL_EDB);
+    ck_assert_ptr_nonnull(strstr(err.msg, "base_position"));
+    coil_store_blob_clear(&b);
+    coil_store_close(&st);
+    rm_tree(dir);
+}
+END_TEST
+
+/* A file made by schema version 1 (migration 001 only, as the v1 store
+ * wrote it) opens as version 2 with its data intact, verifies, resumes and
+ * takes imports. */
+START_TEST(test_migrate_v1)
+{
+    char dir[300], path[340], sid[17];
+    coil_err_t err = {0};
+    coil_store_blob_t b = {0};
+    coil_store_progress_t p;
+    coil_store_session_info_t si;
+    int rc;
+    tdir(dir, sizeof dir, path, sizeof path);
+    ck_assert_int_ge(coil_store_schema_version(), 2);
+    ck_assert_str_eq(coil_store__migrations[0].name, "001_init");
+    raw_exec(path, coil_store__migrations[0].sql);
+    raw_exec(path, "PRAGMA user_version = 1");
+    /* v1 rows as the v1 store wrote them: a complete document of two
+     * chunks with a checkpoint at its end, a session with one token. */
+    unsigned char blob[700];
+    fill_blob(blob, sizeof blob, 2 * CT);
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO models(id, fingerprint, path) "
+                                            "VALUES (1, ?1, '/m')",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)FP);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO documents(id, name, model_id, source_hash, "
+                                      "chunk_tokens) VALUES (1, 'old', 1, 5, 8)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    int64_t byte = 0;
+    for (int i = 0; i < 2; i++) {
+        chunkbuf_t cb;
+        mk_chunk(&cb, i, i * CT, byte, NULL);
+        ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                            "INSERT INTO chunks(doc_id, seq, token_start, "
+                                            "token_end, byte_start, byte_end, text, tokens) "
+                                            "VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                            -1, &s, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_int64(s, 1, cb.c.seq);
+        sqlite3_bind_int64(s, 2, cb.c.token_start);
+        sqlite3_bind_int64(s, 3, cb.c.token_end);
+        sqlite3_bind_int64(s, 4, cb.c.byte_start);
+        sqlite3_bind_int64(s, 5, cb.c.byte_end);
+        sqlite3_bind_text(s, 6, cb.text, (int)cb.c.text_len, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(s, 7, cb.toks, (int)sizeof cb.toks, SQLITE_TRANSIENT);
+        ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+        byte = cb.c.byte_end;
+    }
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "INSERT INTO checkpoints(doc_id, position, fingerprint, "
+                                        "checksum, size, state) VALUES (1, 16, ?1, ?2, ?3, ?4)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)FP);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)XXH3_64bits(blob, sizeof blob));
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)sizeof blob);
+    sqlite3_bind_blob(s, 4, blob, (int)sizeof blob, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "UPDATE documents SET status = 'complete', token_len = 16, byte_len = %lld;"
+             "INSERT INTO sessions(id, doc_id, base, head) VALUES ('00112233445566aa', 1, 16, 17);"
+             "INSERT INTO session_tokens VALUES ('00112233445566aa', 16, 17, x'07000000');",
+             (long long)byte);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM pragma_table_info('documents') "
+                                   "WHERE name IN ('base_position', 'origin')"),
+                     0);
+
+    coil_store_t *st = open_ok(path, NULL);
+    ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), coil_store_schema_version());
+    ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM documents WHERE name = 'old' AND "
+                                   "base_position = 0 AND origin = 'ingest' AND "
+                                   "status = 'complete' AND token_len = 16"),
+                     1);
+    assert_verify(st);
+    ck_assert_int_eq(coil_store_doc_progress(st, 1, &p, &err), 0);
+    ck_assert_int_eq(p.n_chunks, 2);
+    ck_assert_int_eq(p.token_end, 2 * CT);
+    ck_assert_int_eq(p.byte_end, byte);
+    ck_assert_int_eq(p.base_position, 0);
+    ck_assert_int_eq(p.ckpt_position, 2 * CT);
+    ck_assert(p.fingerprint == FP);
+    ck_assert_int_eq(coil_store_ckpt_latest(st, 1, -1, &b, &err), 0);
+    blob_is(&b, 2 * CT, sizeof blob);
+    int32_t *ids;
+    size_t n;
+    ck_assert_int_eq(coil_store_doc_tokens(st, 1, 3, 2 * CT, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 2 * CT - 3);
+    ck_assert_int_eq(ids[0], tok_at(3));
+    free(ids);
+    ck_assert_int_eq(coil_store_session_get(st, "00112233445566aa", &si, &err), 0);
+    ck_assert_int_eq(si.head, 17);
+    ck_assert_int_eq(coil_store_session_tokens(st, "00112233445566aa", 14, 17, &ids, &n, &err),
+                     0);
+    ck_assert_int_eq(ids[2], 7);
+    free(ids);
+    ck_assert_int_eq(coil_store_session_new(st, 1, 8, sid, &err), 0);
+    import_doc(st, "new", 0, &err, &rc);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    assert_verify(st);
+    coil_store_blob_clear(&b);
+    coil_store_close(&st);
+    /* Reopening migrates nothing more. */
+    st = open_ok(path, NULL);
+    assert_verify(st);
+    coil_store_close(&st);
+    rm_tree(dir);
+}
+END_TEST
+
 /* --- main ---------------------------------------------------------------------------- */
 
 static void root_setup(void)
@@ -1030,6 +1312,8 @@ int main(void)
     tcase_add_test(tc, test_disk_full);
     tcase_add_test(tc, test_search);
     tcase_add_test(tc, test_sessions);
+    tcase_add_test(tc, test_import);
+    tcase_add_test(tc, test_migrate_v1);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

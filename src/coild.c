@@ -1,0 +1,90 @@
+/* coild -- the coil service front: ZeroMQ routing to supervised workers.
+ *
+ *   coild [--config FILE] [--quiet]
+ *
+ * With no file, the defaults (schemas/coild.example.yaml documents every key).
+ * The workers are coil-worker processes found next to coild (or
+ * $COIL_WORKER_BIN).  SIGTERM/SIGINT: the workers drain and checkpoint, then
+ * coild exits.
+ */
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coild_config.h"
+#include "server.h"
+
+#ifndef COIL_DEFAULT_MODEL
+#define COIL_DEFAULT_MODEL ""
+#endif
+
+static volatile sig_atomic_t g_stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = NULL;
+    int quiet = 0, c;
+    static const struct option lo[] = {{"config", 1, 0, 'c'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    while ((c = getopt_long(argc, argv, "c:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'c': cfg_path = optarg; break;
+        case 'q': quiet = 1; break;
+        default:
+            fprintf(stderr, "usage: coild [--config FILE] [--quiet]\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    const char *dflt = getenv("COIL_MODEL") ? getenv("COIL_MODEL") : COIL_DEFAULT_MODEL;
+    coil_err_t err = {0};
+    coil_config_t *cfg = cfg_path ? coil_config_load(cfg_path, dflt, &err) : coil_config_defaults(dflt, &err);
+    if (!cfg) {
+        fprintf(stderr, "coild: %s\n", err.msg);
+        return 1;
+    }
+    if (!cfg->model || !*cfg->model) {
+        fprintf(stderr, "coild: no model configured (set model: in the config or COIL_MODEL)\n");
+        coil_config_destroy(&cfg);
+        return 1;
+    }
+    /* coil-worker lives next to coild (build tree and install tree alike) */
+    char self[PATH_MAX], bin[PATH_MAX + 32];
+    const char *wb = getenv("COIL_WORKER_BIN");
+    if (!wb) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+            self[n] = '\0';
+            char *d = dirname(self);
+            snprintf(bin, sizeof bin, "%s/coil-worker", d);
+            if (access(bin, X_OK) != 0)
+                snprintf(bin, sizeof bin, "%s/workers/coil-worker", d);
+            wb = bin;
+        }
+    }
+    if (!wb || access(wb, X_OK) != 0) {
+        fprintf(stderr, "coild: cannot find coil-worker (set COIL_WORKER_BIN)\n");
+        coil_config_destroy(&cfg);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    coil_server_options_t so = {.cfg = cfg, .worker_bin = wb, .stop = &g_stop, .quiet = quiet};
+    int rc = coil_server_run(&so, &err);
+    if (rc)
+        fprintf(stderr, "coild: %s\n", err.msg);
+    coil_config_destroy(&cfg);
+    return rc ? 1 : 0;
+}

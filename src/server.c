@@ -1,0 +1,883 @@
+/* server.c -- coild: routing, scheduling, worker supervision, spooling. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zmq.h>
+
+#include "protocol.h"
+
+#define MAX_WORKERS 64
+#define MAX_CLIENT_FRAMES 2
+#define ROUTE_MAX 300
+
+typedef struct job {
+    struct job *next;
+    unsigned char route[ROUTE_MAX]; /* byte 0: 1 = REQ client (empty delimiter), then the identity */
+    size_t route_len;
+    char *req;          /* frame 0 as received */
+    size_t req_len;
+    void *blob;         /* frame 1 or NULL */
+    size_t blob_len;
+    char *spool;        /* ingest: the spooled text file (owned, removed when done) */
+    json_t *id;         /* for error replies */
+    coil_proto_op_t op;
+    int write;          /* a write job: one at a time */
+    int retry;          /* safe to run again after a worker death */
+} job_t;
+
+typedef struct {
+    char name[32];
+    pid_t pid;          /* 0 for a worker started by hand */
+    int ready;          /* connected and said READY */
+    int present;        /* slot in use */
+    job_t *job;         /* in flight */
+    double idle_since;
+    double respawn_at;  /* when a dead local worker is started again */
+    int restarts;
+} worker_t;
+
+typedef struct spool {
+    struct spool *next;
+    unsigned char route[ROUTE_MAX];
+    size_t route_len;
+    char name[300];
+    char *path;
+    int fd;
+    int64_t next_part, bytes;
+} spool_t;
+
+typedef struct {
+    const coil_server_options_t *o;
+    const coil_config_t *cfg;
+    void *ctx, *clients, *events, *workers, *zap;
+    worker_t w[MAX_WORKERS];
+    job_t *head, *tail;
+    int n_jobs;         /* queued + running */
+    int write_busy;
+    spool_t *spools;
+    char spool_dir[4096];
+    coil_proto_limits_t lim;
+    uint64_t spool_seq;
+    double started;
+    /* stats */
+    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths;
+} srv_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void logf_(srv_t *s, coil_log_level_t lv, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(srv_t *s, coil_log_level_t lv, const char *fmt, ...)
+{
+    if (s->o->quiet || lv > s->cfg->log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "coild: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* ---- sending to clients (never blocks: a full or vanished client is dropped) ---- */
+
+static void send_client(srv_t *s, const unsigned char *route, size_t route_len, const void *json, size_t len,
+                        const void *blob, size_t blob_len)
+{
+    int flags = ZMQ_DONTWAIT;
+    if (route_len < 2)
+        return;
+    if (zmq_send(s->clients, route + 1, route_len - 1, flags | ZMQ_SNDMORE) < 0)
+        goto drop;
+    if (route[0] == 1 && zmq_send(s->clients, "", 0, flags | ZMQ_SNDMORE) < 0)
+        goto drop;
+    if (zmq_send(s->clients, json, len, flags | (blob ? ZMQ_SNDMORE : 0)) < 0)
+        goto drop;
+    if (blob && zmq_send(s->clients, blob, blob_len, flags) < 0)
+        goto drop;
+    return;
+drop:
+    s->n_dropped++;
+}
+
+static void reply_error(srv_t *s, const unsigned char *route, size_t route_len, const json_t *id, int code,
+                        const char *msg)
+{
+    char *out = NULL;
+    size_t len = 0;
+    coil_err_t err = {0};
+    s->n_errors++;
+    if (coil_proto_reply_error(id, code, msg, &out, &len, &err) == 0)
+        send_client(s, route, route_len, out, len, NULL, 0);
+    free(out);
+}
+
+static void reply_ok(srv_t *s, const unsigned char *route, size_t route_len, const json_t *id, json_t *result)
+{
+    char *out = NULL;
+    size_t len = 0;
+    coil_err_t err = {0};
+    if (coil_proto_reply_ok(id, &result, &out, &len, &err) == 0)
+        send_client(s, route, route_len, out, len, NULL, 0);
+    json_decref(result);
+    free(out);
+}
+
+static void publish(srv_t *s, const char *topic, const void *json, size_t len)
+{
+    if (zmq_send(s->events, topic, strlen(topic), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s->events, json, len, ZMQ_DONTWAIT) < 0)
+        s->n_dropped++;
+}
+
+static void publish_worker(srv_t *s, const char *topic, const worker_t *w, const char *reason)
+{
+    char *out;
+    size_t len;
+    coil_err_t err = {0};
+    if (coil_proto_event_worker(topic, w->name, w->pid, reason, &out, &len, &err) == 0) {
+        publish(s, topic, out, len);
+        free(out);
+    }
+}
+
+/* ---- jobs ------------------------------------------------------------------------ */
+
+static void job_free(job_t *j)
+{
+    if (!j)
+        return;
+    if (j->spool) {
+        unlink(j->spool);
+        free(j->spool);
+    }
+    free(j->req);
+    free(j->blob);
+    json_decref(j->id);
+    free(j);
+}
+
+static void enqueue(srv_t *s, job_t *j, int front)
+{
+    if (front) {
+        j->next = s->head;
+        s->head = j;
+        if (!s->tail)
+            s->tail = j;
+    } else {
+        j->next = NULL;
+        if (s->tail)
+            s->tail->next = j;
+        else
+            s->head = j;
+        s->tail = j;
+    }
+}
+
+static worker_t *idle_worker(srv_t *s)
+{
+    worker_t *best = NULL;
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        worker_t *w = &s->w[i];
+        if (w->present && w->ready && !w->job && (!best || w->idle_since < best->idle_since))
+            best = w;
+    }
+    return best;
+}
+
+static void dispatch(srv_t *s)
+{
+    job_t *prev = NULL, *j = s->head;
+    while (j) {
+        worker_t *w = idle_worker(s);
+        if (!w)
+            return;
+        if (j->write && s->write_busy) { /* one writer at a time; reads may pass */
+            prev = j;
+            j = j->next;
+            continue;
+        }
+        job_t *next = j->next;
+        if (prev)
+            prev->next = next;
+        else
+            s->head = next;
+        if (s->tail == j)
+            s->tail = prev;
+        char meta[4200];
+        if (j->spool)
+            snprintf(meta, sizeof meta, "{\"spool\":\"%s\"}", j->spool);
+        else
+            snprintf(meta, sizeof meta, "{}");
+        int fl = ZMQ_DONTWAIT | ZMQ_SNDMORE;
+        if (zmq_send(s->workers, w->name, strlen(w->name), fl) < 0 || zmq_send(s->workers, "JOB", 3, fl) < 0 ||
+            zmq_send(s->workers, j->route, j->route_len, fl) < 0 ||
+            zmq_send(s->workers, j->req, j->req_len, fl) < 0 ||
+            zmq_send(s->workers, meta, strlen(meta), j->blob ? fl : ZMQ_DONTWAIT) < 0 ||
+            (j->blob && zmq_send(s->workers, j->blob, j->blob_len, ZMQ_DONTWAIT) < 0)) {
+            logf_(s, COIL_LOG_WARN, "cannot send a job to %s: %s", w->name, zmq_strerror(zmq_errno()));
+            w->ready = 0;
+            enqueue(s, j, 1);
+            return;
+        }
+        w->job = j;
+        if (j->write)
+            s->write_busy = 1;
+        j = next;
+    }
+}
+
+/* The worker's job is over (replied, or the worker died). */
+static void finish_job(srv_t *s, worker_t *w)
+{
+    job_t *j = w->job;
+    w->job = NULL;
+    w->idle_since = now_s();
+    if (!j)
+        return;
+    if (j->write)
+        s->write_busy = 0;
+    s->n_jobs--;
+    job_free(j);
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static int spawn(srv_t *s, worker_t *w)
+{
+    const coil_config_t *c = s->cfg;
+    char threads[32], chunk[32], interval[32], dense[32];
+    snprintf(threads, sizeof threads, "%" PRId64, c->threads_per_worker);
+    snprintf(chunk, sizeof chunk, "%" PRId64, c->chunk_tokens);
+    snprintf(interval, sizeof interval, "%" PRId64, c->checkpoint.interval_tokens);
+    snprintf(dense, sizeof dense, "%" PRId64, c->checkpoint.dense);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char *argv[] = {(char *)s->o->worker_bin, "--connect", c->endpoints.workers, "--db", c->database,
+                        "--model", c->model, "--name", w->name, "--threads", threads, "--chunk", chunk,
+                        "--interval", interval, "--dense", dense, NULL};
+        execv(s->o->worker_bin, argv);
+        fprintf(stderr, "coild: cannot run %s: %s\n", s->o->worker_bin, strerror(errno));
+        _exit(127);
+    }
+    w->pid = pid;
+    w->ready = 0;
+    w->present = 1;
+    logf_(s, COIL_LOG_INFO, "started worker %s (pid %ld)", w->name, (long)pid);
+    return 0;
+}
+
+static void reap(srv_t *s)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < MAX_WORKERS; i++) {
+            worker_t *w = &s->w[i];
+            if (!w->present || w->pid != pid)
+                continue;
+            char why[64];
+            if (WIFSIGNALED(status))
+                snprintf(why, sizeof why, "killed by signal %d", WTERMSIG(status));
+            else
+                snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(status));
+            s->n_worker_deaths++;
+            logf_(s, COIL_LOG_WARN, "worker %s %s", w->name, why);
+            publish_worker(s, "worker.down", w, why);
+            job_t *j = w->job;
+            if (j) {
+                w->job = NULL;
+                if (j->write)
+                    s->write_busy = 0;
+                if (j->retry) { /* ingest resumes from its checkpoint; reads are repeatable */
+                    enqueue(s, j, 1);
+                } else {
+                    reply_error(s, j->route, j->route_len, j->id, COIL_EIO,
+                                "the worker died during this operation; check its effect before retrying");
+                    s->n_jobs--;
+                    job_free(j);
+                }
+            }
+            w->ready = 0;
+            w->pid = 0;
+            double backoff = 0.1 * (double)(1 << (w->restarts < 6 ? w->restarts : 6));
+            w->respawn_at = now_s() + backoff;
+            w->restarts++;
+        }
+    }
+}
+
+/* ---- client requests ------------------------------------------------------------------ */
+
+static spool_t **find_spool(srv_t *s, const unsigned char *route, size_t route_len, const char *name)
+{
+    for (spool_t **p = &s->spools; *p; p = &(*p)->next)
+        if ((*p)->route_len == route_len && memcmp((*p)->route, route, route_len) == 0 &&
+            strcmp((*p)->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+static void spool_drop(spool_t **p)
+{
+    spool_t *sp = *p;
+    *p = sp->next;
+    if (sp->fd >= 0)
+        close(sp->fd);
+    unlink(sp->path);
+    free(sp->path);
+    free(sp);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Ingest: spool the text (whole, or part by part); returns 1 when a job is ready. */
+static int spool_ingest(srv_t *s, job_t *j, const coil_proto_request_t *r)
+{
+    spool_t **pp = find_spool(s, j->route, j->route_len, r->name);
+    spool_t *sp = pp ? *pp : NULL;
+    int64_t part = r->part < 0 ? 0 : r->part;
+    if (!sp) {
+        if (part != 0) {
+            reply_error(s, j->route, j->route_len, j->id, COIL_EINVAL, "ingest: streamed parts must start at part 0");
+            return -1;
+        }
+        sp = calloc(1, sizeof *sp);
+        if (!sp)
+            return -1;
+        memcpy(sp->route, j->route, j->route_len);
+        sp->route_len = j->route_len;
+        snprintf(sp->name, sizeof sp->name, "%s", r->name);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%016" PRIx64 "-%" PRIu64 ".txt", s->spool_dir,
+                 XXH3_64bits(r->name, strlen(r->name)), ++s->spool_seq);
+        sp->path = strdup(path);
+        sp->fd = sp->path ? open(sp->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+        sp->next = s->spools;
+        s->spools = sp;
+        pp = &s->spools;
+        if (sp->fd < 0) {
+            reply_error(s, j->route, j->route_len, j->id, COIL_EIO, "cannot spool the document");
+            spool_drop(pp);
+            return -1;
+        }
+    } else if (part != sp->next_part) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "ingest: expected part %" PRId64 ", got %" PRId64 " (the upload is discarded)",
+                 sp->next_part, part);
+        reply_error(s, j->route, j->route_len, j->id, COIL_EINVAL, msg);
+        spool_drop(pp);
+        return -1;
+    }
+    if (sp->bytes + (int64_t)r->text_len > s->cfg->limits.max_document_bytes) {
+        reply_error(s, j->route, j->route_len, j->id, COIL_ETOOBIG,
+                    "ingest: the document is larger than limits.max_document_bytes (the upload is discarded)");
+        spool_drop(pp);
+        return -1;
+    }
+    if (write_all(sp->fd, r->text, r->text_len) != 0) {
+        reply_error(s, j->route, j->route_len, j->id, errno == ENOSPC ? COIL_EFULL : COIL_EIO,
+                    "cannot spool the document (disk full?)");
+        spool_drop(pp);
+        return -1;
+    }
+    sp->bytes += (int64_t)r->text_len;
+    sp->next_part = part + 1;
+    if (!r->last) {
+        reply_ok(s, j->route, j->route_len, j->id,
+                 json_pack("{s:I, s:I}", "received", (json_int_t)part, "bytes", (json_int_t)sp->bytes));
+        return 0;
+    }
+    if (fsync(sp->fd) != 0 || close(sp->fd) != 0) {
+        sp->fd = -1;
+        reply_error(s, j->route, j->route_len, j->id, COIL_EIO, "cannot spool the document");
+        spool_drop(pp);
+        return -1;
+    }
+    sp->fd = -1;
+    j->spool = sp->path; /* the job owns the file now */
+    sp->path = NULL;
+    *pp = sp->next;
+    free(sp);
+    return 1;
+}
+
+static json_t *health(srv_t *s)
+{
+    int ready = 0, busy = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (s->w[i].present && s->w[i].ready) {
+            ready++;
+            busy += s->w[i].job != NULL;
+        }
+    int queued = 0;
+    for (job_t *j = s->head; j; j = j->next)
+        queued++;
+    return json_pack("{s:s, s:i, s:i, s:i, s:f}", "status", ready ? "ok" : "degraded", "workers", ready, "busy",
+                     busy, "queued", queued, "uptime_s", now_s() - s->started);
+}
+
+static void on_client(srv_t *s)
+{
+    zmq_msg_t fr[8];
+    int n = 0, more = 1;
+    size_t total = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->clients, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 8)
+            fr[n++] = m;
+        else {
+            total += zmq_msg_size(&m);
+            zmq_msg_close(&m);
+            n++;
+        }
+    }
+    if (n == 0)
+        return;
+    s->n_requests++;
+    unsigned char route[ROUTE_MAX];
+    size_t route_len = 0;
+    int first = 1; /* frame index of the payload */
+    size_t idl = zmq_msg_size(&fr[0]);
+    if (idl + 1 <= ROUTE_MAX) {
+        route[0] = 0;
+        memcpy(route + 1, zmq_msg_data(&fr[0]), idl);
+        route_len = idl + 1;
+    }
+    if (n > 2 && zmq_msg_size(&fr[1]) == 0) { /* a REQ client: empty delimiter, then the payload */
+        route[0] = 1;
+        first = 2;
+    }
+    int payload = n - first, nf = n < 8 ? n : 8;
+    for (int i = first; i < nf; i++)
+        total += zmq_msg_size(&fr[i]);
+    coil_proto_request_t *r = NULL;
+    coil_err_t err = {0};
+    job_t *j = NULL;
+    if (route_len == 0)
+        goto done;
+    if (payload < 1 || payload > MAX_CLIENT_FRAMES || n > 8) {
+        reply_error(s, route, route_len, NULL, COIL_EPROTO,
+                    payload < 1 ? "empty message" : "too many frames: a request is 1 JSON frame and at most 1 binary frame");
+        goto done;
+    }
+    const void *json = zmq_msg_data(&fr[first]);
+    size_t jl = zmq_msg_size(&fr[first]);
+    if (total > s->lim.max_message_bytes) {
+        json_t *id = coil_proto_recover_id(json, jl, 1 << 16);
+        reply_error(s, route, route_len, id, COIL_ETOOBIG, "message larger than limits.max_message_bytes");
+        json_decref(id);
+        goto done;
+    }
+    const void *blob = payload == 2 ? zmq_msg_data(&fr[first + 1]) : NULL;
+    size_t bl = payload == 2 ? zmq_msg_size(&fr[first + 1]) : 0;
+    int rc = coil_proto_parse_request(json, jl, blob, bl, (size_t)payload, &s->lim, &r, &err);
+    if (rc) {
+        json_t *id = coil_proto_recover_id(json, jl, 1 << 16);
+        reply_error(s, route, route_len, id, rc, err.msg);
+        json_decref(id);
+        goto done;
+    }
+    if (r->op == COIL_OP_HEALTH) {
+        reply_ok(s, route, route_len, r->id, health(s));
+        goto done;
+    }
+    if (r->op == COIL_OP_STATS) {
+        json_t *h = health(s);
+        json_object_set_new(h, "requests", json_integer((json_int_t)s->n_requests));
+        json_object_set_new(h, "errors", json_integer((json_int_t)s->n_errors));
+        json_object_set_new(h, "dropped_sends", json_integer((json_int_t)s->n_dropped));
+        json_object_set_new(h, "worker_deaths", json_integer((json_int_t)s->n_worker_deaths));
+        json_object_set_new(h, "jobs", json_integer(s->n_jobs));
+        reply_ok(s, route, route_len, r->id, h);
+        goto done;
+    }
+    if (s->n_jobs >= s->cfg->limits.max_concurrent_jobs) {
+        reply_error(s, route, route_len, r->id, COIL_EBUSY, "too many jobs queued or running; retry later");
+        goto done;
+    }
+    j = calloc(1, sizeof *j);
+    if (!j || !(j->req = malloc(jl ? jl : 1)) || (blob && !(j->blob = malloc(bl ? bl : 1)))) {
+        reply_error(s, route, route_len, r->id, COIL_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(j->route, route, route_len);
+    j->route_len = route_len;
+    memcpy(j->req, json, jl);
+    j->req_len = jl;
+    if (blob) {
+        memcpy(j->blob, blob, bl);
+        j->blob_len = bl;
+    }
+    j->id = json_deep_copy(r->id);
+    j->op = r->op;
+    switch (r->op) {
+    case COIL_OP_INGEST:
+        j->write = 1;
+        j->retry = 1;
+        break;
+    case COIL_OP_SESSION_NEW:
+    case COIL_OP_SESSION_APPEND:
+    case COIL_OP_SESSION_FORK:
+    case COIL_OP_SESSION_DELETE:
+    case COIL_OP_STATE_IMPORT: j->write = 1; break;
+    case COIL_OP_GENERATE:
+        j->write = r->append;
+        j->retry = !r->append;
+        break;
+    default: j->retry = 1; break;
+    }
+    if (r->op == COIL_OP_INGEST) {
+        int sr = spool_ingest(s, j, r);
+        if (sr <= 0) {
+            job_free(j);
+            j = NULL;
+            goto done;
+        }
+    }
+    s->n_jobs++;
+    enqueue(s, j, 0);
+    j = NULL;
+    dispatch(s);
+done:
+    job_free(j);
+    coil_proto_request_free(&r);
+    for (int i = 0; i < nf; i++)
+        zmq_msg_close(&fr[i]);
+}
+
+/* ---- worker messages ------------------------------------------------------------------ */
+
+static worker_t *worker_by_name(srv_t *s, const void *id, size_t len, int create)
+{
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (s->w[i].present && strlen(s->w[i].name) == len && memcmp(s->w[i].name, id, len) == 0)
+            return &s->w[i];
+    if (!create || len == 0 || len >= sizeof s->w[0].name)
+        return NULL;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (!s->w[i].present) { /* a worker started by hand */
+            memset(&s->w[i], 0, sizeof s->w[i]);
+            memcpy(s->w[i].name, id, len);
+            s->w[i].present = 1;
+            return &s->w[i];
+        }
+    return NULL;
+}
+
+static void on_worker(srv_t *s)
+{
+    zmq_msg_t fr[6];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->workers, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 6)
+            fr[n++] = m;
+        else
+            zmq_msg_close(&m);
+    }
+    if (n < 2)
+        goto done;
+    const char *kind = zmq_msg_data(&fr[1]);
+    size_t kl = zmq_msg_size(&fr[1]);
+#define IS(k) (kl == strlen(k) && memcmp(kind, k, kl) == 0)
+    worker_t *w = worker_by_name(s, zmq_msg_data(&fr[0]), zmq_msg_size(&fr[0]), IS("READY"));
+    if (!w)
+        goto done;
+    if (IS("READY")) {
+        w->ready = 1;
+        w->idle_since = now_s();
+        w->restarts = 0;
+        logf_(s, COIL_LOG_INFO, "worker %s ready", w->name);
+        publish_worker(s, "worker.up", w, NULL);
+    } else if (IS("EVENT") && n >= 4) {
+        char topic[64];
+        size_t tl = zmq_msg_size(&fr[2]) < sizeof topic - 1 ? zmq_msg_size(&fr[2]) : sizeof topic - 1;
+        memcpy(topic, zmq_msg_data(&fr[2]), tl);
+        topic[tl] = '\0';
+        publish(s, topic, zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]));
+    } else if (IS("PARTIAL") && n >= 4) {
+        const unsigned char *route = zmq_msg_data(&fr[2]);
+        if (zmq_msg_size(&fr[2]) >= 2 && route[0] == 0) /* REQ clients take one reply only */
+            send_client(s, route, zmq_msg_size(&fr[2]), zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]), NULL, 0);
+    } else if (IS("REPLY") && n >= 4) {
+        send_client(s, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]),
+                    n >= 5 ? zmq_msg_data(&fr[4]) : NULL, n >= 5 ? zmq_msg_size(&fr[4]) : 0);
+        finish_job(s, w);
+    } else if (IS("REQUEUE")) { /* drained mid-job: it runs again on another worker */
+        job_t *j = w->job;
+        w->job = NULL;
+        w->ready = 0;
+        if (j) {
+            if (j->write)
+                s->write_busy = 0;
+            enqueue(s, j, 1);
+        }
+    }
+#undef IS
+    dispatch(s);
+done:
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&fr[i]);
+}
+
+/* ---- CURVE + ZAP ---------------------------------------------------------------------- */
+
+static int key_allowed(srv_t *s, const unsigned char *key32)
+{
+    char z85[41];
+    if (!zmq_z85_encode(z85, key32, 32))
+        return 0;
+    const coil_config_t *c = s->cfg;
+    for (size_t i = 0; i < c->curve.n_allowed_client_keys; i++)
+        if (strcmp(c->curve.allowed_client_keys[i], z85) == 0)
+            return 1;
+    if (c->curve.allowed_client_keys_file) {
+        FILE *f = fopen(c->curve.allowed_client_keys_file, "r");
+        char line[128];
+        int ok = 0;
+        while (f && !ok && fgets(line, sizeof line, f)) {
+            line[strcspn(line, " \t\r\n")] = '\0';
+            ok = strcmp(line, z85) == 0;
+        }
+        if (f)
+            fclose(f);
+        return ok;
+    }
+    return 0;
+}
+
+/* ZAP request: version, request id, domain, address, identity, mechanism, credentials... */
+static void on_zap(srv_t *s)
+{
+    zmq_msg_t fr[8];
+    int n = 0, more = 1;
+    while (more && n < 8) {
+        zmq_msg_init(&fr[n]);
+        if (zmq_msg_recv(&fr[n], s->zap, 0) < 0) {
+            zmq_msg_close(&fr[n]);
+            return;
+        }
+        more = zmq_msg_more(&fr[n]);
+        n++;
+    }
+    int ok = n >= 7 && zmq_msg_size(&fr[5]) == 5 && memcmp(zmq_msg_data(&fr[5]), "CURVE", 5) == 0 &&
+             zmq_msg_size(&fr[6]) == 32 && key_allowed(s, zmq_msg_data(&fr[6]));
+    if (n >= 2) {
+        zmq_send(s->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(s->zap, zmq_msg_data(&fr[1]), zmq_msg_size(&fr[1]), ZMQ_SNDMORE);
+        zmq_send(s->zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+        zmq_send(s->zap, ok ? "OK" : "client key not allowed", ok ? 2 : 22, ZMQ_SNDMORE);
+        zmq_send(s->zap, "", 0, ZMQ_SNDMORE);
+        zmq_send(s->zap, "", 0, 0);
+    }
+    if (!ok)
+        logf_(s, COIL_LOG_WARN, "refused a client without an allowed CURVE key");
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&fr[i]);
+}
+
+static int setup_curve(srv_t *s, coil_err_t *err)
+{
+    const coil_config_t *c = s->cfg;
+    char secret[64] = "";
+    FILE *f = fopen(c->curve.server_secret_key_file, "r");
+    if (!f || !fgets(secret, sizeof secret, f)) {
+        if (f)
+            fclose(f);
+        return coil_err_set(err, COIL_ECONFIG, "%s: cannot read the server secret key", c->curve.server_secret_key_file);
+    }
+    fclose(f);
+    secret[strcspn(secret, " \t\r\n")] = '\0';
+    if (strlen(secret) != 40)
+        return coil_err_set(err, COIL_ECONFIG, "%s: expected a 40-character Z85 secret key",
+                            c->curve.server_secret_key_file);
+    s->zap = zmq_socket(s->ctx, ZMQ_REP);
+    if (!s->zap || zmq_bind(s->zap, "inproc://zeromq.zap.01") != 0)
+        return coil_err_set(err, COIL_EIO, "cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
+    int one = 1;
+    void *socks[2] = {s->clients, s->events};
+    for (int i = 0; i < 2; i++)
+        if (zmq_setsockopt(socks[i], ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+            zmq_setsockopt(socks[i], ZMQ_CURVE_SECRETKEY, secret, 40) != 0 ||
+            zmq_setsockopt(socks[i], ZMQ_ZAP_DOMAIN, "coil", 4) != 0)
+            return coil_err_set(err, COIL_ECONFIG, "CURVE setup failed: %s", zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+/* ---- main loop ---------------------------------------------------------------------------- */
+
+int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
+{
+    srv_t s;
+    int rc = 0;
+    memset(&s, 0, sizeof s);
+    s.o = o;
+    s.cfg = o->cfg;
+    s.started = now_s();
+    coil_config_proto_limits(s.cfg, &s.lim);
+    snprintf(s.spool_dir, sizeof s.spool_dir, "%s.spool", s.cfg->database);
+    if (mkdir(s.spool_dir, 0700) != 0 && errno != EEXIST)
+        return coil_err_set(err, COIL_EIO, "%s: %s", s.spool_dir, strerror(errno));
+    s.ctx = zmq_ctx_new();
+    s.clients = zmq_socket(s.ctx, ZMQ_ROUTER);
+    s.events = zmq_socket(s.ctx, ZMQ_PUB);
+    s.workers = zmq_socket(s.ctx, ZMQ_ROUTER);
+    int64_t hard = s.cfg->limits.max_message_bytes * 2 + 4096; /* above it libzmq drops the peer */
+    int hwm = 1000, zero = 0, one = 1;
+    if (!s.clients || !s.events || !s.workers ||
+        zmq_setsockopt(s.clients, ZMQ_MAXMSGSIZE, &hard, sizeof hard) != 0 ||
+        zmq_setsockopt(s.clients, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(s.clients, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(s.events, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(s.events, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(s.workers, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(s.workers, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0) {
+        rc = coil_err_set(err, COIL_EIO, "cannot create sockets: %s", zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    if (s.cfg->curve.enabled && (rc = setup_curve(&s, err)))
+        goto out;
+    const char *eps[3] = {s.cfg->endpoints.clients, s.cfg->endpoints.events, s.cfg->endpoints.workers};
+    void *socks[3] = {s.clients, s.events, s.workers};
+    for (int i = 0; i < 3; i++)
+        if (zmq_bind(socks[i], eps[i]) != 0) {
+            rc = coil_err_set(err, COIL_EIO, "cannot bind %s: %s", eps[i], zmq_strerror(zmq_errno()));
+            goto out;
+        }
+    if (o->worker_bin)
+        for (int i = 0; i < s.cfg->workers && i < MAX_WORKERS; i++) {
+            snprintf(s.w[i].name, sizeof s.w[i].name, "w%d", i);
+            s.w[i].present = 1;
+            if (spawn(&s, &s.w[i]) != 0) {
+                rc = coil_err_set(err, COIL_EIO, "cannot start worker %d: %s", i, strerror(errno));
+                goto out;
+            }
+        }
+    logf_(&s, COIL_LOG_INFO, "serving clients on %s, events on %s, %" PRId64 " workers", eps[0], eps[1],
+          s.cfg->workers);
+    while (!(o->stop && *o->stop)) {
+        zmq_pollitem_t it[3] = {{.socket = s.clients, .events = ZMQ_POLLIN},
+                                {.socket = s.workers, .events = ZMQ_POLLIN},
+                                {.socket = s.zap, .events = ZMQ_POLLIN}};
+        int pr = zmq_poll(it, s.zap ? 3 : 2, 100);
+        if (pr < 0 && zmq_errno() != EINTR) {
+            rc = coil_err_set(err, COIL_EIO, "poll: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (pr > 0) {
+            for (int k = 0; k < 64 && (it[1].revents & ZMQ_POLLIN); k++) { /* workers first: they free capacity */
+                int ev;
+                size_t evl = sizeof ev;
+                on_worker(&s);
+                if (zmq_getsockopt(s.workers, ZMQ_EVENTS, &ev, &evl) != 0 || !(ev & ZMQ_POLLIN))
+                    break;
+            }
+            for (int k = 0; k < 64 && (it[0].revents & ZMQ_POLLIN); k++) {
+                int ev;
+                size_t evl = sizeof ev;
+                on_client(&s);
+                if (zmq_getsockopt(s.clients, ZMQ_EVENTS, &ev, &evl) != 0 || !(ev & ZMQ_POLLIN))
+                    break;
+            }
+            if (s.zap && (it[2].revents & ZMQ_POLLIN))
+                on_zap(&s);
+        }
+        reap(&s);
+        double t = now_s();
+        for (int i = 0; o->worker_bin && i < MAX_WORKERS; i++)
+            if (s.w[i].present && s.w[i].pid == 0 && s.w[i].respawn_at > 0 && t >= s.w[i].respawn_at) {
+                s.w[i].respawn_at = 0;
+                spawn(&s, &s.w[i]);
+            }
+    }
+    /* shutdown: workers drain (checkpoint) and exit; waiting clients are told */
+    logf_(&s, COIL_LOG_INFO, "shutting down");
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (s.w[i].present && s.w[i].pid > 0)
+            kill(s.w[i].pid, SIGTERM);
+    for (double t0 = now_s(); now_s() - t0 < 20.0;) {
+        int alive = 0;
+        for (int i = 0; i < MAX_WORKERS; i++)
+            if (s.w[i].present && s.w[i].pid > 0 && waitpid(s.w[i].pid, NULL, WNOHANG) == 0)
+                alive++;
+            else
+                s.w[i].pid = 0;
+        if (!alive)
+            break;
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (s.w[i].present && s.w[i].job) {
+            job_t *j = s.w[i].job;
+            s.w[i].job = NULL;
+            enqueue(&s, j, 0);
+        }
+    while (s.head) {
+        job_t *j = s.head;
+        s.head = j->next;
+        reply_error(&s, j->route, j->route_len, j->id, COIL_EINTR,
+                    "the server is shutting down; send the request again when it is back (an ingest resumes "
+                    "from its last checkpoint)");
+        job_free(j);
+    }
+out:
+    while (s.spools) {
+        spool_t **p = &s.spools;
+        spool_drop(p);
+    }
+    if (s.zap)
+        zmq_close(s.zap);
+    if (s.clients)
+        zmq_close(s.clients);
+    if (s.events)
+        zmq_close(s.events);
+    if (s.workers)
+        zmq_close(s.workers);
+    if (s.ctx)
+        zmq_ctx_term(s.ctx);
+    return rc;
+}

@@ -1,0 +1,563 @@
+/* worker.c -- the service worker: job loop and the operations. */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "engine.h"
+#include "ingest.h"
+#include "model.h"
+#include "protocol.h"
+#include "query.h"
+#include "state.h"
+#include "tokenizer.h"
+
+typedef struct {
+    const coil_worker_options_t *o;
+    void *sock;
+    coil_model_t *m;
+    coil_engine_t *e;
+    coil_tokenizer_t *tok;
+    coil_store_t *st;
+    coil_state_t *state;
+    int64_t n_valid;
+    char name[64];
+    /* the job in hand */
+    const void *client;
+    size_t client_len;
+    const coil_proto_request_t *req;
+    const char *doc_name; /* for ingest events */
+} wk_t;
+
+/* ---- sending ---------------------------------------------------------------- */
+
+static int send_frames(void *sock, const void *const *data, const size_t *len, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (zmq_send(sock, data[i], len[i], i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+            return -1;
+    return 0;
+}
+
+static void send_event(wk_t *w, const char *topic, char *json, size_t len)
+{
+    const void *d[3] = {"EVENT", topic, json};
+    size_t l[3] = {5, strlen(topic), len};
+    send_frames(w->sock, d, l, 3);
+    free(json);
+}
+
+/* Sends a final reply (kind "REPLY") or a partial one; result is stolen. */
+static void send_result(wk_t *w, const char *kind, json_t *result, const void *blob, size_t blob_len)
+{
+    char *out = NULL;
+    size_t len = 0;
+    coil_err_t err = {0};
+    int rc = strcmp(kind, "PARTIAL") == 0 ? coil_proto_reply_partial(w->req->id, &result, &out, &len, &err)
+                                          : coil_proto_reply_ok(w->req->id, &result, &out, &len, &err);
+    json_decref(result);
+    if (rc) {
+        fprintf(stderr, "%s: cannot build a reply: %s\n", w->name, err.msg);
+        return;
+    }
+    const void *d[4] = {kind, w->client, out, blob};
+    size_t l[4] = {strlen(kind), w->client_len, len, blob_len};
+    send_frames(w->sock, d, l, blob ? 4 : 3);
+    free(out);
+}
+
+static void send_error(wk_t *w, const json_t *id, int code, const char *msg)
+{
+    char *out = NULL;
+    size_t len = 0;
+    coil_err_t err = {0};
+    if (coil_proto_reply_error(id, code, msg, &out, &len, &err) != 0)
+        return;
+    const void *d[3] = {"REPLY", w->client, out};
+    size_t l[3] = {5, w->client_len, len};
+    send_frames(w->sock, d, l, 3);
+    free(out);
+}
+
+/* ---- operations ----------------------------------------------------------------- */
+
+
+static void on_progress(const coil_ingest_progress_t *p, void *ud)
+{
+    wk_t *w = ud;
+    char *out;
+    size_t len;
+    coil_err_t err = {0};
+    if (coil_proto_event_ingest_progress(w->doc_name, p->tokens, p->bytes, p->total_bytes, p->tokens_per_s, &out,
+                                         &len, &err) == 0)
+        send_event(w, "ingest.progress", out, len);
+}
+
+static int op_ingest(wk_t *w, const char *spool, json_t **result, coil_err_t *err)
+{
+    coil_ingest_result_t res;
+    coil_ingest_options_t io = {.chunk_tokens = w->req->chunk > 0 ? w->req->chunk : w->o->chunk_tokens,
+                                .replace = w->req->replace,
+                                .stop = w->o->stop,
+                                .progress = on_progress,
+                                .progress_ud = w,
+                                .progress_interval_s = 0.5,
+                                .model_path = w->o->model};
+    char *out;
+    size_t len;
+    if (!spool)
+        return coil_err_set(err, COIL_EPROTO, "ingest job without spooled text");
+    w->doc_name = w->req->name;
+    int rc = coil_ingest_file(w->st, w->e, w->tok, w->req->name, spool, &io, &res, err);
+    if (rc == COIL_EINTR)
+        return rc;
+    if (rc) {
+        coil_err_t e2 = {0};
+        if (coil_proto_event_doc_failed(w->req->name, rc, err->msg, &out, &len, &e2) == 0)
+            send_event(w, "doc.failed", out, len);
+        return rc;
+    }
+    coil_err_t e2 = {0};
+    if (coil_proto_event_doc_complete(w->req->name, res.tokens, res.bytes, res.seconds, &out, &len, &e2) == 0)
+        send_event(w, "doc.complete", out, len);
+    *result = json_pack("{s:s, s:I, s:I, s:f, s:I, s:I}", "doc", w->req->name, "tokens", (json_int_t)res.tokens,
+                        "bytes", (json_int_t)res.bytes, "seconds", res.seconds, "resumed_at",
+                        (json_int_t)res.resumed_at, "checkpoints", (json_int_t)res.checkpoints);
+    return 0;
+}
+
+static int doc_json_cb(const coil_store_doc_info_t *d, void *ud)
+{
+    json_t *arr = ud;
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "name", d->name, "status", d->status, "tokens",
+                          (json_int_t)d->tokens, "bytes", (json_int_t)d->bytes, "chunks", (json_int_t)d->n_chunks,
+                          "checkpoints", (json_int_t)d->n_checkpoints, "checkpoint_bytes",
+                          (json_int_t)d->checkpoint_bytes);
+    if (o && d->error)
+        json_object_set_new(o, "error", json_string(d->error));
+    json_array_append_new(arr, o);
+    return 0;
+}
+
+static int op_docs(wk_t *w, const char *name, json_t **result, coil_err_t *err)
+{
+    json_t *arr = json_array();
+    int rc = coil_store_doc_list(w->st, name, doc_json_cb, arr, err);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    if (name) {
+        *result = json_incref(json_array_get(arr, 0));
+        json_decref(arr);
+    } else {
+        *result = json_pack("{s:o}", "docs", arr);
+    }
+    return 0;
+}
+
+static int hit_cb(const coil_store_hit_t *h, void *ud)
+{
+    json_array_append_new(ud, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:s}", "doc", h->doc_name, "chunk",
+                                        (json_int_t)h->seq, "token_start", (json_int_t)h->token_start, "token_end",
+                                        (json_int_t)h->token_end, "byte_start", (json_int_t)h->byte_start,
+                                        "byte_end", (json_int_t)h->byte_end, "score", h->score, "snippet",
+                                        h->snippet));
+    return 0;
+}
+
+/* Resumes the request's session or document (at req->at or its end). */
+static int resume_target(wk_t *w, int64_t *grid, coil_err_t *err)
+{
+    const coil_proto_request_t *r = w->req;
+    int64_t doc;
+    coil_store_progress_t p;
+    int rc;
+    if (r->session) {
+        coil_store_session_info_t si;
+        if ((rc = coil_store_session_get(w->st, r->session, &si, err)))
+            return rc;
+        doc = si.doc_id;
+    } else if ((rc = coil_store_doc_find(w->st, r->doc, &doc, err))) {
+        return rc;
+    }
+    if ((rc = coil_store_doc_progress(w->st, doc, &p, err)))
+        return rc;
+    *grid = p.chunk_tokens;
+    return r->session ? coil_resume_session(w->st, w->e, r->session, r->at, w->state, err)
+                      : coil_resume_doc(w->st, w->e, doc, r->at, w->state, err);
+}
+
+static int encode(wk_t *w, const char *text, size_t len, int32_t **ids, size_t *n, coil_err_t *err)
+{
+    int rc = coil_tokenizer_encode(w->tok, text, len, ids, n, err);
+    if (!rc && *n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return coil_err_set(err, COIL_EINVAL, "the text encodes to no tokens");
+    }
+    return rc;
+}
+
+typedef struct {
+    wk_t *w;
+    json_t *text; /* accumulated */
+    char *buf;
+    size_t len, cap;
+    int64_t k;
+} gen_ctx_t;
+
+static int on_token(int32_t id, const char *text, size_t len, void *ud)
+{
+    gen_ctx_t *g = ud;
+    if (len) {
+        if (g->len + len + 1 > g->cap) {
+            size_t cap = g->cap ? 2 * g->cap : 256;
+            while (cap < g->len + len + 1)
+                cap *= 2;
+            char *nb = realloc(g->buf, cap);
+            if (!nb)
+                return 1;
+            g->buf = nb;
+            g->cap = cap;
+        }
+        memcpy(g->buf + g->len, text, len);
+        g->len += len;
+        g->buf[g->len] = '\0';
+    }
+    if (id >= 0 && g->w->req->stream)
+        send_result(g->w, "PARTIAL",
+                    json_pack("{s:I, s:i, s:s%}", "index", (json_int_t)g->k++, "id", (int)id, "text", text ? text : "",
+                              len),
+                    NULL, 0);
+    return 0;
+}
+
+static int op_generate(wk_t *w, json_t **result, coil_err_t *err)
+{
+    const coil_proto_request_t *r = w->req;
+    int32_t *pids = NULL, *gen = NULL, *all = NULL;
+    size_t np = 0;
+    int64_t ng = 0, grid = 512;
+    void *blob = NULL;
+    gen_ctx_t g = {.w = w};
+    int rc;
+    if (r->append && !r->session)
+        return coil_err_set(err, COIL_EINVAL, "append needs a session");
+    if ((rc = resume_target(w, &grid, err)))
+        return rc;
+    if (r->prompt && r->prompt_len &&
+        ((rc = encode(w, r->prompt, r->prompt_len, &pids, &np, err)) ||
+         (rc = coil_feed_grid(w->e, w->state, pids, (int64_t)np, grid, NULL, 0, err))))
+        goto out;
+    if (!(gen = malloc((size_t)r->n * sizeof *gen))) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    coil_sampler_options_t so = {.temperature = (float)r->temperature, .top_p = (float)r->top_p,
+                                 .seed = (uint64_t)r->seed, .n_valid = w->n_valid};
+    if ((rc = coil_query_generate(w->e, w->state, w->tok, &so, r->n, on_token, &g, gen, &ng, err)))
+        goto out;
+    if (r->append) {
+        size_t bs = coil_state_blob_size(w->state);
+        all = malloc((np + (size_t)ng) * sizeof *all);
+        blob = malloc(bs);
+        if (!all || !blob) {
+            rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (np)
+            memcpy(all, pids, np * sizeof *all);
+        memcpy(all + np, gen, (size_t)ng * sizeof *all);
+        if ((rc = coil_state_serialize(w->state, blob, bs, err)))
+            goto out;
+        coil_store_ckpt_t ck = {.position = coil_state_position(w->state),
+                                .fingerprint = coil_state_fingerprint(w->state), .data = blob, .size = bs};
+        if ((rc = coil_store_session_append(w->st, r->session, all, np + (size_t)ng, &ck, err)))
+            goto out;
+    }
+    json_t *ids = json_array();
+    for (int64_t i = 0; i < ng; i++)
+        json_array_append_new(ids, json_integer(gen[i]));
+    *result = json_pack("{s:s%, s:o, s:I}", "text", g.buf ? g.buf : "", g.len, "ids", ids, "position",
+                        (json_int_t)coil_state_position(w->state));
+    if (r->session)
+        json_object_set_new(*result, "session", json_string(r->session));
+out:
+    free(g.buf);
+    free(blob);
+    free(all);
+    free(gen);
+    free(pids);
+    return rc;
+}
+
+static int op_score(wk_t *w, json_t **result, coil_err_t *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    double *lp = NULL, total = 0;
+    int64_t grid = 512;
+    int rc;
+    if ((rc = resume_target(w, &grid, err)) || (rc = encode(w, w->req->text, w->req->text_len, &ids, &n, err)))
+        return rc;
+    if (!(lp = malloc(n * sizeof *lp))) {
+        free(ids);
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    }
+    if (!(rc = coil_query_score(w->e, w->state, ids, n, grid, lp, &total, err))) {
+        json_t *toks = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(toks, json_pack("{s:i, s:f}", "id", ids[i], "logprob", lp[i]));
+        *result = json_pack("{s:f, s:o}", "logprob", total, "tokens", toks);
+    }
+    free(lp);
+    free(ids);
+    return rc;
+}
+
+/* Runs one job; sends its reply (or REQUEUE).  Returns COIL_EINTR when the
+ * worker must stop. */
+static int handle_job(wk_t *w, const char *spool)
+{
+    const coil_proto_request_t *r = w->req;
+    coil_err_t err = {0};
+    json_t *result = NULL;
+    void *blob = NULL;
+    size_t blob_len = 0;
+    char id[COIL_STORE_SESSION_ID_LEN + 1];
+    int64_t doc;
+    int rc = 0;
+
+    switch (r->op) {
+    case COIL_OP_INGEST: rc = op_ingest(w, spool, &result, &err); break;
+    case COIL_OP_DOC_STATUS: rc = op_docs(w, r->name, &result, &err); break;
+    case COIL_OP_DOC_LIST: rc = op_docs(w, NULL, &result, &err); break;
+    case COIL_OP_SEARCH: {
+        json_t *hits = json_array();
+        rc = coil_store_search(w->st, r->query, r->doc, (int)r->limit, hit_cb, hits, &err);
+        if (rc)
+            json_decref(hits);
+        else
+            result = json_pack("{s:o}", "hits", hits);
+        break;
+    }
+    case COIL_OP_SESSION_NEW: {
+        coil_store_progress_t p;
+        if (!(rc = coil_store_doc_find(w->st, r->doc, &doc, &err)) &&
+            !(rc = coil_store_doc_progress(w->st, doc, &p, &err)) &&
+            !(rc = coil_store_session_new(w->st, doc, r->at < 0 ? p.token_end : r->at, id, &err)))
+            result = json_pack("{s:s, s:s, s:I}", "session", id, "doc", r->doc, "position",
+                               (json_int_t)(r->at < 0 ? p.token_end : r->at));
+        break;
+    }
+    case COIL_OP_SESSION_APPEND: {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (!(rc = encode(w, r->text, r->text_len, &ids, &n, &err)) &&
+            !(rc = coil_session_append_ids(w->st, w->e, r->session, ids, n, w->state, &err)))
+            result = json_pack("{s:s, s:I, s:I}", "session", r->session, "tokens", (json_int_t)n, "head",
+                               (json_int_t)coil_state_position(w->state));
+        free(ids);
+        break;
+    }
+    case COIL_OP_SESSION_FORK:
+        if (!(rc = coil_store_session_fork(w->st, r->session, r->at, id, &err)))
+            result = json_pack("{s:s, s:s}", "session", id, "parent", r->session);
+        break;
+    case COIL_OP_SESSION_DELETE:
+        if (!(rc = coil_store_session_delete(w->st, r->session, r->cascade, &err)))
+            result = json_pack("{s:s}", "deleted", r->session);
+        break;
+    case COIL_OP_GENERATE: rc = op_generate(w, &result, &err); break;
+    case COIL_OP_SCORE: rc = op_score(w, &result, &err); break;
+    case COIL_OP_STATE_EXPORT: {
+        int64_t grid;
+        if (!(rc = resume_target(w, &grid, &err))) {
+            blob_len = coil_state_blob_size(w->state);
+            if (!(blob = malloc(blob_len)))
+                rc = coil_err_set(&err, COIL_ENOMEM, "out of memory");
+            else if (!(rc = coil_state_serialize(w->state, blob, blob_len, &err))) {
+                char fp[17];
+                snprintf(fp, sizeof fp, "%016" PRIx64, coil_state_fingerprint(w->state));
+                result = json_pack("{s:I, s:I, s:s}", "position", (json_int_t)coil_state_position(w->state), "bytes",
+                                   (json_int_t)blob_len, "fingerprint", fp);
+            }
+        }
+        break;
+    }
+    default:
+        rc = coil_err_set(&err, COIL_EUNSUPPORTED, "operation '%s' is not served by workers", coil_proto_op_name(r->op));
+        break;
+    }
+    if (rc == COIL_EINTR) { /* drained: hand the job back, it resumes elsewhere */
+        const void *d[2] = {"REQUEUE", w->client};
+        size_t l[2] = {7, w->client_len};
+        send_frames(w->sock, d, l, 2);
+        free(blob);
+        return COIL_EINTR;
+    }
+    if (rc) {
+        send_error(w, r->id, rc, err.msg[0] ? err.msg : coil_strerror(rc));
+    } else if (!result) {
+        send_error(w, r->id, COIL_ENOMEM, "out of memory building the reply");
+    } else {
+        send_result(w, "REPLY", result, blob, blob_len);
+    }
+    free(blob);
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+typedef struct {
+    zmq_msg_t part[6];
+    int n;
+} frames_t;
+
+static int recv_frames(void *sock, frames_t *f)
+{
+    f->n = 0;
+    for (;;) {
+        if (f->n == 6) { /* too many: drain and reject */
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            int more = 1;
+            while (more) {
+                if (zmq_msg_recv(&extra, sock, 0) < 0)
+                    break;
+                more = zmq_msg_more(&extra);
+            }
+            zmq_msg_close(&extra);
+            return -1;
+        }
+        zmq_msg_init(&f->part[f->n]);
+        if (zmq_msg_recv(&f->part[f->n], sock, 0) < 0) {
+            zmq_msg_close(&f->part[f->n]);
+            return -1;
+        }
+        int more = zmq_msg_more(&f->part[f->n]);
+        f->n++;
+        if (!more)
+            return 0;
+    }
+}
+
+static void frames_close(frames_t *f)
+{
+    for (int i = 0; i < f->n; i++)
+        zmq_msg_close(&f->part[i]);
+    f->n = 0;
+}
+
+static int frame_is(zmq_msg_t *m, const char *s)
+{
+    return zmq_msg_size(m) == strlen(s) && memcmp(zmq_msg_data(m), s, strlen(s)) == 0;
+}
+
+int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
+{
+    wk_t w;
+    void *ctx = NULL;
+    int rc = 0;
+    char path[4096];
+    memset(&w, 0, sizeof w);
+    w.o = o;
+    snprintf(w.name, sizeof w.name, "%s", o->name ? o->name : "");
+    if (!w.name[0])
+        snprintf(w.name, sizeof w.name, "w%ld", (long)getpid());
+    coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads};
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
+    if (!(w.m = coil_model_load(o->model, err)) || !(w.e = coil_engine_new(w.m, &eo, err)) ||
+        !(w.state = coil_state_new(w.m, err)) || !(w.tok = coil_tokenizer_load(path, err)) ||
+        !(w.st = coil_store_open(o->db, o->store, err))) {
+        rc = err->code ? err->code : COIL_EIO;
+        goto out;
+    }
+    w.n_valid = coil_model_config(w.m)->vocab_size;
+    if ((int64_t)coil_tokenizer_vocab_size(w.tok) < w.n_valid)
+        w.n_valid = (int64_t)coil_tokenizer_vocab_size(w.tok);
+    ctx = zmq_ctx_new();
+    w.sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+    int linger = 2000;
+    if (!w.sock || zmq_setsockopt(w.sock, ZMQ_ROUTING_ID, w.name, strlen(w.name)) != 0 ||
+        zmq_setsockopt(w.sock, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_connect(w.sock, o->endpoint) != 0) {
+        rc = coil_err_set(err, COIL_EIO, "worker %s: cannot connect to %s: %s", w.name, o->endpoint,
+                          zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    char info[256];
+    snprintf(info, sizeof info, "{\"worker\":\"%s\",\"pid\":%ld}", w.name, (long)getpid());
+    const void *d[2] = {"READY", info};
+    size_t l[2] = {5, strlen(info)};
+    send_frames(w.sock, d, l, 2);
+
+    coil_proto_limits_t lim;
+    coil_proto_limits_default(&lim);
+    lim.max_message_bytes = (size_t)1 << 30;
+    lim.max_document_bytes = (size_t)1 << 30;
+    while (!(o->stop && *o->stop)) {
+        zmq_pollitem_t it = {.socket = w.sock, .events = ZMQ_POLLIN};
+        int pr = zmq_poll(&it, 1, 200);
+        if (pr < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            rc = coil_err_set(err, COIL_EIO, "worker %s: poll: %s", w.name, zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (pr == 0)
+            continue;
+        frames_t f;
+        if (recv_frames(w.sock, &f) != 0) {
+            frames_close(&f);
+            continue;
+        }
+        if (f.n < 4 || !frame_is(&f.part[0], "JOB")) {
+            fprintf(stderr, "%s: ignoring a malformed internal message (%d frames)\n", w.name, f.n);
+            frames_close(&f);
+            continue;
+        }
+        w.client = zmq_msg_data(&f.part[1]);
+        w.client_len = zmq_msg_size(&f.part[1]);
+        coil_proto_request_t *req = NULL;
+        coil_err_t perr = {0};
+        const void *blob = f.n > 4 ? zmq_msg_data(&f.part[4]) : NULL;
+        size_t blob_len = f.n > 4 ? zmq_msg_size(&f.part[4]) : 0;
+        int prc = coil_proto_parse_request(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), blob, blob_len,
+                                           f.n > 4 ? 2 : 1, &lim, &req, &perr);
+        if (prc) {
+            json_t *rid = coil_proto_recover_id(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), 1 << 20);
+            send_error(&w, rid, prc, perr.msg);
+            json_decref(rid);
+            frames_close(&f);
+            continue;
+        }
+        json_t *meta = json_loadb(zmq_msg_data(&f.part[3]), zmq_msg_size(&f.part[3]), 0, NULL);
+        const char *spool = meta ? json_string_value(json_object_get(meta, "spool")) : NULL;
+        w.req = req;
+        int hrc = handle_job(&w, spool);
+        w.req = NULL;
+        json_decref(meta);
+        coil_proto_request_free(&req);
+        frames_close(&f);
+        if (hrc == COIL_EINTR)
+            break;
+    }
+out:
+    if (w.sock)
+        zmq_close(w.sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    coil_store_close(&w.st);
+    coil_tokenizer_destroy(&w.tok);
+    coil_state_destroy(&w.state);
+    coil_engine_destroy(&w.e);
+    coil_model_destroy(&w.m);
+    return rc;
+}

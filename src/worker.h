@@ -1,0 +1,43 @@
+/* worker.h -- the service worker: takes jobs from coild, does the model work.
+ *
+ * A worker loads the model once (mmap), opens its own store handle, connects
+ * a DEALER socket to coild's worker endpoint and serves jobs one at a time.
+ * Internal frames (worker side; coild's ROUTER adds the worker identity):
+ *
+ *   worker -> coild  READY   info-json
+ *                    PARTIAL client-id reply-json             (generate stream)
+ *                    REPLY   client-id reply-json [blob]      (final; the worker is idle again)
+ *                    EVENT   topic event-json                 (progress, complete, failed)
+ *                    REQUEUE client-id                        (drained mid-job: run it again)
+ *   coild -> worker  JOB     client-id request-json meta-json [blob]
+ *
+ * meta-json carries what coild adds to a request: {"spool": PATH} for an
+ * ingest (the document text, spooled by coild).  SIGTERM drains: the current
+ * ingest finishes its chunk and checkpoints, the job is handed back with
+ * REQUEUE, and the worker exits.
+ */
+#ifndef COIL_WORKER_H
+#define COIL_WORKER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "store.h"
+
+typedef struct coil_worker_options {
+    const char *endpoint;      /* coild's worker endpoint, e.g. ipc:///tmp/coild-workers */
+    const char *db;            /* database file */
+    const char *model;         /* model directory (config.json, safetensors, tokenizer.json) */
+    const char *name;          /* worker name for logs and events; NULL = "w<pid>" */
+    int threads;               /* engine threads, 0 = default */
+    int64_t chunk_tokens;      /* default ingest grid; 0 = 512 */
+    const coil_store_options_t *store; /* NULL = defaults */
+    const volatile sig_atomic_t *stop; /* set by SIGTERM */
+} coil_worker_options_t;
+
+/* Runs until *stop is set or coild goes away for good.  0 on a clean drain;
+ * an error if the model, tokenizer or database cannot be opened. */
+int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err);
+
+#endif

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""check_protocol_schemas.py -- the JSON Schemas of coil's protocol agree with the C code.
+
+Run by tests/test_protocol_schemas (make check), which first runs the C parser
+over the corpus and builds replies and events with the C builders:
+
+  check_protocol_schemas.py SCHEMA_DIR CASES_JSON VERDICTS_JSONL OUTPUTS_JSONL
+
+  SCHEMA_DIR      schemas/protocol (request.<op>, reply, event.<topic> schemas)
+  CASES_JSON      tests/data/protocol/cases.json: [{name, json|raw, valid, schema?...}]
+  VERDICTS_JSONL  one {"name", "valid"} a line: what coil_proto_parse_request said
+  OUTPUTS_JSONL   one {"kind": "reply"|"event", "topic"?, "text"} a line: C-built output
+
+Checks: every schema is a valid draft 2020-12 schema with $id and
+additionalProperties false; for every case with "schema" not false, the
+schema's verdict equals the C parser's and the expected one; every C-built
+output validates.  Exit 0 = agree, 1 = disagree, 77 = jsonschema missing (skip).
+"""
+import json
+import os
+import sys
+
+try:
+    from jsonschema import Draft202012Validator
+except ImportError:  # automake's "skipped"
+    print("SKIP: python3-jsonschema is not installed")
+    sys.exit(77)
+
+
+def strict_loads(text):
+    """json.loads that refuses NaN/Infinity, as jansson does."""
+    def bad_constant(name):
+        raise ValueError("non-standard JSON constant " + name)
+    return json.loads(text, parse_constant=bad_constant)
+
+
+def load_schemas(schema_dir):
+    schemas = {}
+    for fname in sorted(os.listdir(schema_dir)):
+        if not fname.endswith(".schema.json"):
+            continue
+        with open(os.path.join(schema_dir, fname), encoding="utf-8") as f:
+            schema = json.load(f)
+        Draft202012Validator.check_schema(schema)
+        assert "$id" in schema, fname + ": no $id"
+        if fname.startswith(("request.", "event.")):
+            assert schema.get("additionalProperties") is False, fname + ": not strict"
+        else:
+            for alt in schema["oneOf"]:
+                assert alt.get("additionalProperties") is False, fname + ": not strict"
+        schemas[fname[: -len(".schema.json")]] = Draft202012Validator(schema)
+    return schemas
+
+
+def schema_verdict(schemas, case):
+    """(valid, why) for frame 0 of a request."""
+    if "raw" in case:
+        try:
+            msg = strict_loads(case["raw"])
+        except ValueError as e:
+            return False, "not JSON: %s" % e
+    else:
+        msg = case["json"]
+    if not isinstance(msg, dict):
+        return False, "not an object"
+    op = msg.get("op")
+    if not isinstance(op, str) or ("request." + op) not in schemas:
+        return False, "no request schema for op %r" % (op,)
+    errors = list(schemas["request." + op].iter_errors(msg))
+    return not errors, "; ".join(e.message for e in errors[:2])
+
+
+def main(argv):
+    if len(argv) != 5:
+        print(__doc__)
+        return 2
+    schema_dir, cases_path, verdicts_path, outputs_path = argv[1:]
+    schemas = load_schemas(schema_dir)
+    with open(cases_path, encoding="utf-8") as f:
+        cases = json.load(f)
+    c_verdicts = {}
+    with open(verdicts_path, encoding="utf-8") as f:
+        for line in f:
+            v = json.loads(line)
+            c_verdicts[v["name"]] = v["valid"]
+
+    failures = 0
+    checked = 0
+    for case in cases:
+        name = case["name"]
+        if name not in c_verdicts:
+            print("FAIL %s: no C verdict" % name)
+            failures += 1
+            continue
+        if case.get("schema", True) is False:
+            continue
+        valid, why = schema_verdict(schemas, case)
+        checked += 1
+        if valid != case["valid"] or valid != c_verdicts[name]:
+            print("FAIL %s: expected %s, C parser %s, schema %s (%s)" % (
+                name, case["valid"], c_verdicts[name], valid, why))
+            failures += 1
+
+    n_out = 0
+    with open(outputs_path, encoding="utf-8") as f:
+        for line in f:
+            out = json.loads(line)
+            text = out["text"]
+            obj = strict_loads(text)
+            if "\n" in text or (out["kind"] == "reply" and list(obj)[:2] != ["v", "id"]):
+                print("FAIL output not compact or envelope not first: %s" % text)
+                failures += 1
+            key = "reply" if out["kind"] == "reply" else "event." + out["topic"]
+            errors = list(schemas[key].iter_errors(strict_loads(text)))
+            if errors:
+                print("FAIL %s %s: %s" % (key, text, errors[0].message))
+                failures += 1
+            n_out += 1
+
+    try:
+        from importlib.metadata import version
+        jv = version("jsonschema")
+    except Exception:  # pragma: no cover - very old Pythons
+        jv = "?"
+    print("%d schemas, %d cases compared, %d outputs validated, %d failures (jsonschema %s)" % (
+        len(schemas), checked, n_out, failures, jv))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
