@@ -384,6 +384,23 @@ START_TEST(test_python_client)
 }
 END_TEST
 
+START_TEST(test_c_client)
+{
+    void *c = client();
+    wait_ready(c);
+    zmq_close(c);
+    char *argv[] = {(char *)build("examples/client"), "--server", ep_clients, "--events", ep_events, "--name", "cdoc",
+                    "--file", doc, "--query", "lighthouses", "--question", "How many?", "-n", "5", NULL};
+    int st;
+    char *out = run_local(argv, &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "examples/client failed: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "complete:"));
+    ck_assert_ptr_nonnull(strstr(out, "hit chunk"));
+    ck_assert_ptr_nonnull(strstr(out, "answer: "));
+    free(out);
+}
+END_TEST
+
 /* pids of coild's children, from /proc */
 static int children(pid_t parent, pid_t *out, int max)
 {
@@ -567,6 +584,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_end_to_end_equals_local);
     tcase_add_test(tc, test_python_client);
+    tcase_add_test(tc, test_c_client);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("kill");
     tcase_set_timeout(tk, 300);
