@@ -43,7 +43,9 @@ int cli_usage(const char *msg)
             "  score     (--session ID | --doc NAME) --text T --model DIR\n"
             "  state     export (--doc NAME | --session ID) [--at TOKEN] --out FILE --model DIR\n"
             "            | import --in FILE --name NAME [--replace] --model DIR\n"
-            "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n");
+            "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
+            "remote: --connect tcp://HOST:PORT runs ingest, docs, search, session, generate, score and\n"
+            "        state against a coild server (no --db or --model needed)\n");
     return 2;
 }
 
@@ -125,6 +127,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"doc", 1, 0, 'D'},     {"at", 1, 0, 'a'},        {"interval", 1, 0, 'V'}, {"limit", 1, 0, 'l'},
         {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
+        {"connect", 1, 0, 'Z'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -149,6 +152,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'S': o->session = optarg; break;
         case 'D': o->doc = optarg; break;
         case 'y': o->sync = optarg; break;
+        case 'Z': o->connect = optarg; break;
         case 'R': o->replace = true; break;
         case 'A': o->append = true; break;
         case 'E': o->decode = true; break;
@@ -548,6 +552,18 @@ int main(int argc, char **argv)
                 {"search", cli_cmd_search, 0},  {"session", cli_cmd_session, 1}, {"sessions", cli_cmd_sessions, 0},
                 {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1}};
     cli_opts_t o;
+    char *moved[64];
+    /* `coil --connect EP cmd ...` == `coil cmd ... --connect EP` */
+    if (argc > 3 && argc < 62 && strcmp(argv[1], "--connect") == 0) {
+        int k = 0;
+        moved[k++] = argv[0];
+        for (int i = 3; i < argc; i++)
+            moved[k++] = argv[i];
+        moved[k++] = argv[1];
+        moved[k++] = argv[2];
+        moved[k] = NULL;
+        argv = moved;
+    }
     if (argc < 2)
         return cli_usage(NULL);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -567,6 +583,8 @@ int main(int argc, char **argv)
                 if (o.n_pos < CLI_MAX_POS)
                     o.n_pos++;
             }
+            if (o.connect)
+                return cli_remote(cmds[i].name, &o);
             return cmds[i].fn(&o);
         }
     fprintf(stderr, "coil: unknown command '%s'\n", argv[1]);

@@ -417,13 +417,8 @@ static int state_import(const cli_opts_t *o)
                      o->model ? o->model : "(default)", e2.msg);
         goto out;
     }
-    const coil_model_config_t *mc = coil_model_config(r.m);
     char dims[512];
-    snprintf(dims, sizeof dims,
-             "{\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,\"d_conv\":%lld,"
-             "\"dt_rank\":%lld,\"vocab_size\":%lld}",
-             (long long)mc->d_model, (long long)mc->n_layer, (long long)mc->d_inner, (long long)mc->d_state,
-             (long long)mc->d_conv, (long long)mc->dt_rank, (long long)mc->vocab_size);
+    coil_model_dims_json(r.m, dims, sizeof dims);
     int64_t pos = coil_state_position(r.st);
     if (!(st = open_store(o, &err)) ||
         coil_store_model_ensure(st, coil_state_fingerprint(r.st), o->model ? o->model : "", dims, &model_id,

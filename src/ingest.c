@@ -396,7 +396,6 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
     int fd = -1, rc, resumed = 0;
     uint64_t hash = 0;
     int64_t model_id;
-    const coil_model_config_t *mc;
 
     memset(&g, 0, sizeof g);
     memset(res, 0, sizeof *res);
@@ -419,13 +418,8 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
     if (!is_stdin && (rc = hash_file(path, &hash, &g.total_bytes, err)))
         return rc;
     const coil_model_t *m = coil_engine_model(e);
-    mc = coil_model_config(m);
     char dims[512];
-    snprintf(dims, sizeof dims,
-             "{\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,\"d_conv\":%lld,"
-             "\"dt_rank\":%lld,\"vocab_size\":%lld}",
-             (long long)mc->d_model, (long long)mc->n_layer, (long long)mc->d_inner, (long long)mc->d_state,
-             (long long)mc->d_conv, (long long)mc->dt_rank, (long long)mc->vocab_size);
+    coil_model_dims_json(m, dims, sizeof dims);
     if ((rc = coil_store_model_ensure(st, coil_model_fingerprint(m), opt && opt->model_path ? opt->model_path : "",
                                       dims, &model_id, err)) ||
         (rc = coil_store_doc_begin(st, name, model_id, hash, g.C, opt && opt->replace ? COIL_STORE_DOC_REPLACE : 0,

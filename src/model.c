@@ -505,3 +505,14 @@ coil_dtype_t coil_model_dtype(const coil_model_t *m)
 {
     return m->layers[0].in_proj.dtype;
 }
+
+int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)
+{
+    const coil_model_config_t *c = &m->cfg;
+    int n = snprintf(buf, cap,
+                     "{\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,\"d_conv\":%lld,"
+                     "\"dt_rank\":%lld,\"vocab_size\":%lld}",
+                     (long long)c->d_model, (long long)c->n_layer, (long long)c->d_inner, (long long)c->d_state,
+                     (long long)c->d_conv, (long long)c->dt_rank, (long long)c->vocab_size);
+    return n < 0 || (size_t)n >= cap ? COIL_EINVAL : n;
+}

@@ -79,5 +79,8 @@ coil_dtype_t coil_model_dtype(const coil_model_t *m);
 /* 64-bit fingerprint over the config and every tensor's name, dtype, shape and bytes. */
 uint64_t coil_model_fingerprint(const coil_model_t *m);
 int64_t coil_model_param_count(const coil_model_t *m);
+/* The dimensions as a compact JSON object (for the store's models table).
+ * Returns the length written (< cap), or a negative code if cap is too small. */
+int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap);
 
 #endif

@@ -392,6 +392,19 @@ static int handle_job(wk_t *w, const char *spool)
         }
         break;
     }
+    case COIL_OP_STATE_IMPORT: {
+        /* the blob must be a whole state of this model: read it into one */
+        char dims[512];
+        int64_t model_id;
+        if (!(rc = coil_state_deserialize(w->state, r->blob, r->blob_len, &err)) &&
+            !(rc = coil_model_dims_json(w->m, dims, sizeof dims) < 0 ? COIL_EINVAL : 0) &&
+            !(rc = coil_store_model_ensure(w->st, coil_model_fingerprint(w->m), w->o->model, dims, &model_id, &err)) &&
+            !(rc = coil_store_doc_import(w->st, r->name, model_id, r->blob, r->blob_len,
+                                         coil_state_fingerprint(w->state), coil_state_position(w->state), 0, &doc,
+                                         &err)))
+            result = json_pack("{s:s, s:I}", "name", r->name, "position", (json_int_t)coil_state_position(w->state));
+        break;
+    }
     default:
         rc = coil_err_set(&err, COIL_EUNSUPPORTED, "operation '%s' is not served by workers", coil_proto_op_name(r->op));
         break;

@@ -354,6 +354,42 @@ START_TEST(test_end_to_end_equals_local)
     void *local_blob = tu_read(state_path, &ln);
     ck_assert_msg(ln == blob_len && memcmp(local_blob, blob, ln) == 0, "exported states differ");
     free(local_blob);
+
+    /* the CLI against the server (--connect) prints exactly what it prints locally */
+    char *rsargv[] = {(char *)build("coil"), "--connect", ep_clients, "score", "--session", sid, "--text",
+                      " lighthouses", NULL};
+    char *rs = run_local(rsargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_str_eq(rs, ls);
+    free(rs);
+    char *rdargv[] = {(char *)build("coil"), "--connect", ep_clients, "docs", NULL};
+    char *rd = run_local(rdargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_nonnull(strstr(rd, "book"));
+    free(rd);
+    char rstate[4200];
+    snprintf(rstate, sizeof rstate, "%s/r.state", dir);
+    char *rxargv[] = {(char *)build("coil"), "--connect", ep_clients, "state", "export", "--session", sid, "--out",
+                      rstate, NULL};
+    free(run_local(rxargv, &st));
+    ck_assert_int_eq(st, 0);
+    local_blob = tu_read(rstate, &ln);
+    ck_assert_msg(ln == blob_len && memcmp(local_blob, blob, ln) == 0, "remote export differs");
+    free(local_blob);
+    /* import the session's state as a new document, over the wire, and score from it */
+    char *riargv[] = {(char *)build("coil"), "--connect", ep_clients, "state", "import", "--in", rstate, "--name",
+                      "imported", NULL};
+    free(run_local(riargv, &st));
+    ck_assert_int_eq(st, 0);
+    char *rs2argv[] = {(char *)build("coil"), "--connect", ep_clients, "score", "--doc", "imported", "--text",
+                       " lighthouses", NULL};
+    char *rs2 = run_local(rs2argv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_str_eq(rs2, ls); /* the same state: the same log-probabilities */
+    free(rs2);
+    char *bad[] = {(char *)build("coil"), "--connect", ep_clients, "search", "AND (", NULL};
+    free(run_local(bad, &st));
+    ck_assert_int_eq(WEXITSTATUS(st), 1);
     free(blob);
     free(lg);
     free(ls);
