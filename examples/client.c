@@ -182,6 +182,20 @@ int main(int argc, char **argv)
     json_t *r = request(sock, "health", json_object(), 10);
     if (!r)
         goto out;
+    /* PUB/SUB joins asynchronously: the first heartbeat says the subscription is live */
+    for (double t0 = now(); now() - t0 < 10;) {
+        zmq_pollitem_t it = {.socket = sub, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 200) <= 0)
+            continue;
+        char topic[64];
+        int tn = zmq_recv(sub, topic, sizeof topic, 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, sub, 0);
+        zmq_msg_close(&m);
+        if (tn == 15 && memcmp(topic, "coild.heartbeat", 15) == 0)
+            break;
+    }
     printf("health: %s, %lld workers\n", json_string_value(json_object_get(r, "status")),
            (long long)json_integer_value(json_object_get(r, "workers")));
     json_decref(r);

@@ -92,6 +92,8 @@ class Client:
             ev = json.loads(body)
             if on_event:
                 on_event(t.decode(), ev)
+            if t.decode() == topic and doc is None:
+                return ev
             if t.decode() in (topic, "doc.failed") and ev.get("doc") == doc:
                 if t.decode() == "doc.failed":
                     raise CoilError(ev["error"]["code"], ev["error"]["message"])
@@ -113,7 +115,7 @@ def main():
     args = ap.parse_args()
 
     c = Client(args.server, args.events)
-    time.sleep(0.2)  # let the SUB connect before the events start
+    c.wait_event("coild.heartbeat", None, timeout_s=10)  # the subscription is live
     print("health:", c.request("health")[0])
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()

@@ -291,7 +291,7 @@ static void scan_simd(int64_t T, int64_t D, int64_t N, const float *u, const flo
 {
 #ifdef COIL_HAVE_AVX2
     const int64_t groups = N <= 256 ? D / 8 : 0;
-#pragma omp parallel for schedule(static) if (T * D * N > 32768)
+#pragma omp parallel for schedule(static) if (T * D * N > 8192)
     for (int64_t g = 0; g < groups; g++)
         coil_avx2_scan_group(T, D, N, g * 8, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
     for (int64_t d = groups * 8; d < D; d++)

@@ -27,7 +27,7 @@ int cli_usage(const char *msg)
         fprintf(stderr, "coil: %s\n", msg);
     fprintf(stderr,
             "usage: coil <command> [options]\n"
-            "model commands (--model DIR, or $COIL_MODEL):\n"
+            "model commands (--model DIR; default $COIL_MODEL, else the bundled model):\n"
             "  info      the config as understood, parameter count, state size\n"
             "  logits    --ids 1,2,3 --out FILE [--chunk N]   float32 LE logits, T x vocab, row-major\n"
             "  generate  (--ids 1,2,3 | --prompt TEXT) -n N [--temperature T] [--top-p P] [--seed S]\n"
@@ -41,6 +41,7 @@ int cli_usage(const char *msg)
             "  sessions  [--doc NAME]\n"
             "  generate  (--session ID | --doc NAME) [--prompt TEXT] -n N [--append] --model DIR\n"
             "  score     (--session ID | --doc NAME) --text T --model DIR\n"
+            "  score     (--text T | --file F) without --db: bits per byte of a text from scratch\n"
             "  state     export (--doc NAME | --session ID) [--at TOKEN] --out FILE --model DIR\n"
             "            | import --in FILE --name NAME [--replace] --model DIR\n"
             "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
@@ -206,7 +207,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         o->pos[o->n_pos++] = argv[optind];
     }
     if (!o->model)
-        o->model = getenv("COIL_MODEL");
+        o->model = coil_model_default_dir();
     return 0;
 }
 
@@ -226,7 +227,7 @@ int cli_rt_open(const cli_opts_t *o, cli_rt_t *r, coil_err_t *err)
     char path[4096];
     memset(r, 0, sizeof *r);
     if (!o->model)
-        return coil_err_set(err, COIL_EINVAL, "no model: give --model DIR or set COIL_MODEL");
+        return coil_err_set(err, COIL_EINVAL, "no model: give --model DIR or set COIL_MODEL (no default model is installed)");
     if (!(r->m = coil_model_load(o->model, err)) || !(r->e = coil_engine_new(r->m, &eo, err)) ||
         !(r->st = coil_state_new(r->m, err)))
         goto fail;

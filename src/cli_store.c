@@ -347,8 +347,52 @@ out:
     return rc;
 }
 
+/* coil score --file F (no --db): every token of the text after the first,
+ * from a fresh state -- a language model's held-out loss, in bits per byte. */
+static int score_text(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    int32_t *ids = NULL;
+    double *lp = NULL, total = 0.0;
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (cli_text_arg(o, &text, &len, &err) || cli_need_tokenizer(&r, &err) ||
+        coil_tokenizer_encode(r.tok, text, len, &ids, &n, &err))
+        goto out;
+    if (n < 2) {
+        coil_err_set(&err, COIL_EINVAL, "the text needs at least two tokens");
+        goto out;
+    }
+    int64_t grid = coil_engine_max_chunk(r.e);
+    if (!(lp = malloc(n * sizeof *lp))) {
+        coil_err_set(&err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (coil_engine_forward(r.e, r.st, ids, 1, NULL, &err) ||
+        coil_query_score(r.e, r.st, ids + 1, n - 1, grid, lp, &total, &err))
+        goto out;
+    printf("{\"tokens_scored\": %zu, \"bytes\": %zu, \"logprob\": %.17g, \"nats_per_token\": %.6f, "
+           "\"bits_per_byte\": %.6f}\n",
+           n - 1, len, total, -total / (double)(n - 1), -total / log(2.0) / (double)len);
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(lp);
+    free(ids);
+    free(text);
+    cli_rt_free(&r);
+    return rc;
+}
+
 int cli_cmd_score(const cli_opts_t *o)
 {
+    if (!o->db && !o->session && !o->doc)
+        return score_text(o);
     coil_err_t err = {0};
     cli_rt_t r;
     coil_store_t *st = NULL;

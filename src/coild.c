@@ -17,11 +17,8 @@
 #include <unistd.h>
 
 #include "coild_config.h"
+#include "model.h"
 #include "server.h"
-
-#ifndef COIL_DEFAULT_MODEL
-#define COIL_DEFAULT_MODEL ""
-#endif
 
 static volatile sig_atomic_t g_stop;
 
@@ -45,7 +42,9 @@ int main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    const char *dflt = getenv("COIL_MODEL") ? getenv("COIL_MODEL") : COIL_DEFAULT_MODEL;
+    const char *dflt = coil_model_default_dir();
+    if (!dflt)
+        dflt = "";
     coil_err_t err = {0};
     coil_config_t *cfg = cfg_path ? coil_config_load(cfg_path, dflt, &err) : coil_config_defaults(dflt, &err);
     if (!cfg) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "convert.h"
@@ -515,4 +516,32 @@ int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)
                      (long long)c->d_model, (long long)c->n_layer, (long long)c->d_inner, (long long)c->d_state,
                      (long long)c->d_conv, (long long)c->dt_rank, (long long)c->vocab_size);
     return n < 0 || (size_t)n >= cap ? COIL_EINVAL : n;
+}
+
+#ifndef COIL_DEFAULT_MODEL
+#define COIL_DEFAULT_MODEL ""
+#endif
+#ifndef COIL_SOURCE_MODEL
+#define COIL_SOURCE_MODEL ""
+#endif
+
+static int has_config(const char *dir)
+{
+    char p[4096];
+    if (!dir || !*dir)
+        return 0;
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    return access(p, R_OK) == 0;
+}
+
+const char *coil_model_default_dir(void)
+{
+    const char *env = getenv("COIL_MODEL");
+    if (env && *env)
+        return env;
+    if (has_config(COIL_DEFAULT_MODEL))
+        return COIL_DEFAULT_MODEL;
+    if (has_config(COIL_SOURCE_MODEL))
+        return COIL_SOURCE_MODEL;
+    return NULL;
 }

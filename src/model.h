@@ -79,6 +79,12 @@ coil_dtype_t coil_model_dtype(const coil_model_t *m);
 /* 64-bit fingerprint over the config and every tensor's name, dtype, shape and bytes. */
 uint64_t coil_model_fingerprint(const coil_model_t *m);
 int64_t coil_model_param_count(const coil_model_t *m);
+/* The model to use when none is given: $COIL_MODEL, else the installed
+ * default ($(pkgdatadir)/model), else the source tree's examples/model (for a
+ * build that is not installed).  NULL if none of them has a config.json.
+ * The string is static or from the environment: do not free it. */
+const char *coil_model_default_dir(void);
+
 /* The dimensions as a compact JSON object (for the store's models table).
  * Returns the length written (< cap), or a negative code if cap is too small. */
 int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap);

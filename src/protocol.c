@@ -723,7 +723,7 @@ int coil_proto_request_build(coil_proto_op_t op, const json_t *id, json_t **fiel
 
 static const char *const topics[] = {COIL_TOPIC_INGEST_PROGRESS, COIL_TOPIC_DOC_COMPLETE,
                                      COIL_TOPIC_DOC_FAILED, COIL_TOPIC_WORKER_UP,
-                                     COIL_TOPIC_WORKER_DOWN};
+                                     COIL_TOPIC_WORKER_DOWN, COIL_TOPIC_HEARTBEAT};
 
 int coil_proto_event(const char *topic, json_t **body, char **out, size_t *len, coil_err_t *err)
 {
@@ -797,6 +797,15 @@ int coil_proto_event_doc_failed(const char *doc, int code, const char *message, 
     b = json_object();
     ok = b && put(b, "doc", doc_string(doc)) && put(b, "error", error_object(code, message));
     return event_body(COIL_TOPIC_DOC_FAILED, b, ok, out, len, err);
+}
+
+int coil_proto_event_heartbeat(double uptime_s, int64_t workers, int64_t busy, int64_t queued, char **out,
+                               size_t *len, coil_err_t *err)
+{
+    json_t *b = json_object();
+    bool ok = b && put(b, "uptime_s", json_real(uptime_s)) && put(b, "workers", json_integer(workers)) &&
+              put(b, "busy", json_integer(busy)) && put(b, "queued", json_integer(queued));
+    return event_body(COIL_TOPIC_HEARTBEAT, b, ok, out, len, err);
 }
 
 int coil_proto_event_worker(const char *topic, const char *worker, int64_t pid,

@@ -167,6 +167,9 @@ int coil_proto_request_build(coil_proto_op_t op, const json_t *id, json_t **fiel
 #define COIL_TOPIC_DOC_FAILED "doc.failed"
 #define COIL_TOPIC_WORKER_UP "worker.up"
 #define COIL_TOPIC_WORKER_DOWN "worker.down"
+/* Published by coild every second: a subscriber that has seen one knows its
+ * subscription is live (PUB/SUB joins asynchronously) and that coild is up. */
+#define COIL_TOPIC_HEARTBEAT "coild.heartbeat"
 
 /* Body of an event of a known topic: *body must be an object (consumed).
  * COIL_EINVAL for an unknown topic.  The typed builders below are preferred. */
@@ -182,6 +185,9 @@ int coil_proto_event_doc_complete(const char *doc, int64_t tokens, int64_t bytes
 int coil_proto_event_doc_failed(const char *doc, int code, const char *message, char **out,
                                 size_t *len, coil_err_t *err);
 /* topic worker.up or worker.down: {"worker","pid","reason"}; reason NULL = null. */
+/* {"uptime_s","workers","busy","queued"} */
+int coil_proto_event_heartbeat(double uptime_s, int64_t workers, int64_t busy, int64_t queued, char **out,
+                               size_t *len, coil_err_t *err);
 int coil_proto_event_worker(const char *topic, const char *worker, int64_t pid,
                             const char *reason, char **out, size_t *len, coil_err_t *err);
 

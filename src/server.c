@@ -70,7 +70,7 @@ typedef struct {
     char spool_dir[4096];
     coil_proto_limits_t lim;
     uint64_t spool_seq;
-    double started;
+    double started, last_heartbeat;
     /* stats */
     uint64_t n_requests, n_errors, n_dropped, n_worker_deaths;
 } srv_t;
@@ -827,6 +827,20 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
         }
         reap(&s);
         double t = now_s();
+        if (t - s.last_heartbeat >= 1.0) {
+            json_t *h = health(&s);
+            char *out;
+            size_t len;
+            coil_err_t herr = {0};
+            s.last_heartbeat = t;
+            if (coil_proto_event_heartbeat(t - s.started, json_integer_value(json_object_get(h, "workers")),
+                                           json_integer_value(json_object_get(h, "busy")),
+                                           json_integer_value(json_object_get(h, "queued")), &out, &len, &herr) == 0) {
+                publish(&s, COIL_TOPIC_HEARTBEAT, out, len);
+                free(out);
+            }
+            json_decref(h);
+        }
         for (int i = 0; o->worker_bin && i < MAX_WORKERS; i++)
             if (s.w[i].present && s.w[i].pid == 0 && s.w[i].respawn_at > 0 && t >= s.w[i].respawn_at) {
                 s.w[i].respawn_at = 0;

@@ -90,6 +90,7 @@ static void write_outputs(FILE *f)
                coil_proto_event_ingest_progress("book", 10, 20, -1, 1.5, &out, &len, NULL), &out);
     put_output(f, "event", COIL_TOPIC_INGEST_PROGRESS,
                coil_proto_event_ingest_progress("b\xc3\xa9", 0, 0, 100, 0, &out, &len, NULL), &out);
+    put_output(f, "event", COIL_TOPIC_HEARTBEAT, coil_proto_event_heartbeat(12.5, 2, 1, 0, &out, &len, NULL), &out);
     put_output(f, "event", COIL_TOPIC_DOC_COMPLETE,
                coil_proto_event_doc_complete("book", 10, 20, 0.5, &out, &len, NULL), &out);
     put_output(f, "event", COIL_TOPIC_WORKER_UP,

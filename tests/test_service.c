@@ -49,16 +49,22 @@ static const char *build(const char *rel)
     return buf[k];
 }
 
-/* A port on 127.0.0.1 that was free a moment ago. */
-static int free_port(void)
+/* Two distinct ports on 127.0.0.1 that were free a moment ago (both probe
+ * sockets stay bound until both are known, so they differ). */
+static void free_ports(int *a, int *b)
 {
-    void *s = zmq_socket(ctx, ZMQ_ROUTER);
-    char ep[64];
-    size_t l = sizeof ep;
-    ck_assert_int_eq(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
-    zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &l);
-    zmq_close(s);
-    return atoi(strrchr(ep, ':') + 1);
+    void *s[2];
+    int *out[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        char ep[64];
+        size_t l = sizeof ep;
+        s[i] = zmq_socket(ctx, ZMQ_ROUTER);
+        ck_assert_int_eq(zmq_bind(s[i], "tcp://127.0.0.1:*"), 0);
+        zmq_getsockopt(s[i], ZMQ_LAST_ENDPOINT, ep, &l);
+        *out[i] = atoi(strrchr(ep, ':') + 1);
+    }
+    zmq_close(s[0]);
+    zmq_close(s[1]);
 }
 
 static void write_doc(const char *path, int paragraphs)
@@ -118,8 +124,10 @@ static void setup_with(int max_message_bytes, int interval)
     ck_assert_int_eq(tu_write(tok, buf, n), 0);
     free(buf);
     write_doc(doc, 150);
-    snprintf(ep_clients, sizeof ep_clients, "tcp://127.0.0.1:%d", free_port());
-    snprintf(ep_events, sizeof ep_events, "tcp://127.0.0.1:%d", free_port());
+    int pc, pe;
+    free_ports(&pc, &pe);
+    snprintf(ep_clients, sizeof ep_clients, "tcp://127.0.0.1:%d", pc);
+    snprintf(ep_events, sizeof ep_events, "tcp://127.0.0.1:%d", pe);
     FILE *f = fopen(cfg, "w");
     fprintf(f,
             "endpoints:\n  clients: %s\n  events: %s\n  workers: ipc://%s/w.ipc\n"
@@ -199,6 +207,11 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
     ck_assert_int_ge(zmq_send(s, req, strlen(req), 0), 0);
     for (double t0 = mono(); mono() - t0 < 120;) {
         json_t *r = recv_json(s, 1000, blob, blob_len);
+        int status;
+        if (!r && coild_pid > 0 && waitpid(coild_pid, &status, WNOHANG) == coild_pid) {
+            coild_pid = 0;
+            ck_abort_msg("coild exited (status %d) while waiting for a reply to %s", status, req);
+        }
         if (!r)
             continue;
         if (json_is_true(json_object_get(r, "partial"))) {
@@ -230,6 +243,14 @@ static void wait_ready(void *s)
     ck_abort_msg("workers never became ready");
 }
 
+static json_t *wait_event(void *sub, const char *topic, const char *docname, double timeout_s);
+
+/* PUB/SUB joins asynchronously: wait for coild's heartbeat before relying on events. */
+static void sync_events(void *sub)
+{
+    json_decref(wait_event(sub, "coild.heartbeat", NULL, 10));
+}
+
 static json_t *wait_event(void *sub, const char *topic, const char *docname, double timeout_s)
 {
     for (double t0 = mono(); mono() - t0 < timeout_s;) {
@@ -245,6 +266,8 @@ static json_t *wait_event(void *sub, const char *topic, const char *docname, dou
         json_t *ev = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, NULL);
         zmq_msg_close(&m);
         const char *d = json_string_value(json_object_get(ev, "doc"));
+        if (getenv("COIL_TEST_VERBOSE"))
+            fprintf(stderr, "event %s %s\n", t, d ? d : "-");
         if (!strcmp(t, "doc.failed") && d && !strcmp(d, docname))
             ck_abort_msg("doc.failed: %s", json_dumps(ev, 0));
         if (!strcmp(t, topic) && (!docname || (d && !strcmp(d, docname))))
@@ -278,6 +301,7 @@ START_TEST(test_end_to_end_equals_local)
 {
     void *c = client(), *sub = events();
     wait_ready(c);
+    sync_events(sub);
     /* ingest in three streamed parts, cut at character boundaries */
     size_t tl;
     char *text = tu_read(doc, &tl);
@@ -483,6 +507,7 @@ START_TEST(test_worker_killed_mid_ingest)
 
     void *c = client(), *sub = events();
     wait_ready(c);
+    sync_events(sub);
     /* streamed in parts of 256 KiB (cut at character boundaries) */
     size_t tl;
     char *text = tu_read(big, &tl);
