@@ -61,7 +61,8 @@ typedef struct spool {
 typedef struct {
     const coil_server_options_t *o;
     const coil_config_t *cfg;
-    void *ctx, *clients, *events, *workers, *zap;
+    void *ctx, *clients, *events, *workers, *zap, *monitor;
+    int64_t live_clients;  /* connections to the clients socket (socket monitor) */
     worker_t w[MAX_WORKERS];
     job_t *head, *tail;
     int n_jobs;         /* queued + running */
@@ -514,6 +515,10 @@ static void on_client(srv_t *s)
         json_decref(id);
         goto done;
     }
+    if (s->cfg->limits.max_clients > 0 && s->live_clients > s->cfg->limits.max_clients) {
+        reply_error(s, route, route_len, r->id, COIL_EBUSY, "too many clients connected (limits.max_clients)");
+        goto done;
+    }
     if (r->op == COIL_OP_HEALTH) {
         reply_ok(s, route, route_len, r->id, health(s));
         goto done;
@@ -671,6 +676,8 @@ static int key_allowed(srv_t *s, const unsigned char *key32)
     if (!zmq_z85_encode(z85, key32, 32))
         return 0;
     const coil_config_t *c = s->cfg;
+    if (c->curve.n_allowed_client_keys == 0 && !c->curve.allowed_client_keys_file)
+        return 1; /* no allow-list: any client with a valid CURVE key (documented) */
     for (size_t i = 0; i < c->curve.n_allowed_client_keys; i++)
         if (strcmp(c->curve.allowed_client_keys[i], z85) == 0)
             return 1;
@@ -747,6 +754,25 @@ static int setup_curve(srv_t *s, coil_err_t *err)
     return 0;
 }
 
+/* Socket monitor events: frame 1 = u16 event + u32 value, frame 2 = address. */
+static void on_monitor(srv_t *s)
+{
+    zmq_msg_t a, b;
+    zmq_msg_init(&a);
+    zmq_msg_init(&b);
+    if (zmq_msg_recv(&a, s->monitor, 0) >= 0 && zmq_msg_more(&a) && zmq_msg_recv(&b, s->monitor, 0) >= 0 &&
+        zmq_msg_size(&a) >= 2) {
+        uint16_t ev;
+        memcpy(&ev, zmq_msg_data(&a), 2);
+        if (ev == ZMQ_EVENT_ACCEPTED)
+            s->live_clients++;
+        else if (ev == ZMQ_EVENT_DISCONNECTED && s->live_clients > 0)
+            s->live_clients--;
+    }
+    zmq_msg_close(&a);
+    zmq_msg_close(&b);
+}
+
 /* ---- main loop ---------------------------------------------------------------------------- */
 
 int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
@@ -780,6 +806,16 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
     }
     if (s.cfg->curve.enabled && (rc = setup_curve(&s, err)))
         goto out;
+    if (s.cfg->limits.max_clients > 0) {
+        char mon[64];
+        snprintf(mon, sizeof mon, "inproc://coild-clients-%p", (void *)&s);
+        s.monitor = zmq_socket(s.ctx, ZMQ_PAIR);
+        if (!s.monitor || zmq_socket_monitor(s.clients, mon, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+            zmq_connect(s.monitor, mon) != 0) {
+            rc = coil_err_set(err, COIL_EIO, "cannot monitor the client socket: %s", zmq_strerror(zmq_errno()));
+            goto out;
+        }
+    }
     const char *eps[3] = {s.cfg->endpoints.clients, s.cfg->endpoints.events, s.cfg->endpoints.workers};
     void *socks[3] = {s.clients, s.events, s.workers};
     for (int i = 0; i < 3; i++)
@@ -799,10 +835,16 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
     logf_(&s, COIL_LOG_INFO, "serving clients on %s, events on %s, %" PRId64 " workers", eps[0], eps[1],
           s.cfg->workers);
     while (!(o->stop && *o->stop)) {
-        zmq_pollitem_t it[3] = {{.socket = s.clients, .events = ZMQ_POLLIN},
+        zmq_pollitem_t it[4] = {{.socket = s.clients, .events = ZMQ_POLLIN},
                                 {.socket = s.workers, .events = ZMQ_POLLIN},
+                                {.socket = s.monitor, .events = ZMQ_POLLIN},
                                 {.socket = s.zap, .events = ZMQ_POLLIN}};
-        int pr = zmq_poll(it, s.zap ? 3 : 2, 100);
+        int n_it = s.zap ? 4 : 3;
+        if (!s.monitor) { /* keep the array dense */
+            it[2] = it[3];
+            n_it--;
+        }
+        int pr = zmq_poll(it, n_it, 100);
         if (pr < 0 && zmq_errno() != EINTR) {
             rc = coil_err_set(err, COIL_EIO, "poll: %s", zmq_strerror(zmq_errno()));
             break;
@@ -822,8 +864,15 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
                 if (zmq_getsockopt(s.clients, ZMQ_EVENTS, &ev, &evl) != 0 || !(ev & ZMQ_POLLIN))
                     break;
             }
-            if (s.zap && (it[2].revents & ZMQ_POLLIN))
-                on_zap(&s);
+            for (int k = 2; k < n_it; k++) {
+                if (!(it[k].revents & ZMQ_POLLIN))
+                    continue;
+                if (it[k].socket == s.monitor)
+                    while (zmq_poll(&it[k], 1, 0) > 0)
+                        on_monitor(&s);
+                else if (it[k].socket == s.zap)
+                    on_zap(&s);
+            }
         }
         reap(&s);
         double t = now_s();
@@ -885,6 +934,10 @@ out:
     }
     if (s.zap)
         zmq_close(s.zap);
+    if (s.monitor) {
+        zmq_socket_monitor(s.clients, NULL, 0);
+        zmq_close(s.monitor);
+    }
     if (s.clients)
         zmq_close(s.clients);
     if (s.events)

@@ -104,6 +104,8 @@ static void stop_coild(void)
     coild_pid = 0;
 }
 
+static char curve_yaml[1024]; /* extra config, set by the CURVE fixture */
+
 static void setup_with(int max_message_bytes, int interval)
 {
     ctx = zmq_ctx_new();
@@ -134,6 +136,7 @@ static void setup_with(int max_message_bytes, int interval)
             "database: %s\nmodel: %s\nworkers: 2\nchunk_tokens: 64\nthreads_per_worker: 1\n"
             "checkpoint:\n  interval_tokens: %d\nlimits:\n  max_message_bytes: %d\n",
             ep_clients, ep_events, dir, db, model, interval, max_message_bytes);
+    fputs(curve_yaml, f);
     fclose(f);
     coild_pid = spawn_coild();
 }
@@ -637,6 +640,108 @@ START_TEST(test_malformed_messages)
 }
 END_TEST
 
+/* CURVE: the server's keys and an allowed client; another key and a plain client get nothing. */
+static char srv_pub[41], srv_sec[41], ok_pub[41], ok_sec[41], bad_pub[41], bad_sec[41];
+
+static void setup_curve(void)
+{
+    ck_assert_int_eq(zmq_curve_keypair(srv_pub, srv_sec), 0);
+    ck_assert_int_eq(zmq_curve_keypair(ok_pub, ok_sec), 0);
+    ck_assert_int_eq(zmq_curve_keypair(bad_pub, bad_sec), 0);
+    char keyfile[64];
+    snprintf(keyfile, sizeof keyfile, "/tmp/coil-curve-%ld.key", (long)getpid());
+    ck_assert_int_eq(tu_write(keyfile, srv_sec, 40), 0);
+    snprintf(curve_yaml, sizeof curve_yaml,
+             "curve:\n  server_secret_key_file: %s\n  allowed_client_keys: [\"%s\"]\n", keyfile, ok_pub);
+    setup_with(1 << 20, 256);
+}
+
+static void teardown_curve(void)
+{
+    char keyfile[64];
+    snprintf(keyfile, sizeof keyfile, "/tmp/coil-curve-%ld.key", (long)getpid());
+    unlink(keyfile);
+    curve_yaml[0] = '\0';
+    teardown();
+}
+
+static void send_str(void *s, const char *msg)
+{
+    zmq_send(s, msg, strlen(msg), 0);
+}
+
+static void *curve_client(const char *pub, const char *sec)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (pub) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, srv_pub, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    }
+    ck_assert_int_eq(zmq_connect(s, ep_clients), 0);
+    return s;
+}
+
+START_TEST(test_curve_allow_list)
+{
+    void *ok = curve_client(ok_pub, ok_sec);
+    json_t *h = NULL;
+    for (double t0 = mono(); !h && mono() - t0 < 30;) { /* coild may still be starting */
+        send_str(ok, "{\"v\":1,\"id\":1,\"op\":\"health\"}");
+        h = recv_json(ok, 1000, NULL, NULL);
+    }
+    ck_assert_msg(h != NULL, "the allowed client got no reply");
+    ck_assert(json_is_true(json_object_get(h, "ok")));
+    json_decref(h);
+    void *bad = curve_client(bad_pub, bad_sec), *plain = curve_client(NULL, NULL);
+    send_str(bad, "{\"v\":1,\"id\":2,\"op\":\"health\"}");
+    send_str(plain, "{\"v\":1,\"id\":3,\"op\":\"health\"}");
+    ck_assert_msg(recv_json(bad, 2000, NULL, NULL) == NULL, "a client with a key not on the list got a reply");
+    ck_assert_msg(recv_json(plain, 500, NULL, NULL) == NULL, "a client without CURVE got a reply");
+    /* and the allowed one is still served */
+    send_str(ok, "{\"v\":1,\"id\":4,\"op\":\"health\"}");
+    h = recv_json(ok, 5000, NULL, NULL);
+    ck_assert_ptr_nonnull(h);
+    json_decref(h);
+    zmq_close(ok);
+    zmq_close(bad);
+    zmq_close(plain);
+}
+END_TEST
+
+START_TEST(test_max_clients)
+{
+    /* rewrite the config with max_clients: 1 and restart coild */
+    stop_coild();
+    FILE *f = fopen(cfg, "r+");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    char *lim = strstr(buf, "limits:\n");
+    ck_assert_ptr_nonnull(lim);
+    char out[4200];
+    snprintf(out, sizeof out, "%.*slimits:\n  max_clients: 1\n%s", (int)(lim - buf), buf, lim + 8);
+    ck_assert_int_eq(tu_write(cfg, out, strlen(out)), 0);
+    coild_pid = spawn_coild();
+    void *a = client();
+    wait_ready(a); /* the first client is served */
+    void *b = client();
+    send_str(b, "{\"v\":1,\"id\":9,\"op\":\"health\"}");
+    json_t *r = recv_json(b, 10000, NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert(json_is_false(json_object_get(r, "ok")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "code")), "COIL_EBUSY");
+    json_decref(r);
+    zmq_close(b);
+    usleep(300000); /* the second client's disconnect reaches the monitor */
+    json_decref(call(a, "{\"v\":1,\"id\":\"again\",\"op\":\"health\"}", NULL, NULL, NULL));
+    zmq_close(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("service");
@@ -652,6 +757,16 @@ int main(void)
     tcase_add_checked_fixture(tk, setup_sparse, teardown);
     tcase_add_test(tk, test_worker_killed_mid_ingest);
     suite_add_tcase(s, tk);
+    TCase *tcv = tcase_create("curve");
+    tcase_set_timeout(tcv, 120);
+    tcase_add_checked_fixture(tcv, setup_curve, teardown_curve);
+    tcase_add_test(tcv, test_curve_allow_list);
+    TCase *tmc = tcase_create("max_clients");
+    tcase_set_timeout(tmc, 120);
+    tcase_add_checked_fixture(tmc, setup, teardown);
+    tcase_add_test(tmc, test_max_clients);
+    suite_add_tcase(s, tmc);
+    suite_add_tcase(s, tcv);
     TCase *tm = tcase_create("malformed");
     tcase_set_timeout(tm, 300);
     tcase_add_checked_fixture(tm, setup_small_limit, teardown);

@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--text", default="examples/sample.txt")
     ap.add_argument("--coil", default="./coil")
     ap.add_argument("--random", action="store_true", help="also a random-weights model of the same config")
+    ap.add_argument("--out", help="write the reference figures as JSON (the golden file test_bundled_model reads)")
     args = ap.parse_args()
     raw = open(args.text, "rb").read()
     text = raw.decode("utf-8", errors="replace")
@@ -48,10 +49,18 @@ def main():
     print(f"transformers: bits/byte {ref_bpb:.6f}  (sum log p {ref_total:.4f})")
     print(f"coil:         bits/byte {coil['bits_per_byte']:.6f}  (sum log p {coil['logprob']:.4f})")
     print(f"difference:   {abs(coil['bits_per_byte'] - ref_bpb):.2e} bits/byte")
+    rnd_bpb = None
     if args.random:
         torch.manual_seed(0)
         rnd = MambaForCausalLM(model.config).float().eval()
-        print(f"random weights (same config): bits/byte {bpb(rnd)[1]:.6f}")
+        rnd_bpb = bpb(rnd)[1]
+        print(f"random weights (same config): bits/byte {rnd_bpb:.6f}")
+    if args.out:
+        import transformers
+        with open(args.out, "w") as f:
+            json.dump(dict(text=args.text, bytes=len(raw), tokens=len(ids), transformers_logprob=ref_total,
+                           transformers_bits_per_byte=ref_bpb, random_bits_per_byte=rnd_bpb,
+                           transformers=transformers.__version__, torch=torch.__version__), f, indent=1)
 
 
 if __name__ == "__main__":
