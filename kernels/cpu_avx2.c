@@ -230,41 +230,25 @@ static inline float hsum256(__m256 s)
 
 void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1)
 {
-    int64_t r = r0;
-    /* Four rows per pass: each x vector loaded once serves four weight streams. */
-    for (; r + 4 <= r1; r += 4) {
-        const float *w0 = W + r * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+    /* One row at a time, four accumulators: a single sequential stream per
+     * core reads at the machine's full bandwidth (measured: 38 GB/s on 2
+     * cores, vs 30 GB/s for four interleaved row streams). */
+    for (int64_t r = r0; r < r1; r++) {
+        const float *w = W + r * K;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
                a3 = _mm256_setzero_ps();
         int64_t k = 0;
-        for (; k + 8 <= K; k += 8) {
-            __m256 xv = _mm256_loadu_ps(x + k);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
+        for (; k + 32 <= K; k += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 24), _mm256_loadu_ps(x + k + 24), a3);
         }
-        float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);
-        for (; k < K; k++) {
-            s0 += w0[k] * x[k];
-            s1 += w1[k] * x[k];
-            s2 += w2[k] * x[k];
-            s3 += w3[k] * x[k];
-        }
-        y[r] = s0;
-        y[r + 1] = s1;
-        y[r + 2] = s2;
-        y[r + 3] = s3;
-    }
-    for (; r < r1; r++) {
-        const float *w0 = W + r * K;
-        __m256 a0 = _mm256_setzero_ps();
-        int64_t k = 0;
         for (; k + 8 <= K; k += 8)
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(x + k), a0);
-        float s0 = hsum256(a0);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+        float acc = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
         for (; k < K; k++)
-            s0 += w0[k] * x[k];
-        y[r] = s0;
+            acc += w[k] * x[k];
+        y[r] = acc;
     }
 }
