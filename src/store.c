@@ -415,6 +415,22 @@ static int drop_doc(coil_store_t *st, int64_t id, const char *name, coil_err_t *
     return coil_store__exec(st, s, "replacing the document", err);
 }
 
+/* `name` belongs to document id (status borrowed from s, detail appended to
+ * the message): COIL_ESTATE unless flags has COIL_STORE_DOC_REPLACE, which
+ * deletes that document instead.  Always resets s.  Inside a transaction. */
+static int release_name(coil_store_t *st, sqlite3_stmt *s, int64_t id, const char *name, const char *status,
+                        const char *detail, unsigned flags, coil_err_t *err)
+{
+    if (!(flags & COIL_STORE_DOC_REPLACE)) {
+        coil_err_set(err, COIL_ESTATE, "%s: document '%s' already exists (%s%s); ask to replace it", st->path,
+                     name, status ? status : "?", detail);
+        sqlite3_reset(s);
+        return COIL_ESTATE;
+    }
+    sqlite3_reset(s);
+    return drop_doc(st, id, name, err);
+}
+
 int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
                          uint64_t source_hash, int64_t chunk_tokens, unsigned flags,
                          int64_t *doc_id, int *resumed, coil_err_t *err)
@@ -447,16 +463,7 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
                 *resumed = 1;
             return coil_store__commit(st, err);
         }
-        if (!(flags & COIL_STORE_DOC_REPLACE)) {
-            coil_err_set(err, COIL_ESTATE,
-                         "%s: document '%s' already exists (%s, different source, model or "
-                         "chunking); ask to replace it",
-                         st->path, name, status ? status : "?");
-            sqlite3_reset(s);
-            goto fail;
-        }
-        sqlite3_reset(s);
-        if (drop_doc(st, id, name, err) != 0)
+        if (release_name(st, s, id, name, status, ", different source, model or chunking", flags, err) != 0)
             goto fail;
     } else {
         sqlite3_reset(s);
@@ -525,15 +532,7 @@ int coil_store_doc_import(coil_store_t *st, const char *name, int64_t model_id, 
     if (rc == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(s, 0);
         const unsigned char *status = sqlite3_column_text(s, 3);
-        if (!(flags & COIL_STORE_DOC_REPLACE)) {
-            coil_err_set(err, COIL_ESTATE,
-                         "%s: document '%s' already exists (%s); ask to replace it", st->path,
-                         name, status ? (const char *)status : "?");
-            sqlite3_reset(s);
-            goto fail;
-        }
-        sqlite3_reset(s);
-        if (drop_doc(st, id, name, err) != 0)
+        if (release_name(st, s, id, name, (const char *)status, "", flags, err) != 0)
             goto fail;
     } else {
         sqlite3_reset(s);
