@@ -2,8 +2,8 @@
 """Fine-tune coil's demo model (examples/model) for in-context copying.
 
 The model trained by train.py writes Shakespeare-flavoured text but hardly copies: an unusual phrase read
-four times earlier in a document is barely more likely afterwards (margin ~1 nat, see
-tests/test_bundled_model.c, test_in_context_phrase).  This script continues training the shipped weights
+four times earlier in a document is barely more likely afterwards (margin ~1 nat on the texts below,
+which are also those of the in-context margin test coil's make check gets once a model passes it).  This script continues training the shipped weights
 (same architecture, config and tokenizer; tokenizer.json is not rewritten) on a seeded mixture of
 
   (a) plain 256-token windows of the original training text (same split; hamlet_gut.txt stays held out), and
@@ -44,7 +44,7 @@ MODEL_DIR = T.MODEL_DIR
 BASE_STEPS = 800            # steps of the from-scratch run (train.py defaults) that produced the base model
 BASE_TRAIN_MIN = 32.4       # its training time on 2 threads (examples/model/README.md before fine-tuning)
 
-# the exact texts of tests/test_bundled_model.c, test_in_context_phrase
+# the in-context margin texts (coil scores PHRASE after each document, resumed from its store)
 FILLER = [
     "HORATIO.\nWell, sit we down,\nAnd let us hear Bernardo speak of this.\n\n",
     "MARCELLUS.\nPeace, break thee off; look where it comes again!\n\n",
