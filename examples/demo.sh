@@ -67,12 +67,14 @@ echo "session $sid starts at the end of the document, from its checkpoint"
 $C session append "$sid" --text $'\n\nHAMLET.\nWhat says the ghost of my father?\n\nHORATIO.\n' --quiet
 $C generate --session "$sid" -n 60 --temperature 0.7 --seed 3
 
-step "what the document taught the model: log-probability of a phrase, with and without it"
+step "the saved state carries the play's context: log-probability of a name after Act I vs after its title only"
+echo "(the bundled model does not yet copy names it has read: with the name swapped out of the"
+echo " same document the difference is ~0; this is context, not recall -- see the README)"
 echo "after reading Act I:"
 $C score --doc hamlet --text " Marcellus" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  log p(\" Marcellus\") = %.2f nats" % r["logprob"])'
 head -1 examples/sample.txt > "$work/title.txt"   # the title line only: no Marcellus in it
 ./coil ingest --db "$work/fresh.db" --name nothing --file "$work/title.txt" --quiet
-echo "without it:"
+echo "after the title line only:"
 ./coil score --db "$work/fresh.db" --doc nothing --text " Marcellus" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  log p(\" Marcellus\") = %.2f nats" % r["logprob"])'
 
 step "fork the session and take another turn; the parent is unchanged"
