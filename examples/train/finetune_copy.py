@@ -134,7 +134,10 @@ class CopyData:
         if len(cand) < k + 2:
             cand = list(range(cue_len + 1, n_text))
         first = r.choice([c for c in cand if c < n_text // 2] or cand[:1])
-        rest = sorted(r.sample([c for c in cand if c > first], k - 1))
+        after = [c for c in cand if c > first]
+        if len(after) < k - 1:  # too few boundaries left after the first insertion: any position will do
+            after = list(range(first + 1, n_text))
+        rest = sorted(r.sample(after, k - 1))
         cue = text[first - cue_len:first]
         out, prev, rep = text[:first] + p, first, []
         for c in rest:
