@@ -299,7 +299,7 @@ def main():
         r["elapsed_s"] = round(base_el + r["elapsed_s"], 1)
     log_rows += rows
     with open(log_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
+        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         w.writeheader()
         for r in log_rows:
             w.writerow({k: ("" if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in fields})

@@ -407,7 +407,7 @@ def main():
 
     # ---- write train log + plot
     with open(os.path.join(HERE, "train_log.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(log_rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(log_rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(log_rows)
     try:
