@@ -268,24 +268,9 @@ int cli_cmd_session(const cli_opts_t *o)
 /* Resumes --session ID or --doc NAME (at --at or the end) into r->st. */
 static int resume_target(const cli_opts_t *o, coil_store_t *st, cli_rt_t *r, int64_t *grid, coil_err_t *err)
 {
-    int64_t doc;
-    coil_store_progress_t p;
-    int rc;
     if (!!o->session == !!o->doc)
         return coil_err_set(err, COIL_EINVAL, "give exactly one of --session ID and --doc NAME");
-    if (o->session) {
-        coil_store_session_info_t si;
-        if ((rc = coil_store_session_get(st, o->session, &si, err)))
-            return rc;
-        doc = si.doc_id;
-    } else if ((rc = coil_store_doc_find(st, o->doc, &doc, err))) {
-        return rc;
-    }
-    if ((rc = coil_store_doc_progress(st, doc, &p, err)))
-        return rc;
-    *grid = p.chunk_tokens;
-    return o->session ? coil_resume_session(st, r->e, o->session, o->at, r->st, err)
-                      : coil_resume_doc(st, r->e, doc, o->at, r->st, err);
+    return coil_resume_target(st, r->e, o->session, o->doc, o->at, r->st, grid, err);
 }
 
 int cli_cmd_generate_stored(const cli_opts_t *o)

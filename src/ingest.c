@@ -112,6 +112,29 @@ int coil_resume_session(coil_store_t *store, coil_engine_t *e, const char *sessi
     return rc;
 }
 
+int coil_resume_target(coil_store_t *store, coil_engine_t *e, const char *session, const char *doc_name,
+                       int64_t at, coil_state_t *st, int64_t *grid, coil_err_t *err)
+{
+    int64_t doc;
+    coil_store_progress_t p;
+    int rc;
+    if (!session == !doc_name)
+        return coil_err_set(err, COIL_EINVAL, "give exactly one of a session and a document");
+    if (session) {
+        coil_store_session_info_t si;
+        if ((rc = coil_store_session_get(store, session, &si, err)))
+            return rc;
+        doc = si.doc_id;
+    } else if ((rc = coil_store_doc_find(store, doc_name, &doc, err))) {
+        return rc;
+    }
+    if ((rc = coil_store_doc_progress(store, doc, &p, err)))
+        return rc;
+    if (grid)
+        *grid = p.chunk_tokens > 0 ? p.chunk_tokens : DEFAULT_CHUNK;
+    return session ? coil_resume_session(store, e, session, at, st, err) : coil_resume_doc(store, e, doc, at, st, err);
+}
+
 int coil_session_append_ids(coil_store_t *store, coil_engine_t *e, const char *session, const int32_t *ids,
                             size_t n, coil_state_t *st, coil_err_t *err)
 {

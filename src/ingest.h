@@ -79,6 +79,13 @@ int coil_resume_doc(coil_store_t *store, coil_engine_t *e, int64_t doc_id, int64
 int coil_resume_session(coil_store_t *store, coil_engine_t *e, const char *session, int64_t at,
                         coil_state_t *st, coil_err_t *err);
 
+/* The state a query starts from: session `session` if not NULL, else
+ * document `doc_name`, at token `at` (-1 = its head / end), rebuilt into st.
+ * *grid (may be NULL) gets the document's chunk grid, for feeding more tokens
+ * the way ingest does.  Exactly one of session / doc_name (COIL_EINVAL). */
+int coil_resume_target(coil_store_t *store, coil_engine_t *e, const char *session, const char *doc_name,
+                       int64_t at, coil_state_t *st, int64_t *grid, coil_err_t *err);
+
 /* Appends ids to a session's timeline: resumes its head, feeds the ids on the
  * document's grid, and commits the tokens with a checkpoint at the new head
  * in one transaction.  st (scratch, shaped for the engine's model) ends

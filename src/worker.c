@@ -175,23 +175,7 @@ static int hit_cb(const coil_store_hit_t *h, void *ud)
 /* Resumes the request's session or document (at req->at or its end). */
 static int resume_target(wk_t *w, int64_t *grid, coil_err_t *err)
 {
-    const coil_proto_request_t *r = w->req;
-    int64_t doc;
-    coil_store_progress_t p;
-    int rc;
-    if (r->session) {
-        coil_store_session_info_t si;
-        if ((rc = coil_store_session_get(w->st, r->session, &si, err)))
-            return rc;
-        doc = si.doc_id;
-    } else if ((rc = coil_store_doc_find(w->st, r->doc, &doc, err))) {
-        return rc;
-    }
-    if ((rc = coil_store_doc_progress(w->st, doc, &p, err)))
-        return rc;
-    *grid = p.chunk_tokens;
-    return r->session ? coil_resume_session(w->st, w->e, r->session, r->at, w->state, err)
-                      : coil_resume_doc(w->st, w->e, doc, r->at, w->state, err);
+    return coil_resume_target(w->st, w->e, w->req->session, w->req->doc, w->req->at, w->state, grid, err);
 }
 
 static int encode(wk_t *w, const char *text, size_t len, int32_t **ids, size_t *n, coil_err_t *err)
