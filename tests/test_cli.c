@@ -185,16 +185,9 @@ END_TEST
  * unless d_model is given), weights from seed. */
 static void make_model(const char *model_dir, int64_t d_model, unsigned seed)
 {
-    char tok[4200];
     tu_model_shape_t sh = {.d_model = d_model, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4,
                            .expand = 2, .tied = 1, .dtype = "BF16"};
-    ck_assert_int_eq(mkdir(model_dir, 0755), 0);
-    ck_assert_int_eq(tu_write_random_model(model_dir, &sh, seed), 0);
-    snprintf(tok, sizeof tok, "%s/tokenizer.json", model_dir);
-    size_t n;
-    void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
-    ck_assert_int_eq(tu_write(tok, buf, n), 0);
-    free(buf);
+    ck_assert_int_eq(tu_write_model_dir(model_dir, &sh, seed), 0);
 }
 
 /* The test document: 200 paragraphs and one rare phrase. */

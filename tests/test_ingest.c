@@ -53,16 +53,8 @@ static void setup(void)
     snprintf(doc_path, sizeof doc_path, "%s/doc.txt", dir);
     snprintf(db_path, sizeof db_path, "%s/coil.db", dir);
     const char *dirs[2] = {model_dir, model2_dir};
-    for (int i = 0; i < 2; i++) {
-        char tok[4200];
-        ck_assert_int_eq(mkdir(dirs[i], 0755), 0);
-        ck_assert_int_eq(tu_write_random_model(dirs[i], &sh, 7 + (uint64_t)i), 0);
-        snprintf(tok, sizeof tok, "%s/tokenizer.json", dirs[i]);
-        size_t n;
-        void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
-        ck_assert_int_eq(tu_write(tok, buf, n), 0);
-        free(buf);
-    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(tu_write_model_dir(dirs[i], &sh, 7 + (uint64_t)i), 0);
     write_doc(doc_path, 1, 48000);
 }
 

@@ -117,14 +117,7 @@ static void setup_with(int max_message_bytes, int interval)
     snprintf(cfg, sizeof cfg, "%s/coild.yaml", dir);
     tu_model_shape_t sh = {.d_model = 32, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4, .expand = 2,
                            .tied = 1, .dtype = "F32"};
-    ck_assert_int_eq(mkdir(model, 0755), 0);
-    ck_assert_int_eq(tu_write_random_model(model, &sh, 11), 0);
-    char tok[4200];
-    snprintf(tok, sizeof tok, "%s/tokenizer.json", model);
-    size_t n;
-    void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
-    ck_assert_int_eq(tu_write(tok, buf, n), 0);
-    free(buf);
+    ck_assert_int_eq(tu_write_model_dir(model, &sh, 11), 0);
     write_doc(doc, 150);
     int pc, pe;
     free_ports(&pc, &pe);

@@ -304,6 +304,19 @@ out:
     return rc;
 }
 
+int tu_write_model_dir(const char *dir, const tu_model_shape_t *shape, uint64_t seed)
+{
+    char tok[4200];
+    size_t n;
+    if ((mkdir(dir, 0755) != 0 && errno != EEXIST) || tu_write_random_model(dir, shape, seed) != 0)
+        return -1;
+    void *buf = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
+    snprintf(tok, sizeof tok, "%s/tokenizer.json", dir);
+    int rc = buf && tu_write(tok, buf, n) == 0 ? 0 : -1;
+    free(buf);
+    return rc;
+}
+
 double tu_rel_l2(const float *a, const float *b, size_t n)
 {
     double num = 0.0, den = 0.0;

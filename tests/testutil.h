@@ -29,6 +29,11 @@ typedef struct tu_model_shape {
  * seeded random weights in the Hugging Face layout.  0 on success. */
 int tu_write_random_model(const char *dir, const tu_model_shape_t *shape, uint64_t seed);
 
+/* mkdir dir, write a random model into it (as above) and copy the test
+ * tokenizer ($COIL_TEST_DATA/tokenizer/tokenizer.json, 1227 ids: use a vocab
+ * of at least that) beside it.  0 on success. */
+int tu_write_model_dir(const char *dir, const tu_model_shape_t *shape, uint64_t seed);
+
 /* ||a - b|| / ||b|| */
 double tu_rel_l2(const float *a, const float *b, size_t n);
 

@@ -152,16 +152,10 @@ int main(int argc, char **argv)
     if (!model) {
         tu_model_shape_t sh = {.d_model = 256, .n_layer = 4, .vocab = 1232, .d_state = 16, .d_conv = 4,
                                .expand = 2, .tied = 1, .dtype = "F32"};
-        mkdir(mdir, 0755);
-        char tok[4300];
-        snprintf(tok, sizeof tok, "%s/tokenizer.json", mdir);
-        size_t n;
-        void *t = tu_read(tu_data("tokenizer/tokenizer.json"), &n);
-        if (!t || tu_write_random_model(mdir, &sh, 5) != 0 || tu_write(tok, t, n) != 0) {
+        if (tu_write_model_dir(mdir, &sh, 5) != 0) {
             fprintf(stderr, "bench_service: cannot write the model (COIL_TEST_DATA?)\n");
             return 1;
         }
-        free(t);
         model = mdir;
     }
     write_doc(doc, 200);
