@@ -200,6 +200,7 @@ static json_t *recv_json(void *s, int timeout_ms, void **blob, size_t *blob_len)
  * partial replies are counted into *partials. */
 static json_t *call(void *s, const char *req, int *partials, void **blob, size_t *blob_len)
 {
+    json_t *rq = json_loads(req, 0, NULL), *want = json_object_get(rq, "id");
     ck_assert_int_ge(zmq_send(s, req, strlen(req), 0), 0);
     for (double t0 = mono(); mono() - t0 < 120;) {
         json_t *r = recv_json(s, 1000, blob, blob_len);
@@ -210,6 +211,10 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
         }
         if (!r)
             continue;
+        if (want && !json_equal(json_object_get(r, "id"), want)) { /* a late answer to something else */
+            json_decref(r);
+            continue;
+        }
         if (json_is_true(json_object_get(r, "partial"))) {
             if (partials)
                 (*partials)++;
@@ -220,23 +225,35 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
                       json_string_value(json_object_get(json_object_get(r, "error"), "message")));
         json_t *res = json_incref(json_object_get(r, "result"));
         json_decref(r);
+        json_decref(rq);
         return res;
     }
     ck_abort_msg("no reply to %s", req);
     return NULL;
 }
 
+/* Until coild answers health with both workers ready: asks again every second
+ * (a request sent while the connection is still being made may go unanswered). */
 static void wait_ready(void *s)
 {
+    const char *req = "{\"v\":1,\"id\":\"h\",\"op\":\"health\"}";
     for (double t0 = mono(); mono() - t0 < 60;) {
-        json_t *h = call(s, "{\"v\":1,\"id\":\"h\",\"op\":\"health\"}", NULL, NULL, NULL);
-        int w = (int)json_integer_value(json_object_get(h, "workers"));
-        json_decref(h);
-        if (w == 2)
+        int status;
+        if (coild_pid > 0 && waitpid(coild_pid, &status, WNOHANG) == coild_pid) {
+            coild_pid = 0;
+            ck_abort_msg("coild exited (status %d) before it was ready", status);
+        }
+        zmq_send(s, req, strlen(req), ZMQ_DONTWAIT);
+        json_t *r = recv_json(s, 1000, NULL, NULL);
+        int w = (int)json_integer_value(json_object_get(json_object_get(r, "result"), "workers"));
+        json_decref(r);
+        if (w == 2) {
+            while ((r = recv_json(s, 0, NULL, NULL))) /* answers to the repeated asks */
+                json_decref(r);
             return;
-        usleep(100000);
+        }
     }
-    ck_abort_msg("workers never became ready");
+    ck_abort_msg("coild never became ready");
 }
 
 static json_t *wait_event(void *sub, const char *topic, const char *docname, double timeout_s);
