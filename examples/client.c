@@ -179,7 +179,9 @@ int main(int argc, char **argv)
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     zmq_connect(sock, server);
     zmq_connect(sub, events);
-    json_t *r = request(sock, "health", json_object(), 10);
+    json_t *r = NULL; /* first contact: ask again if the connection was still being made */
+    for (int tries = 0; !r && tries < 15; tries++)
+        r = request(sock, "health", json_object(), 2);
     if (!r)
         goto out;
     /* PUB/SUB joins asynchronously: the first heartbeat says the subscription is live */

@@ -116,7 +116,15 @@ def main():
 
     c = Client(args.server, args.events)
     c.wait_event("coild.heartbeat", None, timeout_s=10)  # the subscription is live
-    print("health:", c.request("health")[0])
+    for attempt in range(15):  # first contact: ask again if the connection was still being made
+        try:
+            c.timeout_ms = 2000
+            print("health:", c.request("health")[0])
+            break
+        except TimeoutError:
+            if attempt == 14:
+                raise
+    c.timeout_ms = 60000
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
     t0 = time.monotonic()
