@@ -124,16 +124,22 @@ class CopyData:
         """L+1 tokens: training text with a phrase spliced in k=2..6 times."""
         r, L = self.rng, self.L
         p = self.phrase()
+        while len(p) > 20:                                                # rare words can be many tokens each
+            p = self.phrase()
         k = r.randint(2, 6)
         cue_len = r.randint(1, 4) if r.random() < 0.5 else 0
         ins_len = len(p) + cue_len
+        while k > 2 and L + 1 - (k - 1) * ins_len - len(p) < L // 2:      # keep at least half the window text
+            k -= 1
         n_text = L + 1 - (k - 1) * ins_len - len(p)                       # first insertion has its own cue
         s = r.randrange(0, len(self.ids) - n_text - 1)
         text = self.ids[s:s + n_text].tolist()
         cand = [i for i in self.bnd[s:s + n_text].nonzero().flatten().tolist() if i > cue_len]
         if len(cand) < k + 2:
             cand = list(range(cue_len + 1, n_text))
-        first = r.choice([c for c in cand if c < n_text // 2] or cand[:1])
+        # the first insertion in the first half, leaving room for k - 1 later insertion points
+        lo, hi = cue_len + 1, min(n_text - k, n_text // 2)
+        first = r.choice([c for c in cand if lo <= c <= hi] or list(range(lo, hi + 1)))
         after = [c for c in cand if c > first]
         if len(after) < k - 1:  # too few boundaries left after the first insertion: any position will do
             after = list(range(first + 1, n_text))
@@ -275,6 +281,8 @@ def main():
                    "lr": lr_at(step), "train_loss": acc_p / acc_n, "val_loss": vl, "grad_norm": float(gnorm),
                    "elapsed_s": round(el, 1)}
             rows.append(row)
+            if not args.no_export:  # a crash or a stop loses at most eval_every steps
+                torch.save(model.state_dict(), os.path.join(args.log_dir, ".finetune_state.pt"))
             print(f"step {step + 1} lr {lr_at(step):.2e} plain {acc_p / acc_n:.4f} copy {acc_c / acc_n:.4f} repeats {acc_r / acc_n:.4f} "
                   f"margin {m:.2f} (log p {a:.2f} vs {b:.2f}) val {vl:.4f} {el:.0f}s", flush=True)
             acc_p, acc_c, acc_r, acc_n = 0.0, 0.0, 0.0, 0
