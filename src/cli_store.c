@@ -218,7 +218,7 @@ static int session_append(const cli_opts_t *o, coil_store_t *st, const char *id,
         if (n == 0)
             rc = coil_err_set(err, COIL_EINVAL, "the text encodes to no tokens");
         else
-            rc = coil_session_append_ids(st, r.e, id, ids, n, r.st, err);
+            rc = coil_session_append_ids(st, r.e, id, ids, n, NULL, r.st, err);
     }
     if (!rc && !o->quiet)
         printf("%s: appended %zu tokens, head %" PRId64 "\n", id, n, coil_state_position(r.st));
@@ -316,7 +316,7 @@ int cli_cmd_generate_stored(const cli_opts_t *o)
             goto out;
         coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
                                 .data = blob, .size = bs};
-        if (coil_store_session_append(st, o->session, all, np + (size_t)ng, &ck, &err))
+        if (coil_store_session_append(st, o->session, all, np + (size_t)ng, &ck, NULL, &err))
             goto out;
     }
     rc = 0;

@@ -136,7 +136,7 @@ int coil_resume_target(coil_store_t *store, coil_engine_t *e, const char *sessio
 }
 
 int coil_session_append_ids(coil_store_t *store, coil_engine_t *e, const char *session, const int32_t *ids,
-                            size_t n, coil_state_t *st, coil_err_t *err)
+                            size_t n, const coil_store_request_t *req, coil_state_t *st, coil_err_t *err)
 {
     coil_store_session_info_t si;
     coil_store_progress_t p;
@@ -156,7 +156,7 @@ int coil_session_append_ids(coil_store_t *store, coil_engine_t *e, const char *s
     if (!(rc = coil_state_serialize(st, blob, bs, err))) {
         coil_store_ckpt_t ck = {.position = coil_state_position(st), .fingerprint = coil_state_fingerprint(st),
                                 .data = blob, .size = bs};
-        rc = coil_store_session_append(store, session, ids, n, &ck, err);
+        rc = coil_store_session_append(store, session, ids, n, &ck, req, err);
     }
     free(blob);
     return rc;

@@ -88,10 +88,11 @@ int coil_resume_target(coil_store_t *store, coil_engine_t *e, const char *sessio
 
 /* Appends ids to a session's timeline: resumes its head, feeds the ids on the
  * document's grid, and commits the tokens with a checkpoint at the new head
- * in one transaction.  st (scratch, shaped for the engine's model) ends
- * holding the new head state.  Nothing is written on error. */
+ * in one transaction (recording req's key in it if req is not NULL; see
+ * coil_store_session_append).  st (scratch, shaped for the engine's model)
+ * ends holding the new head state.  Nothing is written on error. */
 int coil_session_append_ids(coil_store_t *store, coil_engine_t *e, const char *session, const int32_t *ids,
-                            size_t n, coil_state_t *st, coil_err_t *err);
+                            size_t n, const coil_store_request_t *req, coil_state_t *st, coil_err_t *err);
 
 /* Feeds ids through the engine in pieces that follow a grid of `grid` tokens
  * anchored at 0: a piece never crosses a multiple of grid.  The state's

@@ -64,6 +64,7 @@ enum fkind {
     F_TEXT1,   /* string, 1 code point .. max_text_bytes */
     F_QUERY,   /* string, 1..COIL_PROTO_QUERY_MAX code points */
     F_SESSION, /* 16 lowercase hex chars */
+    F_KEY,     /* 1..COIL_PROTO_KEY_MAX chars of A-Z a-z 0-9 . _ : - */
     F_INT,     /* integer in [imin, imax] */
     F_NUM,     /* number in [dmin, dmax] (dmin exclusive if excl_min) */
     F_BOOL,
@@ -115,7 +116,8 @@ static const opspec_t op_specs[COIL_OP_COUNT_] = {
                               END}},
     [COIL_OP_SESSION_APPEND] = {0, 1,
                                 {STR("session", F_SESSION, true, session),
-                                 STRL("text", F_TEXT1, true, text, text_len), END}},
+                                 STRL("text", F_TEXT1, true, text, text_len), STR("key", F_KEY, false, key),
+                                 END}},
     [COIL_OP_SESSION_FORK] = {0, 1,
                               {STR("session", F_SESSION, true, session),
                                INT("at", false, 0, I64MAX, at), END}},
@@ -128,7 +130,8 @@ static const opspec_t op_specs[COIL_OP_COUNT_] = {
                            STRL("prompt", F_TEXT0, false, prompt, prompt_len),
                            INT("n", false, 1, 4096, n), NUM("temperature", 0, 10, false, temperature),
                            NUM("top_p", 0, 1, true, top_p), INT("seed", false, 0, I64MAX, seed),
-                           BOOL("append", false, append), BOOL("stream", false, stream), END}},
+                           BOOL("append", false, append), BOOL("stream", false, stream),
+                           STR("key", F_KEY, false, key), END}},
     [COIL_OP_SCORE] = {RULE_SESSION_XOR_DOC, 1,
                        {STR("session", F_SESSION, false, session), STR("doc", F_NAME, false, doc),
                         STRL("text", F_TEXT1, true, text, text_len), END}},
@@ -283,6 +286,13 @@ static int check_field(const char *opn, const fspec_t *f, const json_t *v,
                                 "characters",
                                 opn, f->key, COIL_PROTO_SESSION_LEN);
         break;
+    case F_KEY:
+        if (n < 1 || n > COIL_PROTO_KEY_MAX ||
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != n)
+            return coil_err_set(err, COIL_EINVAL,
+                                "%s: field '%s': expected 1..%d characters of A-Z a-z 0-9 . _ : -", opn, f->key,
+                                COIL_PROTO_KEY_MAX);
+        break;
     case F_DOCTEXT:
         if (n > lim->max_document_bytes)
             return coil_err_set(err, COIL_ETOOBIG, "%s: field '%s': %zu bytes, limit %zu", opn,
@@ -398,6 +408,8 @@ static int validate(const json_t *root, size_t n_frames, const coil_proto_limits
             return coil_err_set(err, COIL_EINVAL,
                                 "%s: missing required field: one of 'session' or 'doc'", opn);
     }
+    if (r->key && r->op == COIL_OP_GENERATE && !r->append)
+        return coil_err_set(err, COIL_EINVAL, "%s: field 'key' is only allowed with \"append\": true", opn);
     if (os->rules & RULE_PART_WITH_LAST) {
         bool has_part = json_object_get(root, "part") != NULL;
         bool has_last = json_object_get(root, "last") != NULL;

@@ -36,6 +36,7 @@
 #define COIL_PROTO_NAME_MAX 256   /* code points of a document name */
 #define COIL_PROTO_QUERY_MAX 1024 /* code points of a search query */
 #define COIL_PROTO_SESSION_LEN 16 /* lowercase hex chars of a session id */
+#define COIL_PROTO_KEY_MAX 128    /* request key: 1..128 chars of A-Z a-z 0-9 . _ : - */
 
 typedef enum coil_proto_op {
     COIL_OP_NONE = 0, /* not a valid op; what a failed parse leaves */
@@ -103,6 +104,8 @@ typedef struct coil_proto_request {
     int64_t seed;        /* generate: >= 0, default 0 */
     bool append;         /* generate: default false (the session is unchanged) */
     bool stream;         /* generate: default true (partial replies) */
+    const char *key;     /* session.append, generate with append: request key
+                          * (the write happens at most once per key); NULL if absent */
 
     const void *blob;    /* state.import: frame 1, BORROWED from the caller's
                           * buffer (valid while that is); NULL otherwise */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,6 +20,7 @@
 #include "protocol.h"
 
 #define MAX_WORKERS 64
+#define MAX_JOB_DEATHS 3 /* a job is given up after this many workers died running it */
 #define MAX_CLIENT_FRAMES 2
 #define ROUTE_MAX 300
 
@@ -35,6 +37,8 @@ typedef struct job {
     coil_proto_op_t op;
     int write;          /* a write job: one at a time */
     int retry;          /* safe to run again after a worker death */
+    int deaths;         /* workers that died running it */
+    char key[COIL_PROTO_KEY_MAX + 1]; /* session appends: the request key ("" = none) */
 } job_t;
 
 typedef struct {
@@ -71,6 +75,7 @@ typedef struct {
     char spool_dir[4096];
     coil_proto_limits_t lim;
     uint64_t spool_seq;
+    uint64_t run_nonce, key_seq; /* request keys coild gives appends: "coild.<nonce>.<seq>" */
     double started, last_heartbeat;
     /* stats */
     uint64_t n_requests, n_errors, n_dropped, n_worker_deaths;
@@ -221,9 +226,11 @@ static void dispatch(srv_t *s)
             s->head = next;
         if (s->tail == j)
             s->tail = prev;
-        char meta[4200];
+        char meta[4400];
         if (j->spool)
             snprintf(meta, sizeof meta, "{\"spool\":\"%s\"}", j->spool);
+        else if (j->key[0]) /* the key's characters need no JSON escaping */
+            snprintf(meta, sizeof meta, "{\"key\":\"%s\"}", j->key);
         else
             snprintf(meta, sizeof meta, "{}");
         int fl = ZMQ_DONTWAIT | ZMQ_SNDMORE;
@@ -308,8 +315,16 @@ static void reap(srv_t *s)
                 w->job = NULL;
                 if (j->write)
                     s->write_busy = 0;
-                if (j->retry) { /* ingest resumes from its checkpoint; reads are repeatable */
+                if (j->retry && ++j->deaths < MAX_JOB_DEATHS) {
+                    /* ingest resumes from its checkpoint, appends carry a request
+                     * key, reads are repeatable: the job runs again */
                     enqueue(s, j, 1);
+                } else if (j->retry) { /* a job that kills every worker is not run forever */
+                    char msg[96];
+                    snprintf(msg, sizeof msg, "%d workers died running this operation; giving up", j->deaths);
+                    reply_error(s, j->route, j->route_len, j->id, COIL_EIO, msg);
+                    s->n_jobs--;
+                    job_free(j);
                 } else {
                     reply_error(s, j->route, j->route_len, j->id, COIL_EIO,
                                 "the worker died during this operation; check its effect before retrying");
@@ -558,13 +573,22 @@ static void on_client(srv_t *s)
         j->retry = 1;
         break;
     case COIL_OP_SESSION_NEW:
-    case COIL_OP_SESSION_APPEND:
     case COIL_OP_SESSION_FORK:
     case COIL_OP_SESSION_DELETE:
     case COIL_OP_STATE_IMPORT: j->write = 1; break;
+    case COIL_OP_SESSION_APPEND:
     case COIL_OP_GENERATE:
-        j->write = r->append;
-        j->retry = !r->append;
+        /* an append carries a request key (the client's, or one coild makes
+         * up), recorded in the append's transaction: after a worker death the
+         * job runs again and finds the key if the first run committed */
+        j->write = r->op == COIL_OP_SESSION_APPEND || r->append;
+        j->retry = 1;
+        if (j->write) {
+            if (r->key)
+                snprintf(j->key, sizeof j->key, "%s", r->key);
+            else
+                snprintf(j->key, sizeof j->key, "coild.%016" PRIx64 ".%" PRIu64, s->run_nonce, ++s->key_seq);
+        }
         break;
     default: j->retry = 1; break;
     }
@@ -783,6 +807,8 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
     s.o = o;
     s.cfg = o->cfg;
     s.started = now_s();
+    if (getrandom(&s.run_nonce, sizeof s.run_nonce, 0) != (ssize_t)sizeof s.run_nonce) /* keys of this run */
+        s.run_nonce = XXH3_64bits_withSeed(&s.started, sizeof s.started, (uint64_t)getpid());
     coil_config_proto_limits(s.cfg, &s.lim);
     snprintf(s.spool_dir, sizeof s.spool_dir, "%s.spool", s.cfg->database);
     if (mkdir(s.spool_dir, 0700) != 0 && errno != EEXIST)

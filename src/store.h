@@ -286,11 +286,36 @@ int coil_store_session_new(coil_store_t *st, int64_t doc_id, int64_t position,
  * is unchanged by anything later done to the child. */
 int coil_store_session_fork(coil_store_t *st, const char *parent, int64_t position,
                             char id_out[COIL_STORE_SESSION_ID_LEN + 1], coil_err_t *err);
+/* A session write made at most once.  key: 1..COIL_STORE_KEY_MAX
+ * characters of [A-Za-z0-9._:-], chosen by the sender; result: JSON text (or
+ * NULL) to give a repeat of the request. */
+#define COIL_STORE_KEY_MAX 128
+typedef struct coil_store_request {
+    const char *key;
+    const char *result;
+} coil_store_request_t;
+/* 1 if key is a well-formed request key, else 0. */
+int coil_store_request_key_valid(const char *key);
+
 /* Appends n tokens at the session's head and, if ckpt is not NULL, a
  * checkpoint at the new head (COIL_EINVAL otherwise; COIL_EMISMATCH for the
- * wrong model), thinning the session's older checkpoints: one transaction. */
+ * wrong model), thinning the session's older checkpoints: one transaction.
+ * With req (may be NULL) the key is recorded in that transaction; a key
+ * already used is COIL_ESTATE and nothing is written. */
 int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *tokens,
-                              size_t n, const coil_store_ckpt_t *ckpt, coil_err_t *err);
+                              size_t n, const coil_store_ckpt_t *ckpt,
+                              const coil_store_request_t *req, coil_err_t *err);
+
+/* What the append that used a request key did. */
+typedef struct coil_store_request_info {
+    char session[COIL_STORE_SESSION_ID_LEN + 1];
+    int64_t head_before, head_after;
+    char *result; /* the recorded JSON text (malloc'd; the caller frees) or NULL */
+} coil_store_request_info_t;
+/* Looks key up: 0 and *out filled, or COIL_ENOTFOUND if no write used it
+ * (or its session was deleted since). */
+int coil_store_request_find(coil_store_t *st, const char *key, coil_store_request_info_t *out,
+                            coil_err_t *err);
 
 typedef struct coil_store_session_info {
     char id[COIL_STORE_SESSION_ID_LEN + 1];

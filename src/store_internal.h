@@ -107,7 +107,11 @@ extern const size_t coil_store__n_migrations;
     X(SES_SUBTREE, "WITH RECURSIVE sub(id, depth) AS (SELECT ?1, 0 UNION ALL "                  \
                    "SELECT s.id, sub.depth + 1 FROM sessions s JOIN sub ON s.parent_id = sub.id) " \
                    "SELECT id FROM sub ORDER BY depth DESC")                                   \
-    X(SES_DELETE, "DELETE FROM sessions WHERE id = ?1")
+    X(SES_DELETE, "DELETE FROM sessions WHERE id = ?1")                                        \
+    X(REQ_INSERT, "INSERT INTO request_keys(key, session_id, head_before, head_after, result) " \
+                  "VALUES (?1, ?2, ?3, ?4, ?5)")                                               \
+    X(REQ_FIND, "SELECT session_id, head_before, head_after, result FROM request_keys "         \
+                "WHERE key = ?1")
 
 enum coil_store__stmt_id {
 #define COIL_X_STMT_ENUM(name, sql) COIL_STORE__##name,

@@ -187,8 +187,57 @@ fail:
     return err->code;
 }
 
+int coil_store_request_key_valid(const char *key)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
+    size_t n = key ? strspn(key, ok) : 0;
+    return n >= 1 && n <= COIL_STORE_KEY_MAX && key[n] == '\0';
+}
+
+/* Reads the request_keys row of key into out (result only if want_result):
+ * 0, COIL_ENOTFOUND or an error. */
+static int request_read(coil_store_t *st, const char *key, coil_store_request_info_t *out, int want_result,
+                        coil_err_t *err)
+{
+    sqlite3_stmt *s = coil_store__stmt(st, COIL_STORE__REQ_FIND, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return coil_err_set(err, COIL_ENOTFOUND, "%s: no write used request key '%s'", st->path, key);
+    }
+    if (rc != SQLITE_ROW) {
+        coil_store__fail(st, err, rc, "looking up a request key");
+        sqlite3_reset(s);
+        return err->code;
+    }
+    const unsigned char *sid = sqlite3_column_text(s, 0), *res = sqlite3_column_text(s, 3);
+    snprintf(out->session, sizeof out->session, "%s", sid ? (const char *)sid : "");
+    out->head_before = sqlite3_column_int64(s, 1);
+    out->head_after = sqlite3_column_int64(s, 2);
+    out->result = NULL;
+    if (want_result && res && !(out->result = strdup((const char *)res))) {
+        sqlite3_reset(s);
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+int coil_store_request_find(coil_store_t *st, const char *key, coil_store_request_info_t *out, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    if (!coil_store_request_key_valid(key))
+        return coil_err_set(err, COIL_EINVAL, "store: '%s' is not a request key (1..%d of A-Z a-z 0-9 . _ : -)",
+                            key ? key : "(null)", COIL_STORE_KEY_MAX);
+    return request_read(st, key, out, 1, err);
+}
+
 int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *tokens,
-                              size_t n, const coil_store_ckpt_t *ckpt, coil_err_t *err)
+                              size_t n, const coil_store_ckpt_t *ckpt, const coil_store_request_t *req,
+                              coil_err_t *err)
 {
     coil_store__doc_state_t ds;
     chain_t c;
@@ -200,13 +249,38 @@ int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *t
         return rc;
     if ((n && !tokens) || n > (size_t)INT32_MAX / 4)
         return coil_err_set(err, COIL_EINVAL, "store: session_append: bad tokens (%zu)", n);
-    if (!n && !ckpt)
+    if (req && !coil_store_request_key_valid(req->key))
+        return coil_err_set(err, COIL_EINVAL, "store: '%s' is not a request key (1..%d of A-Z a-z 0-9 . _ : -)",
+                            req->key ? req->key : "(null)", COIL_STORE_KEY_MAX);
+    if (!n && !ckpt && !req)
         return 0;
     if ((rc = coil_store__begin(st, err)) != 0)
         return rc;
     if (load_chain(st, id, &c, err) != 0)
         goto fail;
     int64_t head = c.lv[0].head, new_head = head + (int64_t)n;
+    if (req) {
+        coil_store_request_info_t prev;
+        rc = request_read(st, req->key, &prev, 0, err);
+        if (rc == 0) {
+            coil_err_set(err, COIL_ESTATE, "%s: request key '%s' was already used (session %s, %lld -> %lld)",
+                         st->path, req->key, prev.session, (long long)prev.head_before,
+                         (long long)prev.head_after);
+            goto fail;
+        }
+        if (rc != COIL_ENOTFOUND)
+            goto fail;
+        if (!(s = coil_store__stmt(st, COIL_STORE__REQ_INSERT, err)))
+            goto fail;
+        sqlite3_bind_text(s, 1, req->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, head);
+        sqlite3_bind_int64(s, 4, new_head);
+        if (req->result)
+            sqlite3_bind_text(s, 5, req->result, -1, SQLITE_STATIC);
+        if (coil_store__exec(st, s, "recording a request key", err) != 0)
+            goto fail;
+    }
     if (ckpt) {
         if (ckpt->position != new_head) {
             coil_err_set(err, COIL_EINVAL,

@@ -32,8 +32,58 @@ typedef struct {
     const void *client;
     size_t client_len;
     const coil_proto_request_t *req;
+    const char *key;      /* the job's request key (coild's or the client's), or NULL */
     const char *doc_name; /* for ingest events */
+    int fault_after_commit; /* test hook: COIL_WORKER_FAULT=after-append-commit */
 } wk_t;
+
+_Static_assert(COIL_PROTO_KEY_MAX == COIL_STORE_KEY_MAX, "request keys: protocol and store disagree");
+
+/* The test hook: the worker dies right after committing a keyed append,
+ * before its reply, as if killed at the worst moment.  coild must re-run
+ * the job, and the re-run must find the key instead of appending again. */
+static void fault_point(const wk_t *w)
+{
+    if (w->fault_after_commit) {
+        fprintf(stderr, "%s: COIL_WORKER_FAULT=after-append-commit: exiting after the commit\n", w->name);
+        _exit(70);
+    }
+}
+
+/* If the job's key was used already, *result gets the first run's result
+ * (marked "replayed": true) and 1 is returned; 0 if the key is new or there
+ * is none; an error code otherwise. */
+static int replayed(wk_t *w, json_t **result, coil_err_t *err)
+{
+    coil_store_request_info_t ri;
+    const coil_proto_request_t *r = w->req;
+    if (!w->key)
+        return 0;
+    int rc = coil_store_request_find(w->st, w->key, &ri, err);
+    if (rc == COIL_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (strcmp(ri.session, r->session) != 0) {
+        free(ri.result);
+        return coil_err_set(err, COIL_ESTATE, "request key '%s' was used for session %s, not %s", w->key,
+                            ri.session, r->session);
+    }
+    if (ri.result) {
+        *result = json_loads(ri.result, 0, NULL);
+        free(ri.result);
+        if (!*result || !json_is_object(*result)) {
+            json_decref(*result);
+            *result = NULL;
+            return coil_err_set(err, COIL_EDB, "request key '%s': the recorded result is not a JSON object", w->key);
+        }
+    } else {
+        *result = json_pack("{s:s, s:I, s:I}", "session", ri.session, "tokens",
+                            (json_int_t)(ri.head_after - ri.head_before), "head", (json_int_t)ri.head_after);
+    }
+    json_object_set_new(*result, "replayed", json_true());
+    return 1;
+}
 
 /* ---- sending ---------------------------------------------------------------- */
 
@@ -234,6 +284,8 @@ static int op_generate(wk_t *w, json_t **result, coil_err_t *err)
     int rc;
     if (r->append && !r->session)
         return coil_err_set(err, COIL_EINVAL, "append needs a session");
+    if (r->append && (rc = replayed(w, result, err)))
+        return rc < 0 ? rc : 0;
     if ((rc = resume_target(w, &grid, err)))
         return rc;
     if (r->prompt && r->prompt_len &&
@@ -261,18 +313,37 @@ static int op_generate(wk_t *w, json_t **result, coil_err_t *err)
         memcpy(all + np, gen, (size_t)ng * sizeof *all);
         if ((rc = coil_state_serialize(w->state, blob, bs, err)))
             goto out;
-        coil_store_ckpt_t ck = {.position = coil_state_position(w->state),
-                                .fingerprint = coil_state_fingerprint(w->state), .data = blob, .size = bs};
-        if ((rc = coil_store_session_append(w->st, r->session, all, np + (size_t)ng, &ck, err)))
-            goto out;
     }
     json_t *ids = json_array();
     for (int64_t i = 0; i < ng; i++)
         json_array_append_new(ids, json_integer(gen[i]));
-    *result = json_pack("{s:s%, s:o, s:I}", "text", g.buf ? g.buf : "", g.len, "ids", ids, "position",
-                        (json_int_t)coil_state_position(w->state));
+    json_t *res = json_pack("{s:s%, s:o, s:I}", "text", g.buf ? g.buf : "", g.len, "ids", ids, "position",
+                            (json_int_t)coil_state_position(w->state));
+    if (!res) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory building the reply");
+        goto out;
+    }
     if (r->session)
-        json_object_set_new(*result, "session", json_string(r->session));
+        json_object_set_new(res, "session", json_string(r->session));
+    if (r->append) { /* the result goes into the append's transaction, for a repeat */
+        char *text = w->key ? json_dumps(res, JSON_COMPACT) : NULL;
+        coil_store_request_t rq = {.key = w->key, .result = text};
+        coil_store_ckpt_t ck = {.position = coil_state_position(w->state),
+                                .fingerprint = coil_state_fingerprint(w->state), .data = blob,
+                                .size = coil_state_blob_size(w->state)};
+        if (w->key && !text)
+            rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        else
+            rc = coil_store_session_append(w->st, r->session, all, np + (size_t)ng, &ck, w->key ? &rq : NULL, err);
+        free(text);
+        if (rc) {
+            json_decref(res);
+            goto out;
+        }
+        if (w->key)
+            fault_point(w);
+    }
+    *result = res;
 out:
     free(g.buf);
     free(blob);
@@ -344,10 +415,18 @@ static int handle_job(wk_t *w, const char *spool)
     case COIL_OP_SESSION_APPEND: {
         int32_t *ids = NULL;
         size_t n = 0;
+        coil_store_request_t rq = {.key = w->key};
+        if ((rc = replayed(w, &result, &err)) != 0) {
+            rc = rc < 0 ? rc : 0;
+            break;
+        }
         if (!(rc = encode(w, r->text, r->text_len, &ids, &n, &err)) &&
-            !(rc = coil_session_append_ids(w->st, w->e, r->session, ids, n, w->state, &err)))
+            !(rc = coil_session_append_ids(w->st, w->e, r->session, ids, n, w->key ? &rq : NULL, w->state, &err))) {
+            if (w->key)
+                fault_point(w);
             result = json_pack("{s:s, s:I, s:I}", "session", r->session, "tokens", (json_int_t)n, "head",
                                (json_int_t)coil_state_position(w->state));
+        }
         free(ids);
         break;
     }
@@ -469,6 +548,8 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     snprintf(w.name, sizeof w.name, "%s", o->name ? o->name : "");
     if (!w.name[0])
         snprintf(w.name, sizeof w.name, "w%ld", (long)getpid());
+    const char *fault = getenv("COIL_WORKER_FAULT");
+    w.fault_after_commit = fault && strcmp(fault, "after-append-commit") == 0;
     coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads};
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
     if (!(w.m = coil_model_load(o->model, err)) || !(w.e = coil_engine_new(w.m, &eo, err)) ||
@@ -537,6 +618,8 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         }
         json_t *meta = json_loadb(zmq_msg_data(&f.part[3]), zmq_msg_size(&f.part[3]), 0, NULL);
         const char *spool = meta ? json_string_value(json_object_get(meta, "spool")) : NULL;
+        const char *mkey = meta ? json_string_value(json_object_get(meta, "key")) : NULL;
+        w.key = req->key ? req->key : mkey;
         w.req = req;
         int hrc = handle_job(&w, spool);
         w.req = NULL;

@@ -339,14 +339,14 @@ START_TEST(test_wrong_model_and_sessions)
     char sid[COIL_STORE_SESSION_ID_LEN + 1], kid[COIL_STORE_SESSION_ID_LEN + 1];
     ck_assert_int_eq(coil_store_session_new(r.st, res.doc_id, res.tokens, sid, &err), 0);
     int32_t turn[5] = {10, 20, 30, 40, 50};
-    ck_assert_int_eq(coil_session_append_ids(r.st, r.e, sid, turn, 5, r.s, &err), 0);
+    ck_assert_int_eq(coil_session_append_ids(r.st, r.e, sid, turn, 5, NULL, r.s, &err), 0);
     ck_assert_int_eq(coil_state_position(r.s), res.tokens + 5);
     size_t n = coil_state_blob_size(r.s);
     void *before = malloc(n), *after = malloc(n);
     ck_assert_int_eq(coil_resume_session(r.st, r.e, sid, -1, r.s, &err), 0);
     coil_state_serialize(r.s, before, n, &err);
     ck_assert_int_eq(coil_store_session_fork(r.st, sid, -1, kid, &err), 0);
-    ck_assert_int_eq(coil_session_append_ids(r.st, r.e, kid, turn, 3, r.s, &err), 0);
+    ck_assert_int_eq(coil_session_append_ids(r.st, r.e, kid, turn, 3, NULL, r.s, &err), 0);
     ck_assert_int_eq(coil_resume_session(r.st, r.e, sid, -1, r.s, &err), 0);
     coil_state_serialize(r.s, after, n, &err);
     ck_assert_msg(memcmp(before, after, n) == 0, "the parent session changed");

@@ -752,6 +752,126 @@ START_TEST(test_max_clients)
 }
 END_TEST
 
+/* Sends a request that must fail; returns its error code's name (static
+ * buffer) and the message in msg. */
+static const char *call_err(void *s, const char *req, char *msg, size_t msg_len)
+{
+    ck_assert_int_ge(zmq_send(s, req, strlen(req), 0), 0);
+    for (double t0 = mono(); mono() - t0 < 120;) {
+        json_t *r = recv_json(s, 1000, NULL, NULL);
+        if (!r || json_is_true(json_object_get(r, "partial"))) {
+            json_decref(r);
+            continue;
+        }
+        ck_assert_msg(json_is_false(json_object_get(r, "ok")), "request %s succeeded", req);
+        json_t *e = json_object_get(r, "error");
+        snprintf(msg, msg_len, "%s", json_string_value(json_object_get(e, "message")));
+        static char code[64];
+        snprintf(code, sizeof code, "%s", json_string_value(json_object_get(e, "code")));
+        json_decref(r);
+        return code;
+    }
+    ck_abort_msg("no reply to %s", req);
+    return NULL;
+}
+
+static int64_t session_head(void *c, const char *sid)
+{
+    char buf[256];
+    void *blob = NULL;
+    size_t bl = 0;
+    snprintf(buf, sizeof buf, "{\"v\":1,\"id\":\"x\",\"op\":\"state.export\",\"session\":\"%s\"}", sid);
+    json_t *r = call(c, buf, NULL, &blob, &bl);
+    int64_t pos = (int64_t)json_integer_value(json_object_get(r, "position"));
+    json_decref(r);
+    free(blob);
+    return pos;
+}
+
+static void setup_fault(void)
+{
+    /* every worker dies right after committing a keyed append, before replying */
+    setenv("COIL_WORKER_FAULT", "after-append-commit", 1);
+    setup();
+}
+
+/* A worker that dies after committing an append but before replying: coild
+ * runs the job again, the new worker finds the request key recorded in the
+ * append's transaction and replies with the first run's result -- the text
+ * is appended exactly once.  Also: a client's own key makes a repeated
+ * request harmless, and a key is bound to its session. */
+START_TEST(test_append_exactly_once_across_worker_death)
+{
+    void *c = client();
+    wait_ready(c);
+    char buf[1024], msg[512];
+    json_decref(call(c, "{\"v\":1,\"id\":\"i\",\"op\":\"ingest\",\"name\":\"book\",\"text\":\"The harbour keeper counts.\"}",
+                     NULL, NULL, NULL));
+    json_t *r = call(c, "{\"v\":1,\"id\":\"n\",\"op\":\"session.new\",\"doc\":\"book\"}", NULL, NULL, NULL);
+    char sid[32], other[32];
+    snprintf(sid, sizeof sid, "%s", json_string_value(json_object_get(r, "session")));
+    int64_t h0 = (int64_t)json_integer_value(json_object_get(r, "position"));
+    json_decref(r);
+    r = call(c, "{\"v\":1,\"id\":\"n2\",\"op\":\"session.new\",\"doc\":\"book\"}", NULL, NULL, NULL);
+    snprintf(other, sizeof other, "%s", json_string_value(json_object_get(r, "session")));
+    json_decref(r);
+
+    /* coild's own key: the worker dies after the commit, the re-run replays */
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"id\":\"a1\",\"op\":\"session.append\",\"session\":\"%s\",\"text\":\" Seven lamps.\"}", sid);
+    r = call(c, buf, NULL, NULL, NULL);
+    ck_assert(json_is_true(json_object_get(r, "replayed")));
+    int64_t n1 = (int64_t)json_integer_value(json_object_get(r, "tokens"));
+    int64_t h1 = (int64_t)json_integer_value(json_object_get(r, "head"));
+    ck_assert_int_gt(n1, 0);
+    ck_assert_int_eq(h1, h0 + n1);
+    json_decref(r);
+    ck_assert_int_eq(session_head(c, sid), h1); /* appended once, not twice */
+
+    /* the client's key: the first request dies and replays; sent again, it
+     * replays again -- the session does not grow */
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"id\":\"a2\",\"op\":\"session.append\",\"session\":\"%s\",\"text\":\" Nine boats.\",\"key\":\"turn-2\"}",
+             sid);
+    for (int k = 0; k < 2; k++) {
+        r = call(c, buf, NULL, NULL, NULL);
+        ck_assert(json_is_true(json_object_get(r, "replayed")));
+        int64_t n2 = (int64_t)json_integer_value(json_object_get(r, "tokens"));
+        ck_assert_int_eq((int64_t)json_integer_value(json_object_get(r, "head")), h1 + n2);
+        ck_assert_int_eq(session_head(c, sid), h1 + n2);
+        json_decref(r);
+    }
+    int64_t h2 = session_head(c, sid);
+
+    /* generate with append: the replay gives the same text and ids */
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"id\":\"g\",\"op\":\"generate\",\"session\":\"%s\",\"n\":5,\"temperature\":0,"
+             "\"append\":true,\"key\":\"gen-1\"}", sid);
+    json_t *g1 = call(c, buf, NULL, NULL, NULL);
+    json_t *g2 = call(c, buf, NULL, NULL, NULL);
+    ck_assert(json_is_true(json_object_get(g1, "replayed")));
+    ck_assert(json_equal(json_object_get(g1, "ids"), json_object_get(g2, "ids")));
+    ck_assert(json_equal(json_object_get(g1, "text"), json_object_get(g2, "text")));
+    ck_assert_int_eq(json_array_size(json_object_get(g1, "ids")), 5);
+    ck_assert_int_eq((int64_t)json_integer_value(json_object_get(g1, "position")), h2 + 5);
+    ck_assert_int_eq(session_head(c, sid), h2 + 5);
+    json_decref(g1);
+    json_decref(g2);
+
+    /* a key belongs to the session it was used on */
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"id\":\"a3\",\"op\":\"session.append\",\"session\":\"%s\",\"text\":\" x\",\"key\":\"turn-2\"}",
+             other);
+    ck_assert_str_eq(call_err(c, buf, msg, sizeof msg), "COIL_ESTATE");
+    ck_assert_msg(strstr(msg, "turn-2") != NULL, "%s", msg);
+
+    r = call(c, "{\"v\":1,\"id\":\"st\",\"op\":\"stats\"}", NULL, NULL, NULL);
+    ck_assert_int_ge(json_integer_value(json_object_get(r, "worker_deaths")), 3); /* the hook did fire */
+    json_decref(r);
+    zmq_close(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("service");
@@ -767,6 +887,11 @@ int main(void)
     tcase_add_checked_fixture(tk, setup_sparse, teardown);
     tcase_add_test(tk, test_worker_killed_mid_ingest);
     suite_add_tcase(s, tk);
+    TCase *tf = tcase_create("exactly_once");
+    tcase_set_timeout(tf, 300);
+    tcase_add_checked_fixture(tf, setup_fault, teardown);
+    tcase_add_test(tf, test_append_exactly_once_across_worker_death);
+    suite_add_tcase(s, tf);
     TCase *tcv = tcase_create("curve");
     tcase_set_timeout(tcv, 120);
     tcase_add_checked_fixture(tcv, setup_curve, teardown_curve);

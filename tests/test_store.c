@@ -852,7 +852,7 @@ static void session_ckpt(coil_store_t *st, const char *id, int64_t head, const v
 {
     coil_err_t err = {0};
     coil_store_ckpt_t ck = {.position = head, .fingerprint = FP, .data = blob, .size = size};
-    ck_assert_msg(coil_store_session_append(st, id, toks, n, &ck, &err) == 0, "%s", err.msg);
+    ck_assert_msg(coil_store_session_append(st, id, toks, n, &ck, NULL, &err) == 0, "%s", err.msg);
 }
 
 static int count_sessions(const coil_store_session_info_t *s, void *ud)
@@ -912,10 +912,10 @@ START_TEST(test_sessions)
     free(ids);
     ck_assert_int_eq(coil_store_session_tokens(st, root_s, 55, 71, &ids, &n, &err), COIL_EINVAL);
     coil_store_ckpt_t wrong = {.position = 70, .fingerprint = 1, .data = pblob, .size = 10};
-    ck_assert_int_eq(coil_store_session_append(st, root_s, NULL, 0, &wrong, &err), COIL_EMISMATCH);
+    ck_assert_int_eq(coil_store_session_append(st, root_s, NULL, 0, &wrong, NULL, &err), COIL_EMISMATCH);
     wrong.position = 71;
     wrong.fingerprint = FP;
-    ck_assert_int_eq(coil_store_session_append(st, root_s, NULL, 0, &wrong, &err), COIL_EINVAL);
+    ck_assert_int_eq(coil_store_session_append(st, root_s, NULL, 0, &wrong, NULL, &err), COIL_EINVAL);
 
     /* Fork at 65: the child sees the parent's history up to 65 only. */
     ck_assert_int_eq(coil_store_session_fork(st, root_s, 71, child, &err), COIL_EINVAL);
@@ -1016,6 +1016,82 @@ static int check_imported(const coil_store_doc_info_t *d, void *ud)
     ck_assert_int_eq(d->checkpoint_bytes, IMP_SIZE);
     return 0;
 }
+
+/* Request keys: an append made with a key is recorded in its transaction; a
+ * second append with the same key writes nothing; keys go with their session. */
+START_TEST(test_request_keys)
+{
+    char dir[300], path[340], sid[17], sid2[17];
+    coil_err_t err = {0};
+    coil_store_session_info_t info;
+    coil_store_request_info_t ri;
+    tdir(dir, sizeof dir, path, sizeof path);
+    coil_store_t *st = open_ok(path, NULL);
+    int64_t doc = new_doc(st, "convo", 1);
+    ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0); /* tokens 0..16 */
+    ck_assert_int_eq(coil_store_session_new(st, doc, 16, sid, &err), 0);
+    ck_assert_int_eq(coil_store_session_new(st, doc, 16, sid2, &err), 0);
+
+    ck_assert(coil_store_request_key_valid("client-7:turn.3_a"));
+    ck_assert(!coil_store_request_key_valid(""));
+    ck_assert(!coil_store_request_key_valid("a b"));
+    ck_assert(!coil_store_request_key_valid(NULL));
+    char long_key[COIL_STORE_KEY_MAX + 2];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    ck_assert(!coil_store_request_key_valid(long_key));
+    long_key[COIL_STORE_KEY_MAX] = '\0';
+    ck_assert(coil_store_request_key_valid(long_key));
+
+    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), COIL_ENOTFOUND);
+    int32_t t[4] = {7, 8, 9, 10};
+    unsigned char blob[64];
+    fill_blob(blob, sizeof blob, 20);
+    coil_store_ckpt_t ck = {.position = 20, .fingerprint = FP, .data = blob, .size = sizeof blob};
+    coil_store_request_t rq = {.key = "k1", .result = "{\"answer\":42}"};
+    ck_assert_msg(coil_store_session_append(st, sid, t, 4, &ck, &rq, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), 0);
+    ck_assert_str_eq(ri.session, sid);
+    ck_assert_int_eq(ri.head_before, 16);
+    ck_assert_int_eq(ri.head_after, 20);
+    ck_assert_str_eq(ri.result, "{\"answer\":42}");
+    free(ri.result);
+
+    /* the same key again (on any session): refused, nothing written */
+    ck.position = 24;
+    ck_assert_int_eq(coil_store_session_append(st, sid, t, 4, &ck, &rq, &err), COIL_ESTATE);
+    ck_assert_msg(strstr(err.msg, "k1") != NULL, "%s", err.msg);
+    ck_assert_int_eq(coil_store_session_get(st, sid, &info, &err), 0);
+    ck_assert_int_eq(info.head, 20);
+    ck.position = 20;
+    ck_assert_int_eq(coil_store_session_append(st, sid2, t, 4, &ck, &rq, &err), COIL_ESTATE);
+    ck_assert_int_eq(coil_store_session_get(st, sid2, &info, &err), 0);
+    ck_assert_int_eq(info.head, 16);
+
+    /* a failed append records no key */
+    coil_store_request_t rq2 = {.key = "k2"};
+    ck.position = 99; /* not the new head */
+    ck_assert_int_eq(coil_store_session_append(st, sid2, t, 4, &ck, &rq2, &err), COIL_EINVAL);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), COIL_ENOTFOUND);
+    ck.position = 20;
+    ck_assert_int_eq(coil_store_session_append(st, sid2, t, 4, &ck, &rq2, &err), 0);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), 0);
+    ck_assert_ptr_null(ri.result);
+
+    /* malformed keys */
+    coil_store_request_t bad = {.key = "no spaces"};
+    ck_assert_int_eq(coil_store_session_append(st, sid, t, 4, NULL, &bad, &err), COIL_EINVAL);
+    ck_assert_int_eq(coil_store_request_find(st, "no spaces", &ri, &err), COIL_EINVAL);
+
+    /* keys go with their session */
+    ck_assert_int_eq(coil_store_session_delete(st, sid, false, &err), 0);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), 0);
+    assert_verify(st);
+    coil_store_close(&st);
+    rm_tree(dir);
+}
+END_TEST
 
 START_TEST(test_import)
 {
@@ -1312,6 +1388,7 @@ int main(void)
     tcase_add_test(tc, test_disk_full);
     tcase_add_test(tc, test_search);
     tcase_add_test(tc, test_sessions);
+    tcase_add_test(tc, test_request_keys);
     tcase_add_test(tc, test_import);
     tcase_add_test(tc, test_migrate_v1);
     suite_add_tcase(s, tc);
