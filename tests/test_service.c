@@ -31,6 +31,11 @@ static char *dir;
 static char model[4096], db[4096], doc[4096], cfg[4096], ep_clients[64], ep_events[64];
 static pid_t coild_pid;
 static void *ctx;
+static char replies[4200]; /* every reply call() / call_err() got, for the schema check */
+
+#ifndef COIL_PYTHON
+#define COIL_PYTHON "python3"
+#endif
 
 static double mono(void)
 {
@@ -115,6 +120,7 @@ static void setup_with(int max_message_bytes, int interval)
     snprintf(db, sizeof db, "%s/coil.db", dir);
     snprintf(doc, sizeof doc, "%s/doc.txt", dir);
     snprintf(cfg, sizeof cfg, "%s/coild.yaml", dir);
+    snprintf(replies, sizeof replies, "%s/replies.jsonl", dir);
     tu_model_shape_t sh = {.d_model = 32, .n_layer = 2, .vocab = 1232, .d_state = 8, .d_conv = 4, .expand = 2,
                            .tied = 1, .dtype = "F32"};
     ck_assert_int_eq(tu_write_model_dir(model, &sh, 11), 0);
@@ -196,6 +202,45 @@ static json_t *recv_json(void *s, int timeout_ms, void **blob, size_t *blob_len)
     return j;
 }
 
+static char *run_local(char *const argv[], int *status);
+
+/* Appends {"op", "reply"} to the replies file. */
+static void record_reply(const json_t *rq, const json_t *reply)
+{
+    FILE *f = fopen(replies, "a");
+    ck_assert_ptr_nonnull(f);
+    json_t *rec = json_pack("{s:O, s:O}", "op", json_object_get(rq, "op"), "reply", reply);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_int_eq(json_dumpf(rec, f, JSON_COMPACT), 0);
+    fputc('\n', f);
+    fclose(f);
+    json_decref(rec);
+}
+
+/* Every reply recorded so far validates against schemas/protocol: the
+ * envelope (reply.schema.json) and each ok result (result.<op>.schema.json).
+ * Skipped without python3 + jsonschema (test_protocol_schemas says so). */
+static void check_replies(void)
+{
+    char *probe[] = {COIL_PYTHON, "-c", "import jsonschema", NULL};
+    pid_t pid;
+    int st;
+    if (strcmp(COIL_PYTHON, "none") == 0 || posix_spawnp(&pid, probe[0], NULL, NULL, probe, environ) != 0 ||
+        waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "replies not checked against the schemas: no python3 jsonschema\n");
+        return;
+    }
+    char tool[4200], schemas[4200];
+    const char *src = getenv("COIL_SRCDIR") && *getenv("COIL_SRCDIR") ? getenv("COIL_SRCDIR") : ".";
+    snprintf(tool, sizeof tool, "%s/tests/tools/check_protocol_schemas.py", src);
+    snprintf(schemas, sizeof schemas, "%s/schemas/protocol", src);
+    char *argv[] = {COIL_PYTHON, tool, "--replies", schemas, replies, NULL};
+    char *out = run_local(argv, &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replies disagree with the schemas:\n%s", out);
+    fprintf(stderr, "%s", out);
+    free(out);
+}
+
 /* Sends a request and returns its final reply's result (asserting ok);
  * partial replies are counted into *partials. */
 static json_t *call(void *s, const char *req, int *partials, void **blob, size_t *blob_len)
@@ -221,6 +266,7 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
             json_decref(r);
             continue;
         }
+        record_reply(rq, r);
         ck_assert_msg(json_is_true(json_object_get(r, "ok")), "request %s failed: %s", req,
                       json_string_value(json_object_get(json_object_get(r, "error"), "message")));
         json_t *res = json_incref(json_object_get(r, "result"));
@@ -300,7 +346,7 @@ static char *run_local(char *const argv[], int *status)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid;
-    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    ck_assert_int_eq(posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     ck_assert_int_eq(waitpid(pid, status, 0), pid);
     size_t n;
@@ -433,6 +479,18 @@ START_TEST(test_end_to_end_equals_local)
     json_decref(lsj);
     json_decref(sc);
     json_decref(gen);
+    /* the remaining ops, for the result schemas */
+    json_decref(call(c, "{\"v\":1,\"id\":\"ds\",\"op\":\"doc.status\",\"name\":\"book\"}", NULL, NULL, NULL));
+    json_decref(call(c, "{\"v\":1,\"id\":\"dl\",\"op\":\"doc.list\"}", NULL, NULL, NULL));
+    snprintf(buf, sizeof buf, "{\"v\":1,\"id\":\"f\",\"op\":\"session.fork\",\"session\":\"%s\"}", sid);
+    json_t *fk = call(c, buf, NULL, NULL, NULL);
+    snprintf(buf, sizeof buf, "{\"v\":1,\"id\":\"d\",\"op\":\"session.delete\",\"session\":\"%s\"}",
+             json_string_value(json_object_get(fk, "session")));
+    json_decref(call(c, buf, NULL, NULL, NULL));
+    json_decref(fk);
+    json_decref(call(c, "{\"v\":1,\"id\":\"h\",\"op\":\"health\"}", NULL, NULL, NULL));
+    json_decref(call(c, "{\"v\":1,\"id\":\"st\",\"op\":\"stats\"}", NULL, NULL, NULL));
+    check_replies();
     zmq_close(c);
     zmq_close(sub);
 }
@@ -763,6 +821,9 @@ static const char *call_err(void *s, const char *req, char *msg, size_t msg_len)
             json_decref(r);
             continue;
         }
+        json_t *rq = json_loads(req, 0, NULL);
+        record_reply(rq, r);
+        json_decref(rq);
         ck_assert_msg(json_is_false(json_object_get(r, "ok")), "request %s succeeded", req);
         json_t *e = json_object_get(r, "error");
         snprintf(msg, msg_len, "%s", json_string_value(json_object_get(e, "message")));
@@ -869,6 +930,7 @@ START_TEST(test_append_exactly_once_across_worker_death)
     ck_assert_int_ge(json_integer_value(json_object_get(r, "worker_deaths")), 3); /* the hook did fire */
     json_decref(r);
     zmq_close(c);
+    check_replies();
 }
 END_TEST
 

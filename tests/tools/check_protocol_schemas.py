@@ -5,16 +5,22 @@ Run by tests/test_protocol_schemas (make check), which first runs the C parser
 over the corpus and builds replies and events with the C builders:
 
   check_protocol_schemas.py SCHEMA_DIR CASES_JSON VERDICTS_JSONL OUTPUTS_JSONL
+  check_protocol_schemas.py --replies SCHEMA_DIR REPLIES_JSONL
 
   SCHEMA_DIR      schemas/protocol (request.<op>, reply, event.<topic> schemas)
   CASES_JSON      tests/data/protocol/cases.json: [{name, json|raw, valid, schema?...}]
   VERDICTS_JSONL  one {"name", "valid"} a line: what coil_proto_parse_request said
   OUTPUTS_JSONL   one {"kind": "reply"|"event", "topic"?, "text"} a line: C-built output
 
+  REPLIES_JSONL   one {"op", "reply"} a line: replies a live coild sent
+                  (tests/test_service records them)
+
 Checks: every schema is a valid draft 2020-12 schema with $id and
 additionalProperties false; for every case with "schema" not false, the
 schema's verdict equals the C parser's and the expected one; every C-built
-output validates.  Exit 0 = agree, 1 = disagree, 77 = jsonschema missing (skip).
+output validates.  With --replies: every reply validates against the reply
+schema and every ok reply's result against result.<op>.  Exit 0 = agree,
+1 = disagree, 77 = jsonschema missing (skip).
 """
 import json
 import os
@@ -43,7 +49,7 @@ def load_schemas(schema_dir):
             schema = json.load(f)
         Draft202012Validator.check_schema(schema)
         assert "$id" in schema, fname + ": no $id"
-        if fname.startswith(("request.", "event.")):
+        if fname.startswith(("request.", "event.")) or (fname.startswith("result.") and "oneOf" not in schema):
             assert schema.get("additionalProperties") is False, fname + ": not strict"
         else:
             for alt in schema["oneOf"]:
@@ -70,7 +76,34 @@ def schema_verdict(schemas, case):
     return not errors, "; ".join(e.message for e in errors[:2])
 
 
+def check_replies(schema_dir, replies_path):
+    """Validates the replies a live coild sent: envelope and per-op result."""
+    schemas = load_schemas(schema_dir)
+    failures, n, ops = 0, 0, set()
+    with open(replies_path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            op, reply = rec["op"], rec["reply"]
+            n += 1
+            errors = list(schemas["reply"].iter_errors(reply))
+            if not errors and reply.get("ok") is True:
+                if "result." + op not in schemas:
+                    print("FAIL no result schema for op %r" % op)
+                    failures += 1
+                    continue
+                errors = list(schemas["result." + op].iter_errors(reply["result"]))
+                ops.add(op)
+            if errors:
+                print("FAIL %s reply %s: %s" % (op, json.dumps(reply)[:300], errors[0].message))
+                failures += 1
+    print("%d replies validated (ok results of %d ops: %s), %d failures" % (n, len(ops), " ".join(sorted(ops)),
+                                                                            failures))
+    return 1 if failures else 0
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--replies":
+        return check_replies(argv[2], argv[3])
     if len(argv) != 5:
         print(__doc__)
         return 2
