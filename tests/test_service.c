@@ -82,13 +82,37 @@ static void write_doc(const char *path, int paragraphs)
     fclose(f);
 }
 
+static char coild_log[4200]; /* coild's stderr (its errors, and the workers') */
+
 static pid_t spawn_coild(void)
 {
     pid_t pid;
     char *argv[] = {(char *)build("coild"), "--config", cfg, "--quiet", NULL};
     setenv("COIL_WORKER_BIN", build("workers/coil-worker"), 1);
-    ck_assert_int_eq(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
+    snprintf(coild_log, sizeof coild_log, "%s/coild.log", dir);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, coild_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
     return pid;
+}
+
+/* The last lines coild wrote to stderr, for failure messages (static buffer). */
+static const char *coild_tail(void)
+{
+    static char tail[2048];
+    size_t n = 0;
+    char *all = tu_read(coild_log, &n);
+    if (!all || n == 0) {
+        snprintf(tail, sizeof tail, "(coild wrote nothing)");
+    } else {
+        size_t k = n < sizeof tail - 1 ? n : sizeof tail - 1;
+        memcpy(tail, all + n - k, k);
+        tail[k] = '\0';
+    }
+    free(all);
+    return tail;
 }
 
 static void stop_coild(void)
@@ -252,7 +276,8 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
         int status;
         if (!r && coild_pid > 0 && waitpid(coild_pid, &status, WNOHANG) == coild_pid) {
             coild_pid = 0;
-            ck_abort_msg("coild exited (status %d) while waiting for a reply to %s", status, req);
+            ck_abort_msg("coild exited (status %d) while waiting for a reply to %s; its stderr:\n%s", status, req,
+                         coild_tail());
         }
         if (!r)
             continue;
@@ -287,7 +312,7 @@ static void wait_ready(void *s)
         int status;
         if (coild_pid > 0 && waitpid(coild_pid, &status, WNOHANG) == coild_pid) {
             coild_pid = 0;
-            ck_abort_msg("coild exited (status %d) before it was ready", status);
+            ck_abort_msg("coild exited (status %d) before it was ready; its stderr:\n%s", status, coild_tail());
         }
         zmq_send(s, req, strlen(req), ZMQ_DONTWAIT);
         json_t *r = recv_json(s, 1000, NULL, NULL);
