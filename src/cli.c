@@ -36,7 +36,7 @@ int cli_usage(const char *msg)
             "  ingest    --model DIR --name NAME (--file PATH | -) [--chunk N] [--interval N] [--replace]\n"
             "  docs                      documents with status, tokens, checkpoints\n"
             "  search    QUERY [--doc NAME] [--limit N]\n"
-            "  session   new --doc NAME [--at TOKEN] | append ID (--text T | --file F) --model DIR\n"
+            "  session   new --doc NAME [--at TOKEN] | append ID (--text T | --file F) [--key K] --model DIR\n"
             "            | fork ID [--at TOKEN] | delete ID [--cascade] | list [--doc NAME]\n"
             "  sessions  [--doc NAME]\n"
             "  generate  (--session ID | --doc NAME) [--prompt TEXT] -n N [--append] --model DIR\n"
@@ -128,7 +128,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"doc", 1, 0, 'D'},     {"at", 1, 0, 'a'},        {"interval", 1, 0, 'V'}, {"limit", 1, 0, 'l'},
         {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
-        {"connect", 1, 0, 'Z'},
+        {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -154,6 +154,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'D': o->doc = optarg; break;
         case 'y': o->sync = optarg; break;
         case 'Z': o->connect = optarg; break;
+        case 'k': o->key = optarg; break;
         case 'R': o->replace = true; break;
         case 'A': o->append = true; break;
         case 'E': o->decode = true; break;

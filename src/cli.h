@@ -15,6 +15,7 @@
 
 typedef struct cli_opts {
     const char *model, *ids, *out, *in, *prompt, *backend, *db, *name, *file, *text, *session, *doc, *sync;
+    const char *key; /* session append: request key (the append happens at most once) */
     const char *connect; /* --connect ENDPOINT: run against a coild server */
     const char *pos[CLI_MAX_POS]; /* positional arguments after the command (and sub-command) */
     int n_pos;

@@ -246,12 +246,16 @@ int cli_remote(const char *cmd, const cli_opts_t *o)
         } else if (!strcmp(sub, "append") && o->n_pos == 2) {
             char *text = NULL;
             size_t len;
-            if (!(rc = cli_text_arg(o, &text, &len, &err)) &&
-                !(rc = remote_call(&r, "session.append", json_pack("{s:s, s:s%}", "session", o->pos[1], "text", text, len),
-                                   NULL, 0, NULL, &res, NULL, NULL, &err)) &&
-                !o->quiet)
-                printf("%s: appended %" JSON_INTEGER_FORMAT " tokens, head %" JSON_INTEGER_FORMAT "\n", o->pos[1],
-                       json_integer_value(json_object_get(res, "tokens")), json_integer_value(json_object_get(res, "head")));
+            json_t *f = NULL;
+            if (!(rc = cli_text_arg(o, &text, &len, &err))) {
+                f = json_pack("{s:s, s:s%}", "session", o->pos[1], "text", text, len);
+                if (f && o->key)
+                    json_object_set_new(f, "key", json_string(o->key));
+            }
+            if (!rc && !(rc = remote_call(&r, "session.append", f, NULL, 0, NULL, &res, NULL, NULL, &err)) && !o->quiet)
+                printf("%s: appended %" JSON_INTEGER_FORMAT " tokens, head %" JSON_INTEGER_FORMAT "%s\n", o->pos[1],
+                       json_integer_value(json_object_get(res, "tokens")), json_integer_value(json_object_get(res, "head")),
+                       json_is_true(json_object_get(res, "replayed")) ? " (already done with this key)" : "");
             free(text);
         } else if (!strcmp(sub, "fork") && o->n_pos == 2) {
             json_t *f = json_pack("{s:s}", "session", o->pos[1]);

@@ -207,9 +207,24 @@ static int session_append(const cli_opts_t *o, coil_store_t *st, const char *id,
     char *text = NULL;
     size_t len = 0, n = 0;
     int32_t *ids = NULL;
+    coil_store_request_t rq = {.key = o->key};
+    coil_store_request_info_t ri;
     int rc = cli_text_arg(o, &text, &len, err);
     if (rc)
         return rc;
+    if (o->key && (rc = coil_store_request_find(st, o->key, &ri, err)) != COIL_ENOTFOUND) {
+        free(text); /* done before with this key (0), or an error */
+        if (!rc) {
+            free(ri.result);
+            if (strcmp(ri.session, id) != 0)
+                return coil_err_set(err, COIL_ESTATE, "request key '%s' was used for session %s, not %s", o->key,
+                                    ri.session, id);
+            if (!o->quiet)
+                printf("%s: appended %" PRId64 " tokens, head %" PRId64 " (already done with this key)\n", id,
+                       ri.head_after - ri.head_before, ri.head_after);
+        }
+        return rc;
+    }
     if ((rc = cli_rt_open(o, &r, err))) {
         free(text);
         return rc;
@@ -218,7 +233,7 @@ static int session_append(const cli_opts_t *o, coil_store_t *st, const char *id,
         if (n == 0)
             rc = coil_err_set(err, COIL_EINVAL, "the text encodes to no tokens");
         else
-            rc = coil_session_append_ids(st, r.e, id, ids, n, NULL, r.st, err);
+            rc = coil_session_append_ids(st, r.e, id, ids, n, o->key ? &rq : NULL, r.st, err);
     }
     if (!rc && !o->quiet)
         printf("%s: appended %zu tokens, head %" PRId64 "\n", id, n, coil_state_position(r.st));

@@ -240,6 +240,22 @@ START_TEST(test_store_commands)
     ck_assert_uint_eq(strlen(sid), 16);
     const char *app[] = {"session", "append", sid, "--db", db, "--model", model, "--text", "A question?", NULL};
     ck_assert_int_eq(run(app), 0);
+    /* with --key a repeated append is done once: the second run reports the first */
+    const char *kapp[] = {"session", "append", sid, "--db", db, "--model", model, "--text", " Again?", "--key",
+                          "q-2", NULL};
+    ck_assert_int_eq(run(kapp), 0);
+    char *k1 = slurp(out_path);
+    ck_assert_ptr_null(strstr(k1, "already done"));
+    ck_assert_int_eq(run(kapp), 0);
+    char *k2 = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(k2, "(already done with this key)"));
+    k1[strcspn(k1, "\n")] = '\0';
+    ck_assert_msg(strncmp(k1, k2, strlen(k1)) == 0, "first: %s, again: %s", k1, k2); /* same tokens and head */
+    free(k1);
+    free(k2);
+    const char *bad_key[] = {"session", "append", sid, "--db", db, "--model", model, "--text", "x", "--key", "a b",
+                             NULL};
+    expect_fail(bad_key, 1, "not a request key");
     const char *fork_[] = {"session", "fork", sid, "--db", db, NULL};
     ck_assert_int_eq(run(fork_), 0);
     char *kid = slurp(out_path);

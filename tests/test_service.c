@@ -504,6 +504,17 @@ START_TEST(test_end_to_end_equals_local)
     json_decref(lsj);
     json_decref(sc);
     json_decref(gen);
+    /* coil --connect session append --key: done once, the repeat says so */
+    char *kargv[] = {(char *)build("coil"), "--connect", ep_clients, "session", "append", sid, "--text", " Once.",
+                     "--key", "cli-1", NULL};
+    char *k1 = run_local(kargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_null(strstr(k1, "already done"));
+    char *k2 = run_local(kargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(strstr(k2, "(already done with this key)") != NULL, "%s", k2);
+    free(k1);
+    free(k2);
     /* the remaining ops, for the result schemas */
     json_decref(call(c, "{\"v\":1,\"id\":\"ds\",\"op\":\"doc.status\",\"name\":\"book\"}", NULL, NULL, NULL));
     json_decref(call(c, "{\"v\":1,\"id\":\"dl\",\"op\":\"doc.list\"}", NULL, NULL, NULL));
