@@ -243,6 +243,37 @@ int main(int argc, char **argv)
     stats("checkpoint commit, synchronous=NORMAL", ms, n);
     coil_store_close(&st);
 
+    /* 5. session appends (16 tokens + a checkpoint at the new head, FULL),
+     * without and with a request key, interleaved */
+    st = coil_store_open(path, NULL, &err);
+    char plain[COIL_STORE_SESSION_ID_LEN + 1], keyed[COIL_STORE_SESSION_ID_LEN + 1];
+    if (!st || coil_store_doc_find(st, "doc", &doc, &err) || coil_store_session_new(st, doc, tokens, plain, &err) ||
+        coil_store_session_new(st, doc, tokens, keyed, &err))
+        die("sessions", &err);
+    double *ms_key = malloc(sizeof *ms_key * (size_t)runs);
+    int32_t turn[16];
+    for (int k = 0; k < 16; k++)
+        turn[k] = k + 2;
+    for (int i = 0; i < runs && ms_key; i++) {
+        coil_store_ckpt_t ck = {.position = tokens + 16 * (int64_t)(i + 1), .fingerprint = 0xC011, .data = state,
+                                .size = STATE_BYTES};
+        char key[64];
+        snprintf(key, sizeof key, "bench.%d", i);
+        coil_store_request_t rq = {.key = key, .result = "{\"session\":\"0123456789abcdef\",\"tokens\":16}"};
+        for (int j = 0; j < 2; j++) { /* alternate the order: WAL checkpoints land on either */
+            int with_key = (i + j) % 2;
+            double a = now_ms();
+            if (coil_store_session_append(st, with_key ? keyed : plain, turn, 16, &ck, with_key ? &rq : NULL, &err))
+                die(with_key ? "append with key" : "append", &err);
+            (with_key ? ms_key : ms)[i] = now_ms() - a;
+        }
+    }
+    stats("session append + checkpoint", ms, (size_t)runs);
+    if (ms_key)
+        stats("session append + checkpoint, with request key", ms_key, (size_t)runs);
+    free(ms_key);
+    coil_store_close(&st);
+
     unlink(path);
     unlink(wal);
     unlink(shm);
