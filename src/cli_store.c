@@ -212,13 +212,10 @@ static int session_append(const cli_opts_t *o, coil_store_t *st, const char *id,
     int rc = cli_text_arg(o, &text, &len, err);
     if (rc)
         return rc;
-    if (o->key && (rc = coil_store_request_find(st, o->key, &ri, err)) != COIL_ENOTFOUND) {
+    if (o->key && (rc = coil_store_request_find(st, o->key, id, &ri, err)) != COIL_ENOTFOUND) {
         free(text); /* done before with this key (0), or an error */
         if (!rc) {
             free(ri.result);
-            if (strcmp(ri.session, id) != 0)
-                return coil_err_set(err, COIL_ESTATE, "request key '%s' was used for session %s, not %s", o->key,
-                                    ri.session, id);
             if (!o->quiet)
                 printf("%s: appended %" PRId64 " tokens, head %" PRId64 " (already done with this key)\n", id,
                        ri.head_after - ri.head_before, ri.head_after);

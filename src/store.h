@@ -313,9 +313,10 @@ typedef struct coil_store_request_info {
     char *result; /* the recorded JSON text (malloc'd; the caller frees) or NULL */
 } coil_store_request_info_t;
 /* Looks key up: 0 and *out filled, or COIL_ENOTFOUND if no write used it
- * (or its session was deleted since). */
-int coil_store_request_find(coil_store_t *st, const char *key, coil_store_request_info_t *out,
-                            coil_err_t *err);
+ * (or its session was deleted since).  With session not NULL, a key used
+ * for another session is COIL_ESTATE (*out untouched). */
+int coil_store_request_find(coil_store_t *st, const char *key, const char *session,
+                            coil_store_request_info_t *out, coil_err_t *err);
 
 typedef struct coil_store_session_info {
     char id[COIL_STORE_SESSION_ID_LEN + 1];

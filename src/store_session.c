@@ -226,13 +226,24 @@ static int request_read(coil_store_t *st, const char *key, coil_store_request_in
     return 0;
 }
 
-int coil_store_request_find(coil_store_t *st, const char *key, coil_store_request_info_t *out, coil_err_t *err)
+int coil_store_request_find(coil_store_t *st, const char *key, const char *session, coil_store_request_info_t *out,
+                            coil_err_t *err)
 {
     COIL_STORE__ERR_LOCAL(err);
     if (!coil_store_request_key_valid(key))
         return coil_err_set(err, COIL_EINVAL, "store: '%s' is not a request key (1..%d of A-Z a-z 0-9 . _ : -)",
                             key ? key : "(null)", COIL_STORE_KEY_MAX);
-    return request_read(st, key, out, 1, err);
+    coil_store_request_info_t ri;
+    int rc = request_read(st, key, &ri, 1, err);
+    if (rc)
+        return rc;
+    if (session && strcmp(ri.session, session) != 0) {
+        free(ri.result);
+        return coil_err_set(err, COIL_ESTATE, "%s: request key '%s' was used for session %s, not %s", st->path, key,
+                            ri.session, session);
+    }
+    *out = ri;
+    return 0;
 }
 
 int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *tokens,

@@ -44,7 +44,7 @@ _Static_assert(COIL_PROTO_KEY_MAX == COIL_STORE_KEY_MAX, "request keys: protocol
  * the job, and the re-run must find the key instead of appending again. */
 static void fault_point(const wk_t *w)
 {
-    if (w->fault_after_commit) {
+    if (w->fault_after_commit && w->key) {
         fprintf(stderr, "%s: COIL_WORKER_FAULT=after-append-commit: exiting after the commit\n", w->name);
         _exit(70);
     }
@@ -59,16 +59,9 @@ static int replayed(wk_t *w, json_t **result, coil_err_t *err)
     const coil_proto_request_t *r = w->req;
     if (!w->key)
         return 0;
-    int rc = coil_store_request_find(w->st, w->key, &ri, err);
-    if (rc == COIL_ENOTFOUND)
-        return 0;
+    int rc = coil_store_request_find(w->st, w->key, r->session, &ri, err);
     if (rc)
-        return rc;
-    if (strcmp(ri.session, r->session) != 0) {
-        free(ri.result);
-        return coil_err_set(err, COIL_ESTATE, "request key '%s' was used for session %s, not %s", w->key,
-                            ri.session, r->session);
-    }
+        return rc == COIL_ENOTFOUND ? 0 : rc;
     if (ri.result) {
         *result = json_loads(ri.result, 0, NULL);
         free(ri.result);
@@ -340,8 +333,7 @@ static int op_generate(wk_t *w, json_t **result, coil_err_t *err)
             json_decref(res);
             goto out;
         }
-        if (w->key)
-            fault_point(w);
+        fault_point(w);
     }
     *result = res;
 out:
@@ -422,8 +414,7 @@ static int handle_job(wk_t *w, const char *spool)
         }
         if (!(rc = encode(w, r->text, r->text_len, &ids, &n, &err)) &&
             !(rc = coil_session_append_ids(w->st, w->e, r->session, ids, n, w->key ? &rq : NULL, w->state, &err))) {
-            if (w->key)
-                fault_point(w);
+            fault_point(w);
             result = json_pack("{s:s, s:I, s:I}", "session", r->session, "tokens", (json_int_t)n, "head",
                                (json_int_t)coil_state_position(w->state));
         }

@@ -1043,19 +1043,23 @@ START_TEST(test_request_keys)
     long_key[COIL_STORE_KEY_MAX] = '\0';
     ck_assert(coil_store_request_key_valid(long_key));
 
-    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", NULL, &ri, &err), COIL_ENOTFOUND);
     int32_t t[4] = {7, 8, 9, 10};
     unsigned char blob[64];
     fill_blob(blob, sizeof blob, 20);
     coil_store_ckpt_t ck = {.position = 20, .fingerprint = FP, .data = blob, .size = sizeof blob};
     coil_store_request_t rq = {.key = "k1", .result = "{\"answer\":42}"};
     ck_assert_msg(coil_store_session_append(st, sid, t, 4, &ck, &rq, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), 0);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", NULL, &ri, &err), 0);
     ck_assert_str_eq(ri.session, sid);
     ck_assert_int_eq(ri.head_before, 16);
     ck_assert_int_eq(ri.head_after, 20);
     ck_assert_str_eq(ri.result, "{\"answer\":42}");
     free(ri.result);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", sid, &ri, &err), 0); /* its own session */
+    free(ri.result);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", sid2, &ri, &err), COIL_ESTATE); /* another one */
+    ck_assert_msg(strstr(err.msg, sid) != NULL, "%s", err.msg);
 
     /* the same key again (on any session): refused, nothing written */
     ck.position = 24;
@@ -1072,21 +1076,21 @@ START_TEST(test_request_keys)
     coil_store_request_t rq2 = {.key = "k2"};
     ck.position = 99; /* not the new head */
     ck_assert_int_eq(coil_store_session_append(st, sid2, t, 4, &ck, &rq2, &err), COIL_EINVAL);
-    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", NULL, &ri, &err), COIL_ENOTFOUND);
     ck.position = 20;
     ck_assert_int_eq(coil_store_session_append(st, sid2, t, 4, &ck, &rq2, &err), 0);
-    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), 0);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", NULL, &ri, &err), 0);
     ck_assert_ptr_null(ri.result);
 
     /* malformed keys */
     coil_store_request_t bad = {.key = "no spaces"};
     ck_assert_int_eq(coil_store_session_append(st, sid, t, 4, NULL, &bad, &err), COIL_EINVAL);
-    ck_assert_int_eq(coil_store_request_find(st, "no spaces", &ri, &err), COIL_EINVAL);
+    ck_assert_int_eq(coil_store_request_find(st, "no spaces", NULL, &ri, &err), COIL_EINVAL);
 
     /* keys go with their session */
     ck_assert_int_eq(coil_store_session_delete(st, sid, false, &err), 0);
-    ck_assert_int_eq(coil_store_request_find(st, "k1", &ri, &err), COIL_ENOTFOUND);
-    ck_assert_int_eq(coil_store_request_find(st, "k2", &ri, &err), 0);
+    ck_assert_int_eq(coil_store_request_find(st, "k1", NULL, &ri, &err), COIL_ENOTFOUND);
+    ck_assert_int_eq(coil_store_request_find(st, "k2", NULL, &ri, &err), 0);
     assert_verify(st);
     coil_store_close(&st);
     rm_tree(dir);
