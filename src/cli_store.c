@@ -23,10 +23,13 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
+/* Opens --db.  Only the commands that write a document (ingest, state
+ * import) may create the file: for the others a missing one is an error. */
+static coil_store_t *open_store_ex(const cli_opts_t *o, bool create, coil_err_t *err)
 {
     coil_store_options_t so;
     coil_store_options_default(&so);
+    so.must_exist = !create;
     if (!o->db) {
         coil_err_set(err, COIL_EINVAL, "this command needs --db FILE");
         return NULL;
@@ -42,6 +45,11 @@ static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
     return coil_store_open(o->db, &so, err);
 }
 
+static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
+{
+    return open_store_ex(o, false, err);
+}
+
 /* ---- ingest ---------------------------------------------------------------------- */
 
 static void fmt_eta(double s, char *buf, size_t n)
@@ -54,9 +62,16 @@ static void fmt_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%d:%02d", (int)(s / 60), (int)fmod(s, 60));
 }
 
+typedef struct {
+    const char *name;
+    bool tty; /* a live line on a terminal, else a line each time */
+} progress_ud_t;
+
 static void show_progress(const coil_ingest_progress_t *p, void *ud)
 {
-    const char *name = ud;
+    const progress_ud_t *pu = ud;
+    const char *name = pu->name;
+    const char *lead = pu->tty ? "\r" : "coil: ", *trail = pu->tty ? "   " : "\n";
     char eta[32] = "--:--";
     double pct = p->total_bytes > 0 ? 100.0 * (double)p->bytes / (double)p->total_bytes : -1;
     if (p->total_bytes > 0 && p->tokens_per_s > 0 && p->bytes > 0) {
@@ -64,10 +79,11 @@ static void show_progress(const coil_ingest_progress_t *p, void *ud)
         fmt_eta((double)(p->total_bytes - p->bytes) / bytes_per_s, eta, sizeof eta);
     }
     if (pct >= 0)
-        fprintf(stderr, "\r%s: %5.1f%%  %" PRId64 " tokens  %.0f tok/s  ETA %s   ", name, pct, p->tokens,
-                p->tokens_per_s, eta);
+        fprintf(stderr, "%s%s: %5.1f%%  %" PRId64 " tokens  %.0f tok/s  ETA %s%s", lead, name, pct, p->tokens,
+                p->tokens_per_s, eta, trail);
     else
-        fprintf(stderr, "\r%s: %" PRId64 " tokens  %.0f tok/s   ", name, p->tokens, p->tokens_per_s);
+        fprintf(stderr, "%s%s: %" PRId64 " tokens  %.0f tok/s%s", lead, name, p->tokens, p->tokens_per_s, trail);
+    fflush(stderr);
 }
 
 int cli_cmd_ingest(const cli_opts_t *o)
@@ -85,20 +101,22 @@ int cli_cmd_ingest(const cli_opts_t *o)
     if (cli_rt_open(&eo, &r, &err))
         return cli_fail(&err);
     int rc = 1;
-    if (cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)))
+    if (cli_need_tokenizer(&r, &err) || !(st = open_store_ex(o, true, &err)))
         goto out;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     coil_ingest_options_t io = {.chunk_tokens = eo.chunk, .replace = o->replace, .stop = &g_stop,
-                                .model_path = o->model};
-    if (!o->quiet && isatty(STDERR_FILENO)) {
+                                .model_path = o->model, .allow_binary = o->binary};
+    progress_ud_t pu = {.name = o->name, .tty = isatty(STDERR_FILENO) != 0};
+    if (!o->quiet) {
         io.progress = show_progress;
-        io.progress_ud = (void *)o->name;
+        io.progress_ud = &pu;
+        io.progress_interval_s = o->progress_s > 0 ? o->progress_s : pu.tty ? 0.5 : 5.0; /* a log: every 5 s */
     }
     int irc = coil_ingest_file(st, r.e, r.tok, o->name, src, &io, &res, &err);
-    if (io.progress)
+    if (io.progress && pu.tty)
         fprintf(stderr, "\n");
     if (irc) {
         if (irc == COIL_EINTR && !o->quiet)
@@ -108,7 +126,12 @@ int cli_cmd_ingest(const cli_opts_t *o)
         rc = irc == COIL_EINTR ? 130 : 1;
         goto out;
     }
-    if (!o->quiet) {
+    if (res.already) {
+        if (!o->quiet)
+            printf("already ingested %s: %" PRId64 " tokens, %" PRId64 " bytes (same input, model and chunking; "
+                   "nothing to do)\n",
+                   o->name, res.tokens, res.bytes);
+    } else if (!o->quiet) {
         printf("ingested %s: %" PRId64 " tokens, %" PRId64 " bytes in %.2f s (%.0f tok/s)", o->name, res.tokens,
                res.bytes, res.seconds, res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0);
         if (res.resumed_at >= 0)
@@ -151,9 +174,8 @@ int cli_cmd_docs(const cli_opts_t *o)
 static int print_hit(const coil_store_hit_t *h, void *ud)
 {
     int *k = ud;
-    printf("%d. %s  chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
-           ")  score %.3f\n   %s\n",
-           ++*k, h->doc_name, h->seq, h->token_start, h->token_end, h->byte_start, h->byte_end, h->score, h->snippet);
+    cli_print_hit(++*k, h->doc_name, h->seq, h->token_start, h->token_end, h->byte_start, h->byte_end, h->score,
+                  h->snippet, h->marks, h->n_marks);
     return 0;
 }
 
@@ -171,7 +193,7 @@ int cli_cmd_search(const cli_opts_t *o)
     if (rc)
         return cli_fail(&err);
     if (k == 0)
-        printf("no matches\n");
+        printf(CLI_NO_MATCHES "\n");
     return 0;
 }
 
@@ -461,7 +483,7 @@ static int state_import(const cli_opts_t *o)
     char dims[512];
     coil_model_dims_json(r.m, dims, sizeof dims);
     int64_t pos = coil_state_position(r.st);
-    if (!(st = open_store(o, &err)) ||
+    if (!(st = open_store_ex(o, true, &err)) ||
         coil_store_model_ensure(st, coil_state_fingerprint(r.st), o->model ? o->model : "", dims, &model_id,
                                 &err) ||
         coil_store_doc_import(st, o->name, model_id, blob, len, coil_state_fingerprint(r.st), pos,
@@ -515,4 +537,24 @@ out:
     coil_store_close(&st);
     cli_rt_free(&r);
     return rc;
+}
+
+/* ---- check ------------------------------------------------------------------------------ */
+
+int cli_cmd_check(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    if (o->n_pos)
+        return cli_usage("check takes no arguments: coil check --db FILE");
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    int rc = coil_store_verify(st, &err);
+    coil_store_close(&st);
+    if (rc)
+        return cli_fail(&err);
+    if (!o->quiet)
+        printf("%s: ok (integrity_check, full-text index, every checkpoint's checksum, chunk grid, sessions)\n",
+               o->db);
+    return 0;
 }
