@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,8 +596,27 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
         rc = coil_err_set(err, COIL_EIO, "%s: %s", path, strerror(errno));
         goto out;
     }
+    struct stat fsb;
+    const bool is_regular = fstat(fd, &fsb) == 0 && S_ISREG(fsb.st_mode);
     for (int eof = 0; !eof;) {
-        ssize_t r = read(fd, piece, READ_PIECE);
+        /* A pipe or a terminal can keep us waiting: wait in short polls and look
+         * at the stop flag between them (the signal that set it may have been
+         * delivered to another thread, leaving this read() uninterrupted). */
+        ssize_t r = -1;
+        if (!is_regular) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int pr = poll(&pfd, 1, 200);
+            if (pr < 0 && errno != EINTR) {
+                rc = coil_err_set(err, COIL_EIO, "%s: poll: %s", path, strerror(errno));
+                goto out;
+            }
+            if (pr <= 0)
+                errno = EINTR; /* nothing yet: check the flag, then wait again */
+            else
+                r = read(fd, piece, READ_PIECE);
+        } else {
+            r = read(fd, piece, READ_PIECE);
+        }
         if (r < 0 && errno == EINTR) {
             if (opt && opt->stop && *opt->stop) { /* stopped while waiting for input (a pipe, a terminal) */
                 if (g.n_pend && (rc = commit(&g, err)))
