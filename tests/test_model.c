@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,9 +315,22 @@ START_TEST(test_published_configs)
                      COIL_EUNSUPPORTED);
     ck_assert_int_eq(parse_variant("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", &c, &err),
                      COIL_EUNSUPPORTED);
+    /* the documented maxima (src/model.h), each named */
     ck_assert_int_eq(parse_variant("\"num_hidden_layers\": 24", "\"num_hidden_layers\": 4097", &c, &err),
                      COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "4096"));
+    ck_assert_int_eq(parse_variant("\"state_size\": 16", "\"state_size\": 4097", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'state_size' = 4097 outside [1, 4096]"));
+    ck_assert_int_eq(parse_variant("\"conv_kernel\": 4", "\"conv_kernel\": 65", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'conv_kernel' = 65 outside [1, 64]"));
+    ck_assert_int_eq(parse_variant("\"vocab_size\": 50280", "\"vocab_size\": 16777217", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "16777216"));
+    ck_assert_int_eq(coil_model_config_parse("{\"hidden_size\": 1048577, \"num_hidden_layers\": 1, \"vocab_size\": 8}",
+                                             "cfg", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'hidden_size' = 1048577 outside [1, 1048576]"));
+    ck_assert_int_eq(coil_model_config_parse("{\"hidden_size\": 1048576, \"num_hidden_layers\": 1, \"vocab_size\": 8}",
+                                             "cfg", &c, &err), COIL_ECONFIG); /* expand 2: d_inner over the cap */
+    ck_assert_ptr_nonnull(strstr(err.msg, "expand x hidden_size"));
 
     /* state-spaces/mamba-130m (not -hf): mamba_ssm's config is named as such */
     ck_assert_int_eq(coil_model_config_parse("{\"d_model\": 768, \"n_layer\": 24, \"vocab_size\": 50277, \"ssm_cfg\": {},"
@@ -344,6 +358,17 @@ START_TEST(test_published_directories)
             snprintf(rel, sizeof rel, "models/%s/%s", names[k], beside[j]);
             ck_assert_msg(access(tu_data(rel), R_OK) == 0, "%s missing", rel);
         }
+        /* config.json has exactly the published key set */
+        snprintf(rel, sizeof rel, "models/%s/config.json", names[k]);
+        json_t *have = json_load_file(tu_data(rel), 0, NULL), *want = json_loads(published_130m, 0, NULL);
+        ck_assert_ptr_nonnull(have);
+        ck_assert_ptr_nonnull(want);
+        const char *key;
+        json_t *val;
+        json_object_foreach(want, key, val) ck_assert_msg(json_object_get(have, key), "%s: no '%s'", rel, key);
+        ck_assert_uint_eq(json_object_size(have), json_object_size(want));
+        json_decref(have);
+        json_decref(want);
         coil_model_t *m = coil_model_load(tu_data(strcat(strcpy(rel, "models/"), names[k])), &err);
         ck_assert_msg(m != NULL, "%s: %s", names[k], err.msg);
         const coil_model_config_t *c = coil_model_config(m);
@@ -397,7 +422,8 @@ START_TEST(test_weight_files)
     /* config.json that is a directory, has a NUL, or is over the documented size */
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    char *saved = tu_read(cfg, &(size_t){0});
+    size_t saved_len = 0;
+    char *saved = tu_read(cfg, &saved_len);
     ck_assert_ptr_nonnull(saved);
     unlink(cfg);
     ck_assert_int_eq(mkdir(cfg, 0755), 0);
@@ -416,8 +442,61 @@ START_TEST(test_weight_files)
     free(huge);
     ck_assert_int_eq(load_code(&err), COIL_ETOOBIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "maximum"));
-    ck_assert_int_eq(tu_write(cfg, saved, strlen(saved)), 0);
+    ck_assert_int_eq(tu_write(cfg, saved, saved_len), 0);
     free(saved);
+    /* a shard index over its documented maximum (a sparse file) */
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    ck_assert_int_eq(tu_write(p, "{", 1), 0);
+    ck_assert_int_eq(truncate(p, (off_t)COIL_MODEL_MAX_INDEX + 1), 0);
+    ck_assert_int_eq(load_code(&err), COIL_ETOOBIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model.safetensors.index.json"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "maximum"));
+    unlink(p);
+}
+END_TEST
+
+/* One tensor per shard: more shards than any fixed table would hold. */
+START_TEST(test_many_shards)
+{
+    coil_err_t err = {0};
+    char p[4096], q[4096];
+    tu_model_shape_t deep = small;
+    deep.n_layer = 30; /* 30 x 11 + 2 = 332 tensors */
+    deep.d_model = 16;
+    ck_assert_int_eq(tu_write_random_model(dir, &deep, 3), 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    coil_safetensors_t *st = coil_safetensors_open(p, &err);
+    ck_assert_ptr_nonnull(st);
+    size_t n = coil_safetensors_count(st), cap = 160 * n + 64, k = 0;
+    ck_assert_uint_gt(n, 300);
+    char *map = malloc(cap);
+    k += (size_t)snprintf(map + k, cap - k, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
+    for (size_t i = 0; i < n; i++) {
+        const coil_tensor_info_t *t = coil_safetensors_at(st, i);
+        char header[512], shape[128] = "";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        snprintf(header, sizeof header, "{\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[0,%zu]}}", t->name,
+                 coil_dtype_name(t->dtype), shape, t->nbytes);
+        snprintf(q, sizeof q, "%s/model-%05zu-of-%05zu.safetensors", dir, i + 1, n);
+        ck_assert_int_eq(tu_write_st_raw(q, header, t->data, t->nbytes), 0);
+        k += (size_t)snprintf(map + k, cap - k, "%s\"%s\": \"model-%05zu-of-%05zu.safetensors\"", i ? ", " : "", t->name,
+                              i + 1, n);
+    }
+    snprintf(map + k, cap - k, "}}");
+    coil_model_t *one = coil_model_load(dir, &err);
+    ck_assert_msg(one != NULL, "%s", err.msg);
+    uint64_t fp = coil_model_fingerprint(one);
+    coil_model_destroy(&one);
+    coil_safetensors_close(&st);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    ck_assert_int_eq(tu_write(p, map, strlen(map)), 0);
+    free(map);
+    coil_model_t *m = coil_model_load(dir, &err);
+    ck_assert_msg(m != NULL, "%zu shards: %s", n, err.msg);
+    ck_assert(coil_model_fingerprint(m) == fp); /* the same model as from one file */
+    coil_model_destroy(&m);
 }
 END_TEST
 
@@ -521,6 +600,7 @@ int main(void)
     tcase_add_test(tc, test_published_directories);
     tcase_add_test(tc, test_weight_files);
     tcase_add_test(tc, test_shard_index_details);
+    tcase_add_test(tc, test_many_shards);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

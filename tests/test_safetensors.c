@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -174,6 +175,16 @@ START_TEST(test_format_details)
     ck_assert_int_eq(open_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,4],\"data_offsets\":[0,16]}}",
                               d, 16, &err), COIL_EFORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "(max 8)"));
+    /* a header just over the documented maximum, in a (sparse) file long enough to hold it */
+    unsigned char le[8];
+    uint64_t h = COIL_ST_MAX_HEADER + 1;
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(h >> (8 * i));
+    ck_assert_int_eq(tu_write(path, le, 8), 0);
+    ck_assert_int_eq(truncate(path, (off_t)(COIL_ST_MAX_HEADER + 64)), 0);
+    ck_assert_ptr_null(coil_safetensors_open(path, &err));
+    ck_assert_int_eq(err.code, COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "100 MiB limit"));
 }
 END_TEST
 

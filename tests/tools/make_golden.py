@@ -124,7 +124,6 @@ def perturb(model, gen):
 # MambaConfig fields; there is no tie_word_embeddings: it defaults to true).
 def published_config(cfg):
     return {
-        "_name_or_path": "state-spaces/mamba-130m-hf",
         "architectures": ["MambaForCausalLM"],
         "bos_token_id": 0,
         "conv_kernel": cfg.conv_kernel,
