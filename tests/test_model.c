@@ -386,6 +386,11 @@ START_TEST(test_published_directories)
     ck_assert_ptr_nonnull(memmem(idx, n, "\"total_size\"", 12));
     ck_assert_ptr_null(memmem(idx, n, "total_parameters", 16));
     free(idx);
+    /* and HF's safetensors header: {"__metadata__":{"format":"pt"}, ...} */
+    char *st = tu_read(tu_data("models/published_sharded_shape/model-00001-of-00003.safetensors"), &n);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_ptr_nonnull(memmem(st, n < 4096 ? n : 4096, "{\"__metadata__\":{\"format\":\"pt\"}", 31));
+    free(st);
 }
 END_TEST
 
