@@ -45,6 +45,7 @@ static const char usage_text[] =
     "  score     (--session ID | --doc NAME) --text T            log-probs after a stored state\n"
     "  state     export | import                    states as files\n"
     "  check                                        verify the database, every checkpoint and the index\n"
+    "  ask       --doc NAME QUESTION [--strategy auto|state|reread|select]   answer by re-reading\n"
     "common: --model DIR  --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
     "remote: --connect tcp://HOST:PORT [--timeout S] runs ingest, docs, search, session, generate,\n"
     "        score and state against a coild server (no --db or --model)\n"
@@ -105,6 +106,20 @@ static const struct cmd_help {
               "       coil state import --db FILE --in FILE --name NAME [--replace]\n"
               "export writes the model state at a position as a checksummed blob; import makes it a complete\n"
               "document of the database (created if needed), for sessions and queries.\n"},
+    {"ask",
+     "usage: coil ask --db FILE (--doc NAME | --session ID) QUESTION [-n N] [--strategy S] [--evidence K]\n"
+     "                [--candidates M] [--budget T] [--answer TEXT] [--key K] [--temperature T] [--seed S]\n"
+     "Answers a question about a stored document and shows the evidence: the passages read.\n"
+     "  --strategy state    the document's end state, then the question\n"
+     "  --strategy reread   the end state, then the K passages (--evidence, default 3) that a search for the\n"
+     "                      question's words ranks best, re-read in document order, then the question\n"
+     "  --strategy select   M candidate passages (--candidates, default 4), each read with the question from a\n"
+     "                      fresh state; the one whose first answer tokens are the most confident answers\n"
+     "  --strategy auto     (the default) reread when passages match, else state\n"
+     "--budget T: at most T passage tokens re-read (default 2048, at most 8192), whatever the document's size.\n"
+     "-n N: answer tokens (default 16; greedy unless --temperature). --answer TEXT: score that answer instead\n"
+     "(its log-probability). The document never changes; --session ID asks a session and appends what was\n"
+     "read and answered to it (exactly once with --key K).\n"},
     {"check", "usage: coil check --db FILE\n"
               "Verifies the database: SQLite's integrity_check, the full-text index, every checkpoint's\n"
               "checksum and the chunk grid. Prints what it checked; exits 1 naming the first problem.\n"},
@@ -221,7 +236,8 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
         {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},       {"binary", 0, 0, 'B'},
-        {"progress", 1, 0, 'G'},
+        {"progress", 1, 0, 'G'},   {"strategy", 1, 0, 'Y'},  {"evidence", 1, 0, 'e'}, {"candidates", 1, 0, 'M'},
+        {"budget", 1, 0, 'U'},     {"answer", 1, 0, 'W'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -256,6 +272,20 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'K': o->skip_special = true; break;
         case 'h': o->help = true; break;
         case 'B': o->binary = true; break;
+        case 'Y': o->strategy = optarg; break;
+        case 'W': o->answer = optarg; break;
+        case 'e':
+            if (parse_i64(optarg, 1, 16, &o->evidence))
+                return cli_usage("--evidence: expected a passage count in [1, 16]");
+            break;
+        case 'M':
+            if (parse_i64(optarg, 1, 16, &o->candidates))
+                return cli_usage("--candidates: expected a count in [1, 16]");
+            break;
+        case 'U':
+            if (parse_i64(optarg, 1, 8192, &o->budget))
+                return cli_usage("--budget: expected a token count in [1, 8192]");
+            break;
         case 'G':
             if (parse_f64(optarg, &o->progress_s) || !(o->progress_s > 0 && o->progress_s <= 86400))
                 return cli_usage("--progress: expected seconds in (0, 86400]");
@@ -288,6 +318,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'T':
             if (parse_f64(optarg, &o->temperature) || o->temperature < 0)
                 return cli_usage("--temperature: expected a number >= 0");
+            o->temperature_set = true;
             break;
         case 'P':
             if (parse_f64(optarg, &o->top_p) || !(o->top_p > 0 && o->top_p <= 1))
@@ -703,7 +734,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"info", cmd_info, 0},          {"logits", cmd_logits, 0},       {"generate", cmd_generate, 0},
                 {"tokenize", cmd_tokenize, 0},  {"ingest", cli_cmd_ingest, 0},   {"docs", cli_cmd_docs, 0},
                 {"search", cli_cmd_search, 0},  {"session", cli_cmd_session, 1}, {"sessions", cli_cmd_sessions, 0},
-                {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1},     {"check", cli_cmd_check, 0}};
+                {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1},     {"check", cli_cmd_check, 0},
+                {"ask", cli_cmd_ask, 0}};
     cli_opts_t o;
     char *moved[64];
     /* `coil --connect EP cmd ...` == `coil cmd ... --connect EP` */

@@ -17,6 +17,8 @@
 typedef struct cli_opts {
     const char *model, *ids, *out, *in, *prompt, *backend, *db, *name, *file, *text, *session, *doc, *sync;
     const char *key; /* session append: request key (the append happens at most once) */
+    const char *strategy, *answer; /* ask */
+    int64_t evidence, candidates, budget; /* ask */
     const char *connect; /* --connect ENDPOINT: run against a coild server */
     const char *pos[CLI_MAX_POS]; /* positional arguments after the command (and sub-command) */
     int n_pos;
@@ -25,7 +27,7 @@ typedef struct cli_opts {
     double temperature, top_p;
     double progress_s; /* --progress S: seconds between progress lines in a log (0 = default) */
     uint64_t seed;
-    bool replace, append, decode, cascade, quiet, skip_special, help, binary;
+    bool replace, append, decode, cascade, quiet, skip_special, help, binary, temperature_set;
 } cli_opts_t;
 
 /* Model + engine + tokenizer (if DIR has tokenizer.json) + a zero state. */
@@ -80,6 +82,7 @@ int cli_cmd_sessions(const cli_opts_t *o);
 int cli_cmd_score(const cli_opts_t *o);
 int cli_cmd_state(const cli_opts_t *o);
 int cli_cmd_check(const cli_opts_t *o);
+int cli_cmd_ask(const cli_opts_t *o);
 /* generate --db with --session or --doc */
 int cli_cmd_generate_stored(const cli_opts_t *o);
 

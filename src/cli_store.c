@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ask.h"
 #include "ingest.h"
 #include "query.h"
 #include "store.h"
@@ -557,4 +559,139 @@ int cli_cmd_check(const cli_opts_t *o)
         printf("%s: ok (integrity_check, full-text index, every checkpoint's checksum, chunk grid, sessions)\n",
                o->db);
     return 0;
+}
+
+/* ---- ask -------------------------------------------------------------------------------- */
+
+static int print_answer_token(int32_t id, const char *text, size_t len, void *ud)
+{
+    (void)id;
+    (void)ud;
+    if (text && len)
+        cli_put_text(stdout, text, len);
+    fflush(stdout);
+    return 0;
+}
+
+int cli_cmd_ask(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    coil_ask_result_t res = {0};
+    int32_t *aids = NULL;
+    size_t na = 0;
+    void *blob = NULL;
+    if (o->n_pos != 1 || !!o->doc == !!o->session)
+        return cli_usage("ask needs --db FILE, one of --doc NAME and --session ID, and one QUESTION argument");
+    int strategy = o->strategy ? coil_ask_strategy_parse(o->strategy) : COIL_ASK_AUTO;
+    if (strategy < 0)
+        return cli_usage("--strategy: expected auto, state, reread or select");
+    if (o->answer && o->session)
+        return cli_usage("--answer scores an answer; it does not continue a session (drop --session or --answer)");
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)))
+        goto out;
+    if (o->answer && coil_tokenizer_encode(r.tok, o->answer, strlen(o->answer), &aids, &na, &err))
+        goto out;
+    if (o->answer && na == 0) {
+        coil_err_set(&err, COIL_EINVAL, "--answer encodes to no tokens");
+        goto out;
+    }
+    if (o->session && o->key) { /* asked before with this key: its answer, nothing appended again */
+        coil_store_request_info_t ri;
+        int frc = coil_store_request_find(st, o->key, o->session, &ri, &err);
+        if (frc != COIL_ENOTFOUND) {
+            if (frc)
+                goto out;
+            json_t *j = ri.result ? json_loads(ri.result, 0, NULL) : NULL;
+            const char *a = json_string_value(json_object_get(j, "answer"));
+            printf("answer: ");
+            cli_put_text(stdout, a ? a : "", a ? strlen(a) : 0);
+            printf("\n(already asked with this key: nothing appended again; session head %" PRId64 ")\n",
+                   ri.head_after);
+            json_decref(j);
+            free(ri.result);
+            rc = 0;
+            goto out;
+        }
+        coil_err_clear(&err);
+    }
+    coil_ask_options_t ao = {.strategy = strategy,
+                             .evidence_k = (int)o->evidence,
+                             .candidates_m = (int)o->candidates,
+                             .max_reread_tokens = o->budget,
+                             .n_new = o->answer ? 0 : o->n_new,
+                             .sampler = {.temperature = o->temperature_set ? (float)o->temperature : 0.0f,
+                                         .top_p = (float)o->top_p,
+                                         .seed = o->seed,
+                                         .n_valid = r.n_valid},
+                             .answer_ids = aids,
+                             .n_answer = na,
+                             .on_token = o->answer ? NULL : print_answer_token};
+    const char *q = o->pos[0];
+    if (!o->answer)
+        printf("answer: ");
+    fflush(stdout);
+    if (coil_ask(st, r.e, r.tok, o->session, o->doc, q, strlen(q), &ao, r.st, &res, &err)) {
+        if (!o->answer)
+            printf("\n");
+        goto out;
+    }
+    if (o->answer)
+        printf("answer logprob: %.6f (%zu tokens)", res.answer_logprob, na);
+    printf("\nstrategy: %s\n%s\n", coil_ask_strategy_name(res.strategy), res.why);
+    if (res.fts_query[0])
+        printf("search: %s\n", res.fts_query);
+    for (size_t i = 0; i < res.n_evidence; i++) {
+        const coil_ask_evidence_t *ev = &res.evidence[i];
+        printf("evidence %zu: chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
+               ")  bm25 %.3f",
+               i + 1, ev->seq, ev->token_start, ev->token_end, ev->byte_start, ev->byte_end, ev->bm25);
+        if (!isnan(ev->entropy))
+            printf("  entropy %.3f", ev->entropy);
+        printf("%s\n   ", ev->chosen ? (res.strategy == COIL_ASK_SELECT ? "  (answered)" : "  (re-read)") : "");
+        cli_put_text(stdout, ev->snippet, strlen(ev->snippet));
+        printf("\n");
+    }
+    if (o->session && res.n_fed) {
+        /* the session's timeline gains what its state read: passages, question, answer */
+        size_t bs = coil_state_blob_size(r.st), tl = 0;
+        char *text = NULL, *reply = NULL;
+        if (coil_tokenizer_decode(r.tok, res.answer, (size_t)res.n_answer, 0, &text, &tl, &err))
+            goto out;
+        json_t *j = json_pack("{s:s%, s:I}", "answer", text, tl, "appended", (json_int_t)res.n_fed);
+        free(text);
+        reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        coil_store_request_t rq = {.key = o->key, .result = reply};
+        if (!reply || !(blob = malloc(bs))) {
+            free(reply);
+            coil_err_set(&err, COIL_ENOMEM, "out of memory");
+            goto out;
+        }
+        coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
+                                .data = blob, .size = bs};
+        int arc = coil_state_serialize(r.st, blob, bs, &err) ||
+                  coil_store_session_append(st, o->session, res.fed, res.n_fed, &ck, o->key ? &rq : NULL, &err);
+        free(reply);
+        if (arc)
+            goto out;
+        if (!o->quiet)
+            printf("%s: appended %zu tokens, head %" PRId64 "\n", o->session, res.n_fed, ck.position);
+    }
+    if (!o->quiet)
+        printf("read %" PRId64 " passage tokens in %.3f s\n", res.reread_tokens, res.seconds);
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(blob);
+    free(aids);
+    coil_ask_result_free(&res);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
 }
