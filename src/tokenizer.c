@@ -475,24 +475,32 @@ static int bytelevel_decode_token(coil_tokenizer_t *t, const char *s, size_t n, 
                                   size_t *len)
 {
     const uint8_t *u = (const uint8_t *)s;
-    uint8_t tmp[256];
     size_t k = 0, i = 0;
     int ok = t->decoder == TK_DEC_BYTELEVEL;
+    /* At most one byte per character: decode straight into the arena (s
+     * never points into the arena, which the reserve may move). */
     while (ok && i < n) {
         uint32_t cp;
         i += tk_utf8_decode(u, i, &cp);
-        int b = unicode_to_byte(t, cp);
-        if (b < 0 || k >= sizeof tmp)
-            ok = 0;
-        else
-            tmp[k++] = (uint8_t)b;
+        ok = unicode_to_byte(t, cp) >= 0;
     }
     if (!ok) {
         *len = n;
         return arena_add(t, s, n, off);
     }
+    if (tk_buf_reserve(&t->arena, n + 1))
+        return COIL_ENOMEM;
+    *off = t->arena.len;
+    uint8_t *dst = t->arena.data + t->arena.len;
+    for (i = 0; i < n;) {
+        uint32_t cp;
+        i += tk_utf8_decode(u, i, &cp);
+        dst[k++] = (uint8_t)unicode_to_byte(t, cp);
+    }
+    dst[k] = 0;
+    t->arena.len += k + 1;
     *len = k;
-    return arena_add(t, tmp, k, off);
+    return 0;
 }
 
 /* Adds an id with its token string (decode form computed here). */
@@ -837,7 +845,9 @@ static int bpe_word(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *w, si
         if (id >= 0)
             return tk_ids_append(out, &id, 1);
     }
-    if (n > INT32_MAX / 2 || ctx_grow_word(c, n))
+    if (n > COIL_TOKENIZER_MAX_WORD)
+        return COIL_ETOOBIG;
+    if (ctx_grow_word(c, n))
         return COIL_ENOMEM;
     int32_t *id = c->sym_id, *prev = c->sym_prev, *next = c->sym_next;
     size_t m = 0;
@@ -1152,8 +1162,16 @@ fail:
     tk_ctx_free(&ctx);
     if (rc)
         return coil_err_set(err, rc, "tokenizer: encoding %zu bytes failed: %s", len,
-                            coil_strerror(rc));
+                            tk_encode_errstr(rc));
     return 0;
+}
+
+const char *tk_encode_errstr(int rc)
+{
+    if (rc == COIL_ETOOBIG)
+        return "a pre-token (a run the GPT-2 split keeps whole) is over "
+               "COIL_TOKENIZER_MAX_WORD (1 GiB)";
+    return coil_strerror(rc);
 }
 
 /* ---- decoding ------------------------------------------------------------ */
@@ -1515,7 +1533,8 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
     size_t n = json_array_size(merges), i;
     json_t *m;
     const char *arena;
-    char buf[1024];
+    tk_buf_t joined = {0}; /* a + b, grown to the longest merge */
+    int rc = 0;
 
     t->merge_cap = pow2_at_least(n * 2 + 1);
     t->merge_shift = 64;
@@ -1530,14 +1549,18 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
         const char *a, *b;
         size_t la, lb;
         if (json_is_string(m)) {
-            const char *s = json_string_value(m), *sp = strchr(s, ' ');
-            if (!sp || strchr(sp + 1, ' '))
-                return coil_err_set(err, COIL_EFORMAT, "%s: merge %zu \"%s\" is not \"a b\"",
-                                    path, i, s);
+            const char *s = json_string_value(m);
+            size_t sl = json_string_length(m);
+            const char *sp = memchr(s, ' ', sl);
+            if (!sp || memchr(sp + 1, ' ', sl - (size_t)(sp + 1 - s))) {
+                rc = coil_err_set(err, COIL_EFORMAT, "%s: merge %zu \"%.64s%s\" is not \"a b\"",
+                                  path, i, s, sl > 64 ? "..." : "");
+                break;
+            }
             a = s;
             la = (size_t)(sp - s);
             b = sp + 1;
-            lb = strlen(b);
+            lb = sl - la - 1;
         } else if (json_is_array(m) && json_array_size(m) == 2 &&
                    json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
             a = json_string_value(json_array_get(m, 0));
@@ -1545,21 +1568,26 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
             la = json_string_length(json_array_get(m, 0));
             lb = json_string_length(json_array_get(m, 1));
         } else {
-            return coil_err_set(err, COIL_EFORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]",
-                                path, i);
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]",
+                              path, i);
+            break;
         }
-        if (la + lb >= sizeof buf)
-            return coil_err_set(err, COIL_ETOOBIG, "%s: merge %zu is too long", path, i);
+        joined.len = 0;
+        if (tk_buf_append(&joined, a, la) || tk_buf_append(&joined, b, lb)) {
+            rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory for merge %zu", path, i);
+            break;
+        }
         arena = (const char *)t->arena.data;
         int32_t ia = tk_strmap_get(&t->vocab, arena, a, la);
         int32_t ib = tk_strmap_get(&t->vocab, arena, b, lb);
-        memcpy(buf, a, la);
-        memcpy(buf + la, b, lb);
-        int32_t im = tk_strmap_get(&t->vocab, arena, buf, la + lb);
-        if (ia < 0 || ib < 0 || im < 0)
-            return coil_err_set(err, COIL_EFORMAT,
-                                "%s: merge %zu (%.*s %.*s): token missing from the vocab", path,
-                                i, (int)la, a, (int)lb, b);
+        int32_t im = tk_strmap_get(&t->vocab, arena, (const char *)joined.data, la + lb);
+        if (ia < 0 || ib < 0 || im < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT,
+                              "%s: merge %zu (%.*s%s %.*s%s): token missing from the vocab",
+                              path, i, (int)(la > 64 ? 64 : la), a, la > 64 ? "..." : "",
+                              (int)(lb > 64 ? 64 : lb), b, lb > 64 ? "..." : "");
+            break;
+        }
         uint64_t key = pair_key(ia, ib);
         size_t mask = t->merge_cap - 1;
         for (size_t s = pair_slot(key, t->merge_shift);; s = (s + 1) & mask) {
@@ -1574,7 +1602,8 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
             }
         }
     }
-    return 0;
+    free(joined.data);
+    return rc;
 }
 
 /* Checked first so that a WordPiece/Unigram file is reported as such. */
@@ -1632,9 +1661,14 @@ static int parse_model(coil_tokenizer_t *t, json_t *m, const char *path, coil_er
     json_object_foreach(vocab, key, v) {
         json_int_t id = json_integer_value(v);
         size_t n = strlen(key), off;
-        if (!json_is_integer(v) || id < 0 || id >= INT32_MAX)
-            return coil_err_set(err, COIL_EFORMAT, "%s: vocab entry \"%s\" has a bad id", path,
-                                key);
+        if (!json_is_integer(v) || id < 0)
+            return coil_err_set(err, COIL_EFORMAT, "%s: vocab entry \"%.64s\" has a bad id",
+                                path, key);
+        if (id > COIL_TOKENIZER_MAX_ID)
+            return coil_err_set(err, COIL_EFORMAT,
+                                "%s: vocab entry \"%.64s\" has id %lld, over the maximum %d "
+                                "(COIL_TOKENIZER_MAX_ID)", path, key, (long long)id,
+                                COIL_TOKENIZER_MAX_ID);
         if (set_entry(t, (int32_t)id, key, n, 0, 0))
             return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
         off = t->ent[id].str_off;
@@ -1671,9 +1705,14 @@ static int parse_added(coil_tokenizer_t *t, json_t *arr, const char *path, coil_
         json_t *idv = json_object_get(a, "id");
         const char *content = jstr(a, "content");
         json_int_t id = json_integer_value(idv);
-        if (!content || !json_is_integer(idv) || id < 0 || id >= INT32_MAX)
+        if (!content || !json_is_integer(idv) || id < 0)
             return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu] needs id and content",
                                 path, i);
+        if (id > COIL_TOKENIZER_MAX_ID)
+            return coil_err_set(err, COIL_EFORMAT,
+                                "%s: added_tokens[%zu] has id %lld, over the maximum %d "
+                                "(COIL_TOKENIZER_MAX_ID)", path, i, (long long)id,
+                                COIL_TOKENIZER_MAX_ID);
         int special = jbool(a, "special", 0);
         int normalized = jbool(a, "normalized", !special);
         int lstrip = jbool(a, "lstrip", 0), rstrip = jbool(a, "rstrip", 0);

@@ -30,6 +30,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Limits.  Tokens, merges and added tokens may be of any length.  Ids in
+ * tokenizer.json are at most COIL_TOKENIZER_MAX_ID (2^21 - 1, 8x the largest
+ * published vocabularies; the per-id table is sized by the largest id); a
+ * larger one is COIL_EFORMAT naming it.  One pre-token (a piece
+ * the GPT-2 split keeps whole, e.g. a run of tabs) is at most
+ * COIL_TOKENIZER_MAX_WORD bytes; a longer one fails the encode with
+ * COIL_ETOOBIG naming this limit. */
+#define COIL_TOKENIZER_MAX_ID 2097151
+#define COIL_TOKENIZER_MAX_WORD 1073741824u
+
 typedef struct coil_tokenizer coil_tokenizer_t;
 typedef struct coil_tokenizer_stream coil_tokenizer_stream_t;
 typedef struct coil_detok coil_detok_t;

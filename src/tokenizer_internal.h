@@ -121,6 +121,8 @@ int tk_buf_append(tk_buf_t *b, const void *src, size_t n);
 int tk_ids_reserve(tk_ids_t *v, size_t extra);
 int tk_ids_append(tk_ids_t *v, const int32_t *ids, size_t n);
 int tk_ids_take(tk_ids_t *v, int32_t **out, size_t *n);
+/* What an encode error code means here (names the limit for COIL_ETOOBIG). */
+const char *tk_encode_errstr(int rc);
 
 /* Classifies the UTF-8 sequence at s[i] (i < n): TK_UTF8_VALID (*len its
  * length), TK_UTF8_INVALID (*len the maximal invalid subpart, >= 1) or

@@ -1,9 +1,11 @@
 /* test_tokenizer.c -- parity of the tokenizer with Hugging Face `tokenizers`.
  *
  * Fixtures (tests/data/tokenizer, made by tests/tools/make_tokenizer_golden.py):
- * tokenizer.json, a GPT-NeoX-style byte-level BPE, and golden.json with the
- * ids and decoded text `tokenizers` gives for each corpus case, plus
- * pipeline variants expressed as patches to tokenizer.json.
+ * tokenizer.json, a small GPT-NeoX-style byte-level BPE, and golden.json with
+ * the ids and decoded text `tokenizers` gives for each corpus case, plus
+ * pipeline variants expressed as patches to tokenizer.json; neox/ holds the
+ * same for a tokenizer in the GPT-NeoX-20B shape (50,277 ids, whitespace-run
+ * merges up to 512 characters), with decode cases for its longest tokens.
  */
 #include "tokenizer.h"
 
@@ -16,6 +18,15 @@
 #include <unistd.h>
 
 static char g_tok_path[4096], g_golden_path[4096];
+static char g_neox_path[4096], g_neox_golden_path[4096];
+
+/* Sizes of the golden files, asserted exactly (README quotes them). */
+#define BASE_CASES 184
+#define BASE_VARIANTS 7
+#define NEOX_CASES 111
+#define NEOX_DECODE_CASES 9
+#define NEOX_VARIANTS 1
+#define NEOX_IDS 50277
 
 static void setup_paths(void)
 {
@@ -24,6 +35,8 @@ static void setup_paths(void)
         d = "tests/data";
     snprintf(g_tok_path, sizeof g_tok_path, "%s/tokenizer/tokenizer.json", d);
     snprintf(g_golden_path, sizeof g_golden_path, "%s/tokenizer/golden.json", d);
+    snprintf(g_neox_path, sizeof g_neox_path, "%s/tokenizer/neox/tokenizer.json", d);
+    snprintf(g_neox_golden_path, sizeof g_neox_golden_path, "%s/tokenizer/neox/golden.json", d);
 }
 
 static json_t *load_json(const char *path)
@@ -34,12 +47,17 @@ static json_t *load_json(const char *path)
     return j;
 }
 
-static coil_tokenizer_t *load_tok(void)
+static coil_tokenizer_t *load_tok_path(const char *path)
 {
     coil_err_t err;
-    coil_tokenizer_t *t = coil_tokenizer_load(g_tok_path, &err);
+    coil_tokenizer_t *t = coil_tokenizer_load(path, &err);
     ck_assert_msg(t != NULL, "load: %s", err.msg);
     return t;
+}
+
+static coil_tokenizer_t *load_tok(void)
+{
+    return load_tok_path(g_tok_path);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -126,8 +144,9 @@ static void apply_patch(json_t *root, json_t *patch)
     const char *key;
     json_t *v;
     json_object_foreach(patch, key, v) {
+        json_t *model = json_object_get(root, "model");
         if (strcmp(key, "ignore_merges") == 0) {
-            json_object_set(json_object_get(root, "model"), key, v);
+            json_object_set(model, key, v);
         } else if (strcmp(key, "merges_as_arrays") == 0) {
             json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
             size_t i;
@@ -143,17 +162,22 @@ static void apply_patch(json_t *root, json_t *patch)
     }
 }
 
-/* Loads tokenizer.json with patch applied (NULL tokenizer + err on failure). */
-static coil_tokenizer_t *load_patched(json_t *patch, coil_err_t *err)
+/* Loads a tokenizer.json with patch applied (NULL tokenizer + err on failure). */
+static coil_tokenizer_t *load_patched_path(const char *tok_path, json_t *patch, coil_err_t *err)
 {
     char path[64];
-    json_t *root = load_json(g_tok_path);
+    json_t *root = load_json(tok_path);
     apply_patch(root, patch);
     write_temp_json(root, path, sizeof path);
     json_decref(root);
     coil_tokenizer_t *t = coil_tokenizer_load(path, err);
     unlink(path);
     return t;
+}
+
+static coil_tokenizer_t *load_patched(json_t *patch, coil_err_t *err)
+{
+    return load_patched_path(g_tok_path, patch, err);
 }
 
 /* Deterministic PRNG (splitmix64). */
@@ -168,9 +192,9 @@ static uint64_t rnd(void)
 
 /* A multi-MB document mixing all corpus cases, random byte slices of them
  * (which cut UTF-8 sequences and added tokens) and added tokens. */
-static char *build_document(size_t target, size_t *len)
+static char *build_document_from(const char *golden, size_t target, size_t *len)
 {
-    json_t *g = load_json(g_golden_path), *cases = json_object_get(g, "cases");
+    json_t *g = load_json(golden), *cases = json_object_get(g, "cases");
     size_t nc = json_array_size(cases), n = 0, cap = target + 70000;
     char *doc = malloc(cap);
     static const char *extra[] = {"<|endoftext|>", "<|padding|>", "MAMBA", " <mask> ", "zork",
@@ -197,6 +221,11 @@ static char *build_document(size_t target, size_t *len)
     json_decref(g);
     *len = n;
     return doc;
+}
+
+static char *build_document(size_t target, size_t *len)
+{
+    return build_document_from(g_golden_path, target, len);
 }
 
 /* Streams doc through tok with random piece sizes (1-byte pieces for the
@@ -279,34 +308,63 @@ static void check_stream(const coil_tokenizer_t *tok, const char *doc, size_t le
 
 /* ---- tests --------------------------------------------------------------- */
 
-START_TEST(test_golden_cases)
+static void assert_text_eq(const char *what, const char *got, size_t n, json_t *want)
 {
-    coil_tokenizer_t *tok = load_tok();
-    json_t *g = load_json(g_golden_path), *cases = json_object_get(g, "cases"), *c;
+    ck_assert_msg(n == json_string_length(want) && memcmp(got, json_string_value(want), n) == 0,
+                  "%s differs: got %zu bytes \"%.200s\", want %zu", what, n, got,
+                  json_string_length(want));
+}
+
+/* Every golden case: ids equal, decode (with and without specials) equal,
+ * and the raw token lengths add up to the decoded length where no U+FFFD
+ * was introduced by the decoder. */
+static void check_golden(const char *tok_path, const char *golden_path, size_t want_cases)
+{
+    coil_tokenizer_t *tok = load_tok_path(tok_path);
+    json_t *g = load_json(golden_path), *cases = json_object_get(g, "cases"), *c;
     size_t i;
     coil_err_t err;
-    ck_assert_uint_gt(json_array_size(cases), 30);
+    ck_assert_uint_eq(json_array_size(cases), want_cases);
     json_array_foreach(cases, i, c) {
         const char *name = json_string_value(json_object_get(c, "name"));
         size_t len, n, tl;
-        char *text = case_text(c, &len), *dec;
+        char *text = case_text(c, &len), *dec, what[160];
         int32_t *ids;
         ck_assert_int_eq(coil_tokenizer_encode(tok, text, len, &ids, &n, &err), 0);
         assert_ids_eq(name, ids, n, json_object_get(c, "ids"));
         ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
-        json_t *want = json_object_get(c, "decoded");
-        ck_assert_msg(tl == json_string_length(want) &&
-                          memcmp(dec, json_string_value(want), tl) == 0,
-                      "%s: decode differs: got \"%s\"", name, dec);
+        snprintf(what, sizeof what, "%s: decode", name);
+        assert_text_eq(what, dec, tl, json_object_get(c, "decoded"));
         free(dec);
         ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 1, &dec, &tl, &err), 0);
-        want = json_object_get(c, "decoded_skip");
-        ck_assert_msg(tl == json_string_length(want) &&
-                          memcmp(dec, json_string_value(want), tl) == 0,
-                      "%s: decode(skip_special) differs: got \"%s\"", name, dec);
+        snprintf(what, sizeof what, "%s: decode(skip_special)", name);
+        assert_text_eq(what, dec, tl, json_object_get(c, "decoded_skip"));
         free(dec);
         free(ids);
         free(text);
+    }
+    /* Decode-only cases: ids given, text wanted (the longest tokens). */
+    json_t *dcases = json_object_get(g, "decode_cases");
+    json_array_foreach(dcases, i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        json_t *jids = json_object_get(c, "ids"), *id;
+        size_t n = json_array_size(jids), k, tl, sum = 0;
+        int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+        char *dec, what[160];
+        json_array_foreach(jids, k, id) {
+            ids[k] = (int32_t)json_integer_value(id);
+            sum += coil_tokenizer_token_len(tok, ids[k]);
+        }
+        ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
+        snprintf(what, sizeof what, "%s: decode", name);
+        assert_text_eq(what, dec, tl, json_object_get(c, "decoded"));
+        ck_assert_msg(sum == tl, "%s: token lengths sum to %zu, decoded %zu", name, sum, tl);
+        free(dec);
+        ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 1, &dec, &tl, &err), 0);
+        snprintf(what, sizeof what, "%s: decode(skip_special)", name);
+        assert_text_eq(what, dec, tl, json_object_get(c, "decoded_skip"));
+        free(dec);
+        free(ids);
     }
     json_decref(g);
     coil_tokenizer_destroy(&tok);
@@ -314,17 +372,33 @@ START_TEST(test_golden_cases)
     coil_tokenizer_destroy(&tok); /* NULL-safe */
     coil_tokenizer_destroy(NULL);
 }
+
+START_TEST(test_golden_cases)
+{
+    check_golden(g_tok_path, g_golden_path, BASE_CASES);
+}
 END_TEST
 
-START_TEST(test_variants)
+START_TEST(test_neox_golden_cases)
 {
-    json_t *g = load_json(g_golden_path), *vars = json_object_get(g, "variants"), *v;
+    check_golden(g_neox_path, g_neox_golden_path, NEOX_CASES);
+    json_t *g = load_json(g_neox_golden_path);
+    ck_assert_uint_eq(json_array_size(json_object_get(g, "decode_cases")), NEOX_DECODE_CASES);
+    json_decref(g);
+}
+END_TEST
+
+/* Every variant: ids equal to `tokenizers` with the patch applied, and the
+ * stream agrees. */
+static void check_variants(const char *tok_path, const char *golden_path, size_t want_variants)
+{
+    json_t *g = load_json(golden_path), *vars = json_object_get(g, "variants"), *v;
     size_t i;
     coil_err_t err;
-    ck_assert_uint_ge(json_array_size(vars), 6);
+    ck_assert_uint_eq(json_array_size(vars), want_variants);
     json_array_foreach(vars, i, v) {
         const char *vname = json_string_value(json_object_get(v, "name"));
-        coil_tokenizer_t *tok = load_patched(json_object_get(v, "patch"), &err);
+        coil_tokenizer_t *tok = load_patched_path(tok_path, json_object_get(v, "patch"), &err);
         ck_assert_msg(tok != NULL, "variant %s: %s", vname, err.msg);
         json_t *cases = json_object_get(v, "cases"), *c;
         size_t k;
@@ -345,6 +419,49 @@ START_TEST(test_variants)
         coil_tokenizer_destroy(&tok);
     }
     json_decref(g);
+}
+
+START_TEST(test_variants)
+{
+    check_variants(g_tok_path, g_golden_path, BASE_VARIANTS);
+}
+END_TEST
+
+START_TEST(test_neox_variants)
+{
+    check_variants(g_neox_path, g_neox_golden_path, NEOX_VARIANTS);
+}
+END_TEST
+
+/* The NeoX-20B shape: ids, specials and NeoX's added space tokens. */
+START_TEST(test_neox_shape)
+{
+    coil_tokenizer_t *tok = load_tok_path(g_neox_path);
+    char spaces[25];
+    ck_assert_uint_eq(coil_tokenizer_vocab_size(tok), NEOX_IDS);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<|endoftext|>"), 0);
+    ck_assert_int_eq(coil_tokenizer_token_id(tok, "<|padding|>"), 1);
+    for (int k = 24; k >= 2; k--) {
+        memset(spaces, ' ', (size_t)k);
+        spaces[k] = 0;
+        ck_assert_int_eq(coil_tokenizer_token_id(tok, spaces), 50254 + 24 - k);
+        ck_assert_uint_eq(coil_tokenizer_token_len(tok, 50254 + 24 - k), (size_t)k);
+    }
+    /* the merge of two 256-space runs: 512 "Ġ" (1,024 bytes) */
+    char *g512 = malloc(1025);
+    for (int k = 0; k < 512; k++)
+        memcpy(g512 + 2 * k, "\xc4\xa0", 2);
+    g512[1024] = 0;
+    int32_t id = coil_tokenizer_token_id(tok, g512);
+    ck_assert_int_ge(id, 2);
+    ck_assert_uint_eq(coil_tokenizer_token_len(tok, id), 512);
+    free(g512);
+    /* streaming == whole on a document of NeoX cases (long whitespace runs) */
+    size_t len;
+    char *doc = build_document_from(g_neox_golden_path, 1u << 20, &len);
+    check_stream(tok, doc, len, 4321, 0);
+    free(doc);
+    coil_tokenizer_destroy(&tok);
 }
 END_TEST
 
@@ -602,6 +719,91 @@ START_TEST(test_errors)
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
                       "\"merges\": [\"a b\"]}}",
                       COIL_EFORMAT, "merge 0");
+    /* ids: a documented maximum, named in the error */
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2097152}, "
+                      "\"merges\": []}}",
+                      COIL_EFORMAT, "COIL_TOKENIZER_MAX_ID");
+    expect_load_error("{\"added_tokens\": [{\"id\": 3000000000, \"content\": \"x\"}]}",
+                      COIL_EFORMAT, "COIL_TOKENIZER_MAX_ID");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+                      "\"merges\": [\"a a a\"]}}",
+                      COIL_EFORMAT, "is not \"a b\"");
+}
+END_TEST
+
+/* Tokens, merges and added tokens of any length, in both merge forms: "a"
+ * runs of 2^k made by merging two 2^(k-1) runs up to 8192 (16 KiB merged),
+ * and a 10,000-character added token (expected ids from `tokenizers`). */
+START_TEST(test_long_tokens)
+{
+    for (int arrays = 0; arrays < 2; arrays++) {
+        json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
+        char *run = malloc(10001);
+        memset(run, 'a', 8192);
+        json_object_set_new(vocab, "a", json_integer(0));
+        json_object_set_new(vocab, "b", json_integer(1));
+        for (int k = 1; k <= 13; k++) {
+            size_t h = (size_t)1 << (k - 1);
+            run[2 * h] = 0; /* the 2^k run */
+            json_object_set_new(vocab, run, json_integer(k + 1));
+            run[2 * h] = 'a';
+            if (arrays) {
+                json_array_append_new(merges, json_pack("[s#s#]", run, (int)h, run, (int)h));
+            } else {
+                char *m = malloc(2 * h + 2);
+                memcpy(m, run, h);
+                m[h] = ' ';
+                memcpy(m + h + 1, run, h);
+                m[2 * h + 1] = 0;
+                json_array_append_new(merges, json_string(m));
+                free(m);
+            }
+        }
+        memset(run, 'b', 10000);
+        run[10000] = 0;
+        json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b}", "id", 15, "content", run,
+                                               "special", 0, "normalized", 0));
+        json_t *root = json_pack(
+            "{s:o, s:{s:s, s:b, s:b}, s:{s:s}, s:{s:s, s:o, s:o}}", "added_tokens", added,
+            "pre_tokenizer", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1,
+            "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab", vocab, "merges",
+            merges);
+        char path[64];
+        coil_err_t err;
+        write_temp_json(root, path, sizeof path);
+        json_decref(root);
+        coil_tokenizer_t *tok = coil_tokenizer_load(path, &err);
+        unlink(path);
+        ck_assert_msg(tok != NULL, "long tokens (%s merges): %s", arrays ? "array" : "string",
+                      err.msg);
+        static const struct {
+            char ch;
+            size_t n;
+            int32_t ids[3];
+            size_t nids;
+        } cases[] = {{'a', 8192, {14}, 1}, {'a', 8193, {14, 0}, 2},
+                     {'a', 12289, {14, 13, 0}, 3}, {'b', 10002, {15, 1, 1}, 3}};
+        char *text = malloc(12289);
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            int32_t *ids;
+            size_t n, tl;
+            char *dec;
+            memset(text, cases[c].ch, cases[c].n);
+            ck_assert_int_eq(coil_tokenizer_encode(tok, text, cases[c].n, &ids, &n, &err), 0);
+            ck_assert_uint_eq(n, cases[c].nids);
+            ck_assert(memcmp(ids, cases[c].ids, n * sizeof *ids) == 0);
+            ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
+            ck_assert_uint_eq(tl, cases[c].n);
+            ck_assert(memcmp(dec, text, tl) == 0);
+            free(dec);
+            free(ids);
+        }
+        ck_assert_uint_eq(coil_tokenizer_token_len(tok, 14), 8192);
+        ck_assert_uint_eq(coil_tokenizer_token_len(tok, 15), 10000);
+        free(text);
+        free(run);
+        coil_tokenizer_destroy(&tok);
+    }
 }
 END_TEST
 
@@ -616,12 +818,16 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_golden_cases);
     tcase_add_test(tc, test_variants);
+    tcase_add_test(tc, test_neox_golden_cases);
+    tcase_add_test(tc, test_neox_variants);
+    tcase_add_test(tc, test_neox_shape);
     tcase_add_test(tc, test_queries);
     tcase_add_test(tc, test_stream_whole_equivalence);
     tcase_add_test(tc, test_stream_edges);
     tcase_add_test(tc, test_bytes_tokenizer);
     tcase_add_test(tc, test_detok);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_long_tokens);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
