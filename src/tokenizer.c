@@ -1592,8 +1592,10 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
         size_t mask = t->merge_cap - 1;
         for (size_t s = pair_slot(key, t->merge_shift);; s = (s + 1) & mask) {
             tk_merge_t *e = &t->merges[s];
-            if (e->key == key)
-                break; /* duplicate merge: the first (lowest rank) wins */
+            if (e->key == key) { /* duplicate merge: the last one's rank wins, as in */
+                e->rank = (int32_t)i; /* `tokenizers` (its merge map is collected in order) */
+                break;
+            }
             if (e->key == UINT64_MAX) {
                 e->key = key;
                 e->rank = (int32_t)i;

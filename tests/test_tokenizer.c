@@ -807,6 +807,41 @@ START_TEST(test_long_tokens)
 }
 END_TEST
 
+/* A merge listed twice takes the rank of its last occurrence, as in
+ * `tokenizers` ("a b","b c","a b": "abc" is a + bc; ids from `tokenizers`). */
+START_TEST(test_duplicate_merges)
+{
+    static const char *lists[] = {"[\"a b\", \"b c\"]", "[\"a b\", \"b c\", \"a b\"]",
+                                  "[\"b c\", \"a b\", \"b c\"]"};
+    static const int32_t want[3][2] = {{3, 2}, {0, 4}, {3, 2}};
+    for (int k = 0; k < 3; k++) {
+        char js[512], path[64];
+        json_error_t je;
+        coil_err_t err;
+        int32_t *ids;
+        size_t n;
+        snprintf(js, sizeof js,
+                 "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false},"
+                 " \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\","
+                 " \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"bc\": 4},"
+                 " \"merges\": %s}}", lists[k]);
+        json_t *root = json_loads(js, 0, &je);
+        ck_assert_msg(root != NULL, "%s", je.text);
+        write_temp_json(root, path, sizeof path);
+        json_decref(root);
+        coil_tokenizer_t *tok = coil_tokenizer_load(path, &err);
+        unlink(path);
+        ck_assert_msg(tok != NULL, "%s", err.msg);
+        ck_assert_int_eq(coil_tokenizer_encode(tok, "abc", 3, &ids, &n, &err), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_msg(ids[0] == want[k][0] && ids[1] == want[k][1], "merges %s: got %d %d",
+                      lists[k], ids[0], ids[1]);
+        free(ids);
+        coil_tokenizer_destroy(&tok);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -828,6 +863,7 @@ int main(void)
     tcase_add_test(tc, test_detok);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_long_tokens);
+    tcase_add_test(tc, test_duplicate_merges);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
