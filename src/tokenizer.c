@@ -1031,7 +1031,15 @@ static int pretokenize(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *s,
         return bpe_cached(t, c, s, n, out);
     for (size_t i = 0; i < n;) {
         size_t j = tk_gpt2_next(s, n, i);
-        int rc = bpe_cached(t, c, s + i, j - i, out);
+        int rc;
+        if (t->prefix_pieces && s[i] != ' ') {
+            c->tmp.len = 0;
+            if (tk_buf_append(&c->tmp, " ", 1) || tk_buf_append(&c->tmp, s + i, j - i))
+                return COIL_ENOMEM;
+            rc = bpe_cached(t, c, c->tmp.data, c->tmp.len, out);
+        } else {
+            rc = bpe_cached(t, c, s + i, j - i, out);
+        }
         if (rc)
             return rc;
         i = j;
@@ -1404,12 +1412,17 @@ static int parse_pretokenizer(coil_tokenizer_t *t, json_t *p, const char *path, 
                     return coil_err_set(err, COIL_EUNSUPPORTED,
                                         "%s: pre_tokenizer Split behavior %s/invert is not "
                                         "supported (only Isolated)", path, beh ? beh : "?");
-                if (jbool(bl, "use_regex", 1) != 0 || jbool(bl, "add_prefix_space", 1) != 0)
+                int aps = jbool(bl, "add_prefix_space", 1);
+                if (aps < 0)
+                    return coil_err_set(err, COIL_EFORMAT, "%s: ByteLevel flags must be booleans",
+                                        path);
+                if (jbool(bl, "use_regex", 1) != 0)
                     return coil_err_set(err, COIL_EUNSUPPORTED,
                                         "%s: pre_tokenizer Split+ByteLevel needs ByteLevel "
-                                        "use_regex=false add_prefix_space=false", path);
+                                        "use_regex=false", path);
                 t->use_regex = 1;
                 t->add_prefix_space = 0;
+                t->prefix_pieces = aps; /* ByteLevel after Split: a space before each piece */
                 return 0;
             }
         }

@@ -6,7 +6,8 @@
  *   then normalized ones; single_word/lstrip/rstrip honoured)
  *   -> normalizer: null | NFC | Sequence of those
  *   -> pre-tokenizer: ByteLevel (use_regex, add_prefix_space) with the GPT-2
- *      split regex, or Sequence[Split(GPT-2 regex, Isolated), ByteLevel(no regex)]
+ *      split regex, or Sequence[Split(GPT-2 regex, Isolated), ByteLevel(no
+ *      regex; add_prefix_space puts a space before each split piece)]
  *   -> model: BPE (merges as "a b" or ["a","b"], ignore_merges; no
  *      continuing_subword_prefix / end_of_word_suffix / byte_fallback / dropout)
  *   -> post-processor: null | ByteLevel (no-op for ids) | TemplateProcessing

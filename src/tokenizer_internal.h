@@ -66,6 +66,7 @@ typedef struct {
 struct coil_tokenizer {
     int kind, decoder;
     int nfc, use_regex, add_prefix_space;
+    int prefix_pieces;    /* Split then ByteLevel(add_prefix_space): " " before each piece */
     int ignore_merges, fuse_unk;
     int32_t unk_id;
     size_t max_vocab_len; /* longest vocab token, in bytes */

@@ -147,11 +147,24 @@ static void apply_patch(json_t *root, json_t *patch)
         json_t *model = json_object_get(root, "model");
         if (strcmp(key, "ignore_merges") == 0) {
             json_object_set(model, key, v);
+        } else if (strcmp(key, "add_vocab") == 0) {
+            ck_assert_int_eq(json_object_update(json_object_get(model, "vocab"), v), 0);
+        } else if (strcmp(key, "reverse_first_merges") == 0) {
+            json_t *merges = json_object_get(model, "merges");
+            size_t n = (size_t)json_integer_value(v);
+            ck_assert(n <= json_array_size(merges));
+            for (size_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+                json_t *x = json_incref(json_array_get(merges, a));
+                json_array_set(merges, a, json_array_get(merges, b));
+                json_array_set_new(merges, b, x);
+            }
         } else if (strcmp(key, "merges_as_arrays") == 0) {
             json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
             size_t i;
             json_t *m;
             json_array_foreach(merges, i, m) {
+                if (!json_is_string(m))
+                    continue;
                 const char *s = json_string_value(m), *sp = strchr(s, ' ');
                 json_t *pair = json_pack("[s#s]", s, (int)(sp - s), sp + 1);
                 json_array_set_new(merges, i, pair);
@@ -388,36 +401,52 @@ START_TEST(test_neox_golden_cases)
 }
 END_TEST
 
-/* Every variant: ids equal to `tokenizers` with the patch applied, and the
- * stream agrees. */
+/* Every variant: ids equal to `tokenizers` with the patch applied, the
+ * stream agrees, and the golden script's "differ" cases really differ from
+ * the unpatched pipeline (so a variant whose handling is lost fails). */
 static void check_variants(const char *tok_path, const char *golden_path, size_t want_variants)
 {
     json_t *g = load_json(golden_path), *vars = json_object_get(g, "variants"), *v;
     size_t i;
     coil_err_t err;
+    coil_tokenizer_t *base = load_tok_path(tok_path);
     ck_assert_uint_eq(json_array_size(vars), want_variants);
     json_array_foreach(vars, i, v) {
         const char *vname = json_string_value(json_object_get(v, "name"));
         coil_tokenizer_t *tok = load_patched_path(tok_path, json_object_get(v, "patch"), &err);
         ck_assert_msg(tok != NULL, "variant %s: %s", vname, err.msg);
-        json_t *cases = json_object_get(v, "cases"), *c;
-        size_t k;
+        json_t *cases = json_object_get(v, "cases"), *c, *differ = json_object_get(v, "differ");
+        size_t k, n_differ = 0;
+        ck_assert_msg(json_array_size(differ) > 0, "variant %s: no case differs from the base",
+                      vname);
         json_array_foreach(cases, k, c) {
             char what[128];
-            size_t len, n;
+            size_t len, n, nb, d;
             char *text = case_text(c, &len);
-            int32_t *ids;
-            snprintf(what, sizeof what, "%s/%s", vname,
-                     json_string_value(json_object_get(c, "name")));
+            int32_t *ids, *bids;
+            const char *cname = json_string_value(json_object_get(c, "name"));
+            snprintf(what, sizeof what, "%s/%s", vname, cname);
             ck_assert_int_eq(coil_tokenizer_encode(tok, text, len, &ids, &n, &err), 0);
             assert_ids_eq(what, ids, n, json_object_get(c, "ids"));
+            json_t *dn;
+            json_array_foreach(differ, d, dn) {
+                if (strcmp(json_string_value(dn), cname) != 0)
+                    continue;
+                ck_assert_int_eq(coil_tokenizer_encode(base, text, len, &bids, &nb, &err), 0);
+                ck_assert_msg(nb != n || memcmp(bids, ids, n * sizeof *ids) != 0,
+                              "%s: same ids as the base pipeline", what);
+                free(bids);
+                n_differ++;
+            }
             /* the incremental encoder agrees, post-processor included */
             check_stream(tok, text, len, 7 + k, 0);
             free(ids);
             free(text);
         }
+        ck_assert_uint_eq(n_differ, json_array_size(differ));
         coil_tokenizer_destroy(&tok);
     }
+    coil_tokenizer_destroy(&base);
     json_decref(g);
 }
 
@@ -572,13 +601,32 @@ START_TEST(test_bytes_tokenizer)
     ck_assert_str_eq(dec, "ab\xef\xbf\xbd\xc3\xa9<|endof");
     free(dec);
     free(ids);
-    /* valid UTF-8 round-trips exactly; streams agree */
-    size_t len;
+    /* bytes round-trip: the token lengths cover the input exactly, decode
+     * gives it back (valid UTF-8 as it is); streams agree */
+    size_t len, sum = 0;
     char *doc = build_document(300000, &len);
     ck_assert_int_eq(coil_tokenizer_encode(tok, doc, len, &ids, &n, &err), 0);
+    for (size_t k = 0; k < n; k++)
+        sum += coil_tokenizer_token_len(tok, ids[k]);
+    ck_assert_uint_eq(sum, len);
     check_stream(tok, doc, len, 5, 1);
     free(ids);
     free(doc);
+    json_t *g = load_json(g_golden_path), *c;
+    size_t i;
+    json_array_foreach(json_object_get(g, "cases"), i, c) {
+        if (json_object_get(c, "bytes_b64"))
+            continue; /* invalid UTF-8: decode repairs it */
+        char *t = case_text(c, &len);
+        ck_assert_int_eq(coil_tokenizer_encode(tok, t, len, &ids, &n, &err), 0);
+        ck_assert_int_eq(coil_tokenizer_decode(tok, ids, n, 0, &dec, &tl, &err), 0);
+        ck_assert_msg(tl == len && memcmp(dec, t, len) == 0, "byte round trip of %s",
+                      json_string_value(json_object_get(c, "name")));
+        free(dec);
+        free(ids);
+        free(t);
+    }
+    json_decref(g);
     coil_tokenizer_destroy(&tok);
 }
 END_TEST

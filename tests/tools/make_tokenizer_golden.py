@@ -8,8 +8,10 @@ post-processor, GPT-NeoX-like added tokens: <|endoftext|> id 0, <|padding|>,
 runs of 24..2 spaces, plus a few flagged extras) and records, for every case
 of a test corpus, `encode(text).ids` and `decode(ids)` (with and without
 skip_special_tokens).  Variants of the pipeline (add_prefix_space, the
-Split+ByteLevel sequence form, TemplateProcessing, array-form merges) are
-recorded as JSON patches applied by tests/test_tokenizer.c.
+Split+ByteLevel sequence form, TemplateProcessing, array-form merges,
+ignore_merges, ...) are recorded as JSON patches applied by
+tests/test_tokenizer.c; each variant lists the cases ("differ") whose tokens
+differ from the base pipeline's, and the script asserts there are some.
 
 Then builds a tokenizer in the GPT-NeoX-20B shape (neox_build: 50,277 ids,
 <|endoftext|> 0 and <|padding|> 1, added tokens 50254..50276 = runs of 24..2
@@ -179,6 +181,10 @@ def variant(base_json, patch):
         elif k == "merges_as_arrays":
             j["model"]["merges"] = [m.split(" ") if isinstance(m, str) else m
                                     for m in j["model"]["merges"]]
+        elif k == "reverse_first_merges":   # ranks 0..v-1 in reverse order
+            j["model"]["merges"][:v] = j["model"]["merges"][:v][::-1]
+        elif k == "add_vocab":              # extra vocab entries no merge produces
+            j["model"]["vocab"].update(v)
         else:
             j[k] = v
     return Tokenizer.from_str(json.dumps(j))
@@ -246,17 +252,33 @@ def main():
     sample = [c for c in all_cases if c[0] in
               ("prose", "spaces", "tabs_newlines", "added_mid_word", "added_flags",
                "leading_ws", "empty", "nfc", "cjk")]
+    # ignore_merges: whole words that are vocab entries no merge sequence
+    # reaches (as in Llama-3-style vocabularies) are taken as they are.  The
+    # entries get the ids after the vocab, so the added tokens move up by as
+    # many (`tokenizers` numbers added tokens from the model's vocab size).
+    vocab = j["model"]["vocab"]
+    words = ["Ġquick", "Ġbrown", "Ġjumps", "Ġlazy", "Ġwisdom", "Ġparagraph"]
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+    add_vocab = {}
+    for w in words:
+        assert w not in vocab
+        add_vocab[w] = len(vocab) + len(add_vocab)
+    moved = [dict(a, id=a["id"] + len(words)) if a["id"] >= len(vocab) else a
+             for a in j["added_tokens"]]
+    im_extra = [("im_words", "The quick brown fox jumps over the lazy dog, in wisdom.")]
     variants = [
+        # Split + ByteLevel(add_prefix_space): the prefix space goes before
+        # every regex piece, not only the text's first one.
         ("add_prefix_space", {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True,
-                                                "trim_offsets": True, "use_regex": True}}),
+                                                "trim_offsets": True, "use_regex": True}}, []),
         ("no_regex", {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
-                                        "trim_offsets": True, "use_regex": False}}),
+                                        "trim_offsets": True, "use_regex": False}}, []),
         ("split_sequence", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": GPT2_SPLIT}, "behavior": "Isolated",
              "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-             "use_regex": False}]}}),
-        ("no_normalizer", {"normalizer": None}),
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+             "use_regex": False}]}}, [("split_pieces", "Hello world\n  x 12ab 's!! (y)")]),
+        ("no_normalizer", {"normalizer": None}, []),
         ("template", {"post_processor": {
             "type": "TemplateProcessing",
             "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
@@ -266,17 +288,18 @@ def main():
                      {"Sequence": {"id": "B", "type_id": 1}}],
             "special_tokens": {
                 "<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]},
-                "<|padding|>": {"id": "<|padding|>", "ids": [1], "tokens": ["<|padding|>"]}}}}),
-        ("merges_as_arrays", {"merges_as_arrays": True}),
-        ("ignore_merges", {"ignore_merges": True}),
+                "<|padding|>": {"id": "<|padding|>", "ids": [1], "tokens": ["<|padding|>"]}}}},
+         []),
+        # Array-form merges, with the first ranks reversed so that the ids
+        # depend on the merges being read (and ranked) from the arrays.
+        ("merges_as_arrays", {"merges_as_arrays": True, "reverse_first_merges": 200}, []),
+        ("ignore_merges", {"ignore_merges": True, "add_vocab": add_vocab,
+                           "added_tokens": moved}, im_extra),
     ]
-    for vname, patch in variants:
-        vt = variant(base, patch)
-        rec = {"name": vname, "patch": patch, "cases": []}
-        for name, text in sample:
-            enc = vt.encode(text)
-            rec["cases"].append({"name": name, "text": text, "ids": enc.ids})
-        out["variants"].append(rec)
+    # The extra vocab alone changes no token: only ignore_merges reaches it.
+    same = variant(base, {"add_vocab": add_vocab, "added_tokens": moved})
+    assert not differing(tok, same, sample + im_extra, "tokens")
+    out["variants"] = run_variants(tok, base, variants, sample, [v[0] for v in variants])
     write_golden(os.path.join(OUT, "golden.json"), out)
     neox_main()
 
