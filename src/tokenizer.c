@@ -1708,39 +1708,83 @@ static int parse_model(coil_tokenizer_t *t, json_t *m, const char *path, coil_er
     return parse_merges(t, merges, path, err);
 }
 
+/* Added tokens get their ids the way `tokenizers` gives them (its
+ * AddedVocabulary::add_tokens), whatever "id" the file says: a content that
+ * is already added keeps its id and takes the new flags (an identical token
+ * is skipped), one in the model vocab takes the vocab id, any other the next
+ * id after the largest added one, or the model's vocab size if that is
+ * larger.  Files saved by `tokenizers` always agree with their "id"s. */
 static int parse_added(coil_tokenizer_t *t, json_t *arr, const char *path, coil_err_t *err)
 {
     size_t i;
     json_t *a;
+    tk_strmap_t seen = {0}; /* content -> index in t->added */
+    int64_t max_id = -1;
+    const int64_t model_size = (int64_t)t->vocab.used;
+    int rc = 0;
     if (!arr || json_is_null(arr))
         return 0;
     if (!json_is_array(arr))
         return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens is not an array", path);
+    if (strmap_init(&seen, json_array_size(arr)))
+        return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
     json_array_foreach(arr, i, a) {
         json_t *idv = json_object_get(a, "id");
         const char *content = jstr(a, "content");
-        json_int_t id = json_integer_value(idv);
-        if (!content || !json_is_integer(idv) || id < 0)
-            return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu] needs id and content",
-                                path, i);
-        if (id > COIL_TOKENIZER_MAX_ID)
-            return coil_err_set(err, COIL_EFORMAT,
-                                "%s: added_tokens[%zu] has id %lld, over the maximum %d "
-                                "(COIL_TOKENIZER_MAX_ID)", path, i, (long long)id,
-                                COIL_TOKENIZER_MAX_ID);
+        if (!content || !json_is_integer(idv) || json_integer_value(idv) < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu] needs id and content",
+                              path, i);
+            break;
+        }
         int special = jbool(a, "special", 0);
         int normalized = jbool(a, "normalized", !special);
         int lstrip = jbool(a, "lstrip", 0), rstrip = jbool(a, "rstrip", 0);
         int single = jbool(a, "single_word", 0);
-        if (special < 0 || normalized < 0 || lstrip < 0 || rstrip < 0 || single < 0)
-            return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu]: flags must be booleans",
-                                path, i);
+        if (special < 0 || normalized < 0 || lstrip < 0 || rstrip < 0 || single < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu]: flags must be booleans",
+                              path, i);
+            break;
+        }
         size_t clen = json_string_length(json_object_get(a, "content"));
+        if (clen == 0)
+            continue; /* `tokenizers` ignores empty added tokens */
+        int32_t k = tk_strmap_get(&seen, (const char *)t->arena.data, content, clen);
+        if (k >= 0) { /* added before: same id, the new flags */
+            tk_added_t *o = &t->added[k];
+            o->special = (uint8_t)special;
+            o->normalized = (uint8_t)normalized;
+            o->lstrip = (uint8_t)lstrip;
+            o->rstrip = (uint8_t)rstrip;
+            o->single_word = (uint8_t)single;
+            t->ent[o->id].special = (uint8_t)special;
+            continue;
+        }
+        int64_t id = tk_strmap_get(&t->vocab, (const char *)t->arena.data, content, clen);
+        if (id < 0)
+            id = max_id < 0 ? model_size
+                 : (max_id >= model_size || model_size == 0) ? max_id + 1 : model_size;
+        if (id > COIL_TOKENIZER_MAX_ID) {
+            rc = coil_err_set(err, COIL_EFORMAT,
+                              "%s: added_tokens[%zu] gets id %lld, over the maximum %d "
+                              "(COIL_TOKENIZER_MAX_ID)", path, i, (long long)id,
+                              COIL_TOKENIZER_MAX_ID);
+            break;
+        }
+        if (id > max_id)
+            max_id = id;
         if (add_added_token(t, content, clen, (int32_t)id, special, normalized, lstrip, rstrip,
-                            single))
-            return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+                            single)) {
+            rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        const tk_added_t *na = &t->added[t->n_added - 1];
+        strmap_put(&seen, (const char *)t->arena.data, na->off, na->len,
+                   (int32_t)(t->n_added - 1));
     }
-    return build_added_index(t);
+    free(seen.e);
+    if (rc)
+        return rc;
+    return build_added_index(t) ? coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path) : 0;
 }
 
 coil_tokenizer_t *coil_tokenizer_load(const char *path, coil_err_t *err)

@@ -13,6 +13,8 @@
  *   -> post-processor: null | ByteLevel (no-op for ids) | TemplateProcessing
  *      (single sequence: special ids before/after the text)
  *   decoder: ByteLevel (or null: tokens joined with " "), lossy UTF-8.
+ * Added tokens get the ids `tokenizers` gives them (a vocab token keeps its vocab id,
+ * others follow the vocab in file order), whatever "id" the file says.
  * Anything else is COIL_EUNSUPPORTED naming the feature, never different output.
  *
  * Input text that is not valid UTF-8 is first repaired the way Python's

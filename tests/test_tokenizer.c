@@ -771,8 +771,8 @@ START_TEST(test_errors)
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2097152}, "
                       "\"merges\": []}}",
                       COIL_EFORMAT, "COIL_TOKENIZER_MAX_ID");
-    expect_load_error("{\"added_tokens\": [{\"id\": 3000000000, \"content\": \"x\"}]}",
-                      COIL_EFORMAT, "COIL_TOKENIZER_MAX_ID");
+    expect_load_error("{\"added_tokens\": [{\"id\": -1, \"content\": \"x\"}]}",
+                      COIL_EFORMAT, "added_tokens[0] needs id and content");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
                       "\"merges\": [\"a a a\"]}}",
                       COIL_EFORMAT, "is not \"a b\"");
@@ -890,6 +890,67 @@ START_TEST(test_duplicate_merges)
 }
 END_TEST
 
+/* Added tokens take the ids `tokenizers` gives them, not the file's "id"
+ * (files saved by `tokenizers` agree; these do not).  Vocab a 0, b 1, ab 2;
+ * expected ids from `tokenizers` 0.23.3. */
+START_TEST(test_added_ids)
+{
+#define TOK(id, c, extra) "{\"id\": " #id ", \"content\": \"" c "\", \"special\": true" extra "}"
+    static const struct {
+        const char *added, *text;
+        int32_t ids[2];
+        size_t vocab_size;
+    } cases[] = {
+        {TOK(10, "<x>", ""), "a<x>", {0, 3}, 4},                       /* a gap: next id */
+        {TOK(7, "ab", ""), "ab", {2, -1}, 3},                          /* in the vocab */
+        {TOK(5, "<y>", "") ", " TOK(3, "<x>", ""), "<x><y>", {4, 3}, 5}, /* in order */
+        {TOK(3, "<x>", "") ", " TOK(4, "<x>", ", \"rstrip\": true"), "<x>  a", {3, 0}, 4},
+        {TOK(1, "a", "") ", " TOK(9, "<x>", ""), "a<x>", {0, 3}, 4},   /* vocab id wins */
+    };
+#undef TOK
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char js[1024], path[64];
+        json_error_t je;
+        coil_err_t err;
+        int32_t *ids;
+        size_t n;
+        snprintf(js, sizeof js,
+                 "{\"added_tokens\": [%s], \"pre_tokenizer\": {\"type\": \"ByteLevel\","
+                 " \"add_prefix_space\": false}, \"decoder\": {\"type\": \"ByteLevel\"},"
+                 " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2},"
+                 " \"merges\": [\"a b\"]}}", cases[k].added);
+        json_t *root = json_loads(js, 0, &je);
+        ck_assert_msg(root != NULL, "%s", je.text);
+        write_temp_json(root, path, sizeof path);
+        json_decref(root);
+        coil_tokenizer_t *tok = coil_tokenizer_load(path, &err);
+        unlink(path);
+        ck_assert_msg(tok != NULL, "%s", err.msg);
+        ck_assert_int_eq(coil_tokenizer_encode(tok, cases[k].text, strlen(cases[k].text), &ids,
+                                               &n, &err), 0);
+        size_t want_n = cases[k].ids[1] < 0 ? 1 : 2;
+        ck_assert_msg(n == want_n && ids[0] == cases[k].ids[0] &&
+                          (want_n == 1 || ids[1] == cases[k].ids[1]),
+                      "case %zu: got %zu ids (%d %d)", k, n, n ? ids[0] : -1,
+                      n > 1 ? ids[1] : -1);
+        ck_assert_uint_eq(coil_tokenizer_vocab_size(tok), cases[k].vocab_size);
+        free(ids);
+        if (k == 4) { /* id 1 is still the vocab's "b"; id 0 is the special "a" */
+            char *dec;
+            size_t tl;
+            int32_t one = 1, zero = 0;
+            ck_assert_int_eq(coil_tokenizer_decode(tok, &one, 1, 1, &dec, &tl, &err), 0);
+            ck_assert_str_eq(dec, "b");
+            free(dec);
+            ck_assert_int_eq(coil_tokenizer_decode(tok, &zero, 1, 1, &dec, &tl, &err), 0);
+            ck_assert_str_eq(dec, "");
+            free(dec);
+        }
+        coil_tokenizer_destroy(&tok);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -912,6 +973,7 @@ int main(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_long_tokens);
     tcase_add_test(tc, test_duplicate_merges);
+    tcase_add_test(tc, test_added_ids);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
