@@ -360,7 +360,7 @@ def neox_corpus():
 
 
 def neox_build():
-    """A byte-level BPE in the GPT-NeoX-20B shape: NFC, ByteLevel
+    """A byte-level BPE in the GPT-NeoX-20B shape and file layout: NFC, ByteLevel
     (add_prefix_space=false, trim_offsets, use_regex), 50,254 model tokens
     (<|endoftext|> 0, <|padding|> 1 special), merges of whitespace runs up to
     512 characters (two runs of 256 spaces, tabs, newlines), then NeoX's
@@ -408,7 +408,17 @@ def neox_build():
         [(50254 + k, " " * (24 - k)) for k in range(23)])
     j["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m
                             for m in j["model"]["merges"]]
-    return json.dumps(j, ensure_ascii=False, separators=(",", ":"))
+    # The layout of EleutherAI's 20B_tokenizer.json (as published, before
+    # the use_regex / byte_fallback / ignore_merges fields existed).
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True}
+    j["pre_tokenizer"], j["post_processor"], j["decoder"] = dict(bl), dict(bl), dict(bl)
+    for k in ("byte_fallback", "ignore_merges"):
+        del j["model"][k]
+    keys = ("id", "special", "content", "single_word", "lstrip", "rstrip", "normalized")
+    j["added_tokens"] = [{k: a[k] for k in keys} for a in j["added_tokens"]]
+    out = {k: j[k] for k in ("version", "truncation", "padding", "added_tokens", "normalizer",
+                             "pre_tokenizer", "post_processor", "decoder", "model")}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
 def neox_cases():
