@@ -328,9 +328,9 @@ static void assert_text_eq(const char *what, const char *got, size_t n, json_t *
                   json_string_length(want));
 }
 
-/* Every golden case: ids equal, decode (with and without specials) equal,
- * and the raw token lengths add up to the decoded length where no U+FFFD
- * was introduced by the decoder. */
+/* Every golden case: ids equal, decode (with and without specials) equal;
+ * every decode case: decode equal, and the raw token lengths add up to the
+ * decoded length (its tokens are whole characters). */
 static void check_golden(const char *tok_path, const char *golden_path, size_t want_cases)
 {
     coil_tokenizer_t *tok = load_tok_path(tok_path);
