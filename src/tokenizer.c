@@ -1549,6 +1549,9 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
     tk_buf_t joined = {0}; /* a + b, grown to the longest merge */
     int rc = 0;
 
+    if (n > INT32_MAX) /* ranks are int32_t */
+        return coil_err_set(err, COIL_ETOOBIG, "%s: %zu merges, over the maximum %d", path, n,
+                            INT32_MAX);
     t->merge_cap = pow2_at_least(n * 2 + 1);
     t->merge_shift = 64;
     for (size_t c = t->merge_cap; c > 1; c >>= 1)

@@ -39,7 +39,8 @@
  * larger one is COIL_EFORMAT naming it.  One pre-token (a piece
  * the GPT-2 split keeps whole, e.g. a run of tabs) is at most
  * COIL_TOKENIZER_MAX_WORD bytes; a longer one fails the encode with
- * COIL_ETOOBIG naming this limit. */
+ * COIL_ETOOBIG naming this limit.  (Merge ranks are int32_t: at most
+ * INT32_MAX merges, far beyond any file that fits in memory.) */
 #define COIL_TOKENIZER_MAX_ID 2097151
 #define COIL_TOKENIZER_MAX_WORD 1073741824u
 
