@@ -1,13 +1,13 @@
-/* cpu.c -- the CPU backend: portable kernels, AVX2 dispatch, BLAS linear.
+/* cpu.c -- the CPU backend: portable kernels, AVX2 / AVX-512 dispatch, linear
+ * through the matrix library (kernels/matrix.c).
  *
- * Threading: OpenMP inside each op; OpenBLAS is kept single-threaded and
- * called once per thread on a slice of output rows, so only one thread pool
- * ever spins.  Each output element is computed by exactly one thread, in an
+ * Threading: OpenMP inside each op; the matrix library is kept single-threaded
+ * and called once per thread on a slice of output rows, so only one thread
+ * pool ever spins.  Each output element is computed by exactly one thread, in an
  * order fixed by (shape, thread count): same inputs, same threads, same bits.
  */
 #include "backend.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -15,24 +15,15 @@
 
 #include "config.h"
 #include "convert.h"
+#include "cpu_internal.h"
 #include "cpu_simd.h"
 
 /* ---- conversions ------------------------------------------------------------- */
 
+/* Conversions are exact, so any SIMD set gives the bits of the portable one. */
 static int have_avx2(void)
 {
-#ifdef COIL_HAVE_AVX2
-    static int cached = -1;
-    if (cached < 0) {
-        const char *k = getenv("COIL_KERNELS");
-        __builtin_cpu_init();
-        cached = !(k && strcmp(k, "portable") == 0) && __builtin_cpu_supports("avx2") &&
-                 __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
+    return coil_kernels_chosen() >= COIL_KSET_AVX2;
 }
 
 void coil_convert_to_f32(int dtype, const void *src, float *dst, size_t n)
@@ -82,7 +73,8 @@ static void gemv_half_portable(const uint16_t *W, int64_t K, int is_bf16, const 
 }
 
 static void linear_slice(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
-                         int64_t ldy, int64_t T, float *scratch, int64_t r0, int64_t r1, int simd)
+                         int64_t ldy, int64_t T, float *scratch, int64_t r0, int64_t r1, int simd,
+                         coil_matrix_lib_t lib)
 {
     const int64_t K = W->cols, n = r1 - r0;
     float beta = 0.0f;
@@ -96,38 +88,38 @@ static void linear_slice(const coil_matrix_t *W, const float *bias, const float 
     }
     if (W->dtype == COIL_DT_F32) {
         const float *Wf = (const float *)W->data + r0 * K;
-#ifdef COIL_HAVE_AVX2
         if (T == 1 && simd) {
-            coil_avx2_gemv_f32((const float *)W->data, K, x, y, r0, r1);
+#ifdef COIL_HAVE_AVX512
+            if (simd == COIL_KSET_AVX512)
+                coil_avx512_gemv_f32((const float *)W->data, K, x, y, r0, r1);
+#endif
+#ifdef COIL_HAVE_AVX2
+            if (simd == COIL_KSET_AVX2)
+                coil_avx2_gemv_f32((const float *)W->data, K, x, y, r0, r1);
+#endif
             if (bias)
                 for (int64_t r = r0; r < r1; r++)
                     y[r] += bias[r];
             return;
         }
-#endif
-        if (T == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)K, 1.0f, Wf, (int)K, x, 1, beta, y + r0, 1);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n, (int)K, 1.0f, x, (int)ldx, Wf,
-                        (int)K, beta, y + r0, (int)ldy);
+        coil_matrix_sgemm(lib, T, n, K, x, ldx, Wf, beta, y + r0, ldy);
         return;
     }
     const uint16_t *Wh = W->data;
     const int bf = W->dtype == COIL_DT_BF16;
     if (T == 1) {
         /* Decode: read the half-precision weights once, no conversion pass. */
-#ifdef COIL_HAVE_AVX2
-        if (simd) {
-            coil_avx2_gemv_half(Wh, K, bf, x, y, r0, r1);
-            if (bias)
-                for (int64_t r = r0; r < r1; r++)
-                    y[r] += bias[r];
-            return;
-        }
-#else
-        (void)simd;
+        if (simd == COIL_KSET_AVX512) {
+#ifdef COIL_HAVE_AVX512
+            coil_avx512_gemv_half(Wh, K, bf, x, y, r0, r1);
 #endif
-        gemv_half_portable(Wh, K, bf, x, y, r0, r1);
+        } else if (simd == COIL_KSET_AVX2) {
+#ifdef COIL_HAVE_AVX2
+            coil_avx2_gemv_half(Wh, K, bf, x, y, r0, r1);
+#endif
+        } else {
+            gemv_half_portable(Wh, K, bf, x, y, r0, r1);
+        }
         if (bias)
             for (int64_t r = r0; r < r1; r++)
                 y[r] += bias[r];
@@ -135,24 +127,24 @@ static void linear_slice(const coil_matrix_t *W, const float *bias, const float 
     }
     float *Wf = scratch + r0 * K;
     coil_convert_to_f32(W->dtype, Wh + r0 * K, Wf, (size_t)(n * K));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n, (int)K, 1.0f, x, (int)ldx, Wf, (int)K,
-                beta, y + r0, (int)ldy);
+    coil_matrix_sgemm(lib, T, n, K, x, ldx, Wf, beta, y + r0, ldy);
 }
 
 static void linear_impl(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
                         int64_t ldy, int64_t T, float *scratch, int simd)
 {
     const int64_t N = W->rows;
+    const coil_matrix_lib_t lib = coil_matrix_active();
     /* Small products are not worth waking the other threads for. */
     if (T * N * W->cols < (int64_t)1 << 16) {
-        linear_slice(W, bias, x, ldx, y, ldy, T, scratch, 0, N, simd);
+        linear_slice(W, bias, x, ldx, y, ldy, T, scratch, 0, N, simd, lib);
         return;
     }
 #pragma omp parallel
     {
         int64_t r0, r1;
         slice_rows(N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        linear_slice(W, bias, x, ldx, y, ldy, T, scratch, r0, r1, simd);
+        linear_slice(W, bias, x, ldx, y, ldy, T, scratch, r0, r1, simd, lib);
     }
 }
 
@@ -162,10 +154,16 @@ static void linear_portable(const coil_matrix_t *W, const float *bias, const flo
     linear_impl(W, bias, x, ldx, y, ldy, T, scratch, 0);
 }
 
-static void linear_simd(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
+static void linear_avx2(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
                         int64_t ldy, int64_t T, float *scratch)
 {
-    linear_impl(W, bias, x, ldx, y, ldy, T, scratch, 1);
+    linear_impl(W, bias, x, ldx, y, ldy, T, scratch, COIL_KSET_AVX2);
+}
+
+static void linear_avx512(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
+                          int64_t ldy, int64_t T, float *scratch)
+{
+    linear_impl(W, bias, x, ldx, y, ldy, T, scratch, COIL_KSET_AVX512);
 }
 
 /* ---- rmsnorm, add ------------------------------------------------------------ */
@@ -183,6 +181,17 @@ static void rmsnorm(const float *x, const float *w, float eps, float *y, int64_t
         for (int64_t i = 0; i < H; i++)
             yr[i] = w[i] * (xr[i] * r);
     }
+}
+
+static void rmsnorm_avx512(const float *x, const float *w, float eps, float *y, int64_t T, int64_t H)
+{
+#ifdef COIL_HAVE_AVX512
+#pragma omp parallel for schedule(static) if (T * H > 65536)
+    for (int64_t t = 0; t < T; t++)
+        coil_avx512_rmsnorm_row(x + t * H, w, eps, y + t * H, H);
+#else
+    rmsnorm(x, w, eps, y, T, H);
+#endif
 }
 
 static void add(float *y, const float *x, int64_t n)
@@ -212,13 +221,17 @@ static void conv_silu_impl(const float *x, int64_t ldx, float *state, const floa
             int64_t src = t + k - S; /* input index; < 0 reads the carried state */
             rows[k] = src < 0 ? state + (S + src) * D : x + src * ldx;
         }
+#ifdef COIL_HAVE_AVX512
+        if (simd == COIL_KSET_AVX512) {
+            coil_avx512_conv_silu_rows(rows, w, b, u + t * D, D, K);
+            continue;
+        }
+#endif
 #ifdef COIL_HAVE_AVX2
-        if (simd) {
+        if (simd == COIL_KSET_AVX2) {
             coil_avx2_conv_silu_rows(rows, w, b, u + t * D, D, K);
             continue;
         }
-#else
-        (void)simd;
 #endif
         for (int64_t d = 0; d < D; d++) {
             float acc = b ? b[d] : 0.0f;
@@ -246,10 +259,16 @@ static void conv_silu_portable(const float *x, int64_t ldx, float *state, const 
     conv_silu_impl(x, ldx, state, w, b, u, T, D, K, 0);
 }
 
-static void conv_silu_simd(const float *x, int64_t ldx, float *state, const float *w, const float *b, float *u,
+static void conv_silu_avx2(const float *x, int64_t ldx, float *state, const float *w, const float *b, float *u,
                            int64_t T, int64_t D, int64_t K)
 {
-    conv_silu_impl(x, ldx, state, w, b, u, T, D, K, 1);
+    conv_silu_impl(x, ldx, state, w, b, u, T, D, K, COIL_KSET_AVX2);
+}
+
+static void conv_silu_avx512(const float *x, int64_t ldx, float *state, const float *w, const float *b,
+                             float *u, int64_t T, int64_t D, int64_t K)
+{
+    conv_silu_impl(x, ldx, state, w, b, u, T, D, K, COIL_KSET_AVX512);
 }
 
 /* ---- selective scan ---------------------------------------------------------- */
@@ -285,7 +304,7 @@ static void scan_portable(int64_t T, int64_t D, int64_t N, const float *u, const
         scan_channel(T, D, N, d, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
 }
 
-static void scan_simd(int64_t T, int64_t D, int64_t N, const float *u, const float *dt, const float *A,
+static void scan_avx2(int64_t T, int64_t D, int64_t N, const float *u, const float *dt, const float *A,
                       const float *bc, int64_t ldbc, const float *Dskip, const float *z, int64_t ldz, float *h,
                       float *y)
 {
@@ -301,11 +320,31 @@ static void scan_simd(int64_t T, int64_t D, int64_t N, const float *u, const flo
 #endif
 }
 
+static void scan_avx512(int64_t T, int64_t D, int64_t N, const float *u, const float *dt, const float *A,
+                        const float *bc, int64_t ldbc, const float *Dskip, const float *z, int64_t ldz, float *h,
+                        float *y)
+{
+#ifdef COIL_HAVE_AVX512
+    /* 16 channels a group; a remainder of 8 or more goes through the AVX2
+     * group, the last few through the portable channel (fixed by D). */
+    const int64_t g16 = N <= 256 ? D / 16 : 0, g8 = N <= 256 ? (D - g16 * 16) / 8 : 0;
+#pragma omp parallel for schedule(static) if (T * D * N > 8192)
+    for (int64_t g = 0; g < g16; g++)
+        coil_avx512_scan_group(T, D, N, g * 16, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
+    for (int64_t g = 0; g < g8; g++)
+        coil_avx2_scan_group(T, D, N, g16 * 16 + g * 8, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
+    for (int64_t d = g16 * 16 + g8 * 8; d < D; d++)
+        scan_channel(T, D, N, d, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
+#else
+    scan_avx2(T, D, N, u, dt, A, bc, ldbc, Dskip, z, ldz, h, y);
+#endif
+}
+
 static void set_threads(int n)
 {
     if (n > 0)
         omp_set_num_threads(n);
-    openblas_set_num_threads(1);
+    coil_matrix_active(); /* the library is chosen, set single-threaded and checked now */
 }
 
 static const coil_backend_ops_t cpu_portable = {
@@ -318,12 +357,22 @@ static const coil_backend_ops_t cpu_portable = {
     .set_threads = set_threads,
 };
 
-static const coil_backend_ops_t cpu_simd = {
+static const coil_backend_ops_t cpu_avx2 = {
     .name = "cpu-avx2",
-    .linear = linear_simd,
+    .linear = linear_avx2,
     .rmsnorm = rmsnorm,
-    .conv_silu = conv_silu_simd,
-    .scan = scan_simd,
+    .conv_silu = conv_silu_avx2,
+    .scan = scan_avx2,
+    .add = add,
+    .set_threads = set_threads,
+};
+
+static const coil_backend_ops_t cpu_avx512 = {
+    .name = "cpu-avx512",
+    .linear = linear_avx512,
+    .rmsnorm = rmsnorm_avx512,
+    .conv_silu = conv_silu_avx512,
+    .scan = scan_avx512,
     .add = add,
     .set_threads = set_threads,
 };
@@ -333,7 +382,42 @@ const coil_backend_ops_t *coil_backend_cpu_portable(void)
     return &cpu_portable;
 }
 
+const coil_backend_ops_t *coil_backend_cpu_kernels(coil_kset_t k)
+{
+    if (!coil_kernels_available(k))
+        return NULL;
+    return k == COIL_KSET_AVX512 ? &cpu_avx512 : k == COIL_KSET_AVX2 ? &cpu_avx2 : &cpu_portable;
+}
+
 const coil_backend_ops_t *coil_backend_cpu(void)
 {
-    return have_avx2() ? &cpu_simd : &cpu_portable;
+    return coil_backend_cpu_kernels(coil_kernels_chosen());
+}
+
+void coil_backend_print_info(FILE *f)
+{
+    const coil_cpu_features_t *cf = coil_cpu_features();
+    const coil_kset_t k = coil_kernels_chosen(), best = coil_kernels_best();
+    const coil_matrix_lib_t lib = coil_matrix_active();
+    coil_matrix_info_t mi;
+    fprintf(f, "cpu:              %s (%s family %d model %d)\n", cf->brand, cf->vendor, cf->family, cf->model);
+    fprintf(f, "cpu features:     %s (cpuid)\n", coil_cpu_features_string());
+    fprintf(f, "kernel set:       %s%s%s (built:", coil_kernels_name(k), k == best ? "" : ", forced; best here is ",
+            k == best ? "" : coil_kernels_name(best));
+    for (int s = COIL_KSET_PORTABLE; s <= COIL_KSET_AVX512; s++)
+        if (coil_kernels_built((coil_kset_t)s))
+            fprintf(f, " %s", coil_kernels_name((coil_kset_t)s));
+    fprintf(f, ")\n");
+    coil_matrix_info(lib, &mi);
+    fprintf(f, "matrix library:   %s %s, kernels %s (built: %s)\n", mi.library, mi.version, mi.kernel,
+            coil_matrix_libs());
+    if (mi.below)
+        fprintf(f, "matrix warning:   %s\n", mi.note);
+    for (int l = COIL_MATRIX_OPENBLAS; l <= COIL_MATRIX_ONEDNN; l++) {
+        if (l == (int)lib || !strstr(coil_matrix_libs(), coil_matrix_lib_name((coil_matrix_lib_t)l)))
+            continue;
+        coil_matrix_info((coil_matrix_lib_t)l, &mi);
+        fprintf(f, "also linked:      %s %s, kernels %s%s%s\n", mi.library, mi.version, mi.kernel,
+                mi.below ? "; " : "", mi.below ? mi.note : "");
+    }
 }
