@@ -211,6 +211,56 @@ START_TEST(test_ops_parity)
 }
 END_TEST
 
+/* Tiles are fixed by the shape, so the thread count never changes the bits. */
+START_TEST(test_threads_same_bits)
+{
+    const int64_t T = 300, R = 1000, C = 384, D = 272, N = 16;
+    float *W = rand_buf((size_t)(R * C), 0.1f), *x = rand_buf((size_t)(T * C), 1.0f), *bias = rand_buf((size_t)R, 0.1f);
+    float *y1 = malloc((size_t)(T * R) * 4), *y2 = malloc((size_t)(T * R) * 4);
+    float *u = rand_buf((size_t)(T * D), 1.0f), *dt = rand_buf((size_t)(T * D), 2.0f), *A = rand_buf((size_t)(D * N), 1.0f),
+          *bc = rand_buf((size_t)(T * 2 * N), 1.0f), *Ds = rand_buf((size_t)D, 1.0f), *z = rand_buf((size_t)(T * D), 1.0f);
+    float *h1 = calloc((size_t)(D * N), 4), *h2 = calloc((size_t)(D * N), 4);
+    for (int64_t i = 0; i < D * N; i++)
+        A[i] = -fabsf(A[i]) - 0.01f;
+    coil_matrix_t M = {.dtype = COIL_DT_F32, .data = W, .rows = R, .cols = C};
+    for (int k = COIL_KSET_PORTABLE; k <= COIL_KSET_AVX512; k++) {
+        const coil_backend_ops_t *S = coil_backend_cpu_kernels((coil_kset_t)k);
+        if (!S)
+            continue;
+        for (int64_t tt = 1; tt <= T; tt += T - 1) {
+            S->set_threads(1);
+            S->linear(&M, bias, x, C, y1, R, tt, NULL);
+            S->set_threads(3);
+            S->linear(&M, bias, x, C, y2, R, tt, NULL);
+            ck_assert_msg(memcmp(y1, y2, (size_t)(tt * R) * 4) == 0, "linear T=%lld, set %s: 1 and 3 threads differ",
+                          (long long)tt, coil_kernels_name((coil_kset_t)k));
+        }
+        memset(h1, 0, (size_t)(D * N) * 4);
+        memset(h2, 0, (size_t)(D * N) * 4);
+        S->set_threads(1);
+        S->scan(T, D, N, u, dt, A, bc, 2 * N, Ds, z, D, h1, y1);
+        S->set_threads(3);
+        S->scan(T, D, N, u, dt, A, bc, 2 * N, Ds, z, D, h2, y2);
+        ck_assert_msg(memcmp(y1, y2, (size_t)(T * D) * 4) == 0 && memcmp(h1, h2, (size_t)(D * N) * 4) == 0,
+                      "scan, set %s: 1 and 3 threads differ", coil_kernels_name((coil_kset_t)k));
+    }
+    coil_backend_cpu()->set_threads(0);
+    free(W);
+    free(x);
+    free(bias);
+    free(y1);
+    free(y2);
+    free(u);
+    free(dt);
+    free(A);
+    free(bc);
+    free(Ds);
+    free(z);
+    free(h1);
+    free(h2);
+}
+END_TEST
+
 START_TEST(test_matrix_libraries_agree)
 {
     const int64_t T = 64, n = 200, K = 300;
@@ -289,6 +339,7 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_chosen_matches_cpuid);
     tcase_add_loop_test(tc, test_ops_parity, 0, 3);
+    tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_matrix_libraries_agree);
     tcase_add_test(tc, test_openblas_core_fixed);
     suite_add_tcase(s, tc);
