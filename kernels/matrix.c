@@ -18,6 +18,7 @@
  */
 #include <cblas.h>
 #include <ctype.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,7 +244,14 @@ void coil_matrix_sgemm(coil_matrix_lib_t l, int64_t T, int64_t n, int64_t K, con
 {
 #ifdef COIL_HAVE_ONEDNN
     if (l == COIL_MATRIX_ONEDNN) {
+        /* oneDNN threads with OpenMP up to omp_get_max_threads(): keep it on
+         * this thread (coil's pool does the threading). */
+        const int saved = omp_get_max_threads();
+        if (saved > 1)
+            omp_set_num_threads(1);
         dnnl_sgemm('N', 'T', T, n, K, 1.0f, x, ldx, W, K, beta, y, ldy);
+        if (saved > 1)
+            omp_set_num_threads(saved);
         return;
     }
 #endif

@@ -172,8 +172,6 @@ void coil_pool_for(int64_t n, coil_pool_fn fn, void *ctx)
         nt = P.started + 1;
     pthread_mutex_unlock(&P.resize);
 
-    const int omp_saved = omp_get_max_threads();
-    omp_set_num_threads(1);
     atomic_fetch_add_explicit(&P.gen, 1, memory_order_acq_rel); /* odd: job being written */
     atomic_thread_fence(memory_order_release);
     P.n = n;
@@ -188,6 +186,5 @@ void coil_pool_for(int64_t n, coil_pool_fn fn, void *ctx)
     run_items();
     if (nt > 1)
         wait_change(&P.done, d);
-    omp_set_num_threads(omp_saved);
     pthread_mutex_unlock(&P.busy);
 }
