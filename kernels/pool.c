@@ -126,6 +126,16 @@ static int default_threads(void)
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
+/* A forked child has none of the parent's workers: start afresh. */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&P.busy, NULL);
+    pthread_mutex_init(&P.resize, NULL);
+    P.started = 0;
+    atomic_store(&P.gen, 0);
+    atomic_store(&P.done, 0);
+}
+
 void coil_pool_set_threads(int n)
 {
     pthread_mutex_lock(&P.resize);
@@ -156,6 +166,9 @@ void coil_pool_for(int64_t n, coil_pool_fn fn, void *ctx)
         return;
     }
     pthread_mutex_lock(&P.resize);
+    static int atfork_done;
+    if (!atfork_done && pthread_atfork(NULL, NULL, after_fork_child) == 0)
+        atfork_done = 1;
     while (P.started < nt - 1) {
         pthread_t th;
         pthread_attr_t at;

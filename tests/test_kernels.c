@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "convert.h"
@@ -261,6 +263,33 @@ START_TEST(test_threads_same_bits)
 }
 END_TEST
 
+/* A child forked after the pool started runs its products too (no workers of
+ * the parent to wait for). */
+START_TEST(test_pool_after_fork)
+{
+    const coil_backend_ops_t *S = coil_backend_cpu();
+    const int64_t T = 64, R = 512, C = 256;
+    float *W = rand_buf((size_t)(R * C), 0.1f), *x = rand_buf((size_t)(T * C), 1.0f), *y = malloc((size_t)(T * R) * 4);
+    coil_matrix_t M = {.dtype = COIL_DT_F32, .data = W, .rows = R, .cols = C};
+    S->set_threads(2);
+    S->linear(&M, NULL, x, C, y, R, T, NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(20);
+        S->linear(&M, NULL, x, C, y, R, T, NULL);
+        _exit(0);
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the forked child hung or failed (status %d)", st);
+    S->set_threads(0);
+    free(W);
+    free(x);
+    free(y);
+}
+END_TEST
+
 START_TEST(test_matrix_libraries_agree)
 {
     const int64_t T = 64, n = 200, K = 300;
@@ -340,6 +369,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_chosen_matches_cpuid);
     tcase_add_loop_test(tc, test_ops_parity, 0, 3);
     tcase_add_test(tc, test_threads_same_bits);
+    tcase_add_test(tc, test_pool_after_fork);
     tcase_add_test(tc, test_matrix_libraries_agree);
     tcase_add_test(tc, test_openblas_core_fixed);
     suite_add_tcase(s, tc);
