@@ -357,21 +357,22 @@ static void run_cell(coil_store_t *store, coil_engine_t *e, const coil_tokenizer
 /* log p of each answer from a fresh state after the question alone (no
  * document: the answers' prior, which the gain columns subtract) or, with
  * with_fact, after the planted sentence alone and then the question, framed
- * as ask frames a re-read passage -- tok("\n\n") + tok(fact) +
+ * as ask frames a re-read passage -- tok("\n\n" + fact), i.e. the blank
+ * line as tokenized before a word and the sentence's ids, then
  * tok("\n\n" + question) -- the best any re-reading can do. */
 static void fresh_scores(coil_engine_t *e, const coil_tokenizer_t *tok, coil_state_t *st, int depth, int with_fact,
                          int64_t grid, const int32_t *const *ans, const size_t *nans, double *lp)
 {
     coil_err_t err = {0};
-    char f[256], q[260] = "\n\n";
+    char f[260] = "\n\n", q[260] = "\n\n";
     question_text(depth, q + 2, sizeof q - 2);
-    fact_text(depth, f, sizeof f);
-    f[strlen(f) - 2] = '\0'; /* the sentence, without its blank line */
-    const char *parts[3] = {"\n\n", f, q};
+    fact_text(depth, f + 2, sizeof f - 2);
+    f[strlen(f) - 2] = '\0'; /* the sentence, without its own blank line */
+    const char *parts[2] = {f, q};
     for (int i = 0; i < N_ANSWERS; i++) {
         double per[64];
         coil_state_reset(st);
-        for (int p = with_fact ? 0 : 2; p < 3; p++) {
+        for (int p = with_fact ? 0 : 1; p < 2; p++) {
             int32_t *ids = NULL;
             size_t n = 0;
             if (coil_tokenizer_encode(tok, parts[p], strlen(parts[p]), &ids, &n, &err) ||
