@@ -139,6 +139,30 @@ static int add_text(ids_t *a, const coil_tokenizer_t *tok, const char *text, siz
     return rc;
 }
 
+/* Appends the ids of the blank line "\n\n" as a document tokenizes it
+ * before text.  Encoded alone it becomes the id of a blank line at the end of
+ * a text (the bundled model's tokenizer: 549, where "\n\nWord" gives 200 200
+ * before the word), which a model never read before a passage: after it the
+ * bundled model's recall of the passage is gone (the copy gain of a planted
+ * sentence re-read right before its question drops from +2.9 to -0.1 nats). */
+static int add_blank_line(ids_t *a, const coil_tokenizer_t *tok, coil_err_t *err)
+{
+    int32_t *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    int rc = coil_tokenizer_encode(tok, "\n\nA", 3, &x, &nx, err);
+    if (!rc)
+        rc = coil_tokenizer_encode(tok, "A", 1, &y, &ny, err);
+    if (!rc) {
+        if (nx > ny && memcmp(x + nx - ny, y, ny * sizeof *y) == 0)
+            rc = ids_add(a, x, nx - ny, err);
+        else /* a tokenizer that merges the line break into the word */
+            rc = add_text(a, tok, "\n\n", 2, err);
+    }
+    free(x);
+    free(y);
+    return rc;
+}
+
 typedef struct {
     coil_ask_result_t *res;
     size_t cap;
@@ -406,7 +430,7 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
             }
             qsort(pick, np, sizeof pick[0], by_seq);
             ids_t sep = {0};
-            if ((rc = add_text(&sep, tok, "\n\n", 2, err)))
+            if ((rc = add_blank_line(&sep, tok, err)))
                 goto out;
             for (size_t i = 0; i < np; i++) {
                 size_t n = 0;

@@ -19,8 +19,10 @@
  *   auto    reread when the search finds passages, else state
  *
  * What is fed after the state, as token ids (tok = the model's tokenizer):
- *     [for each passage: tok("\n\n") + passage ids]  tok("\n\n" + question)
- * and the answer follows.  The document is never changed: every strategy
+ *     [for each passage: blank + passage ids]  tok("\n\n" + question)
+ * and the answer follows; blank is "\n\n" as the tokenizer encodes it
+ * before a word (tok("\n\nA") less tok("A")), not tok("\n\n") alone, which
+ * is the id of a trailing blank line that never precedes text.  The document is never changed: every strategy
  * works on a private copy of a state.
  */
 #ifndef COIL_ASK_H
