@@ -2,9 +2,57 @@
  * cuBLAS matrix products of the CUDA backend. */
 #include "cuda_internal.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* cuBLAS is opened with dlopen when the first context is made, not linked:
+ * its 500 MB of libraries would cost every coil process ~150 ms at start,
+ * CPU runs included.  The CUDA runtime is linked statically (cudart_static). */
+#ifndef COIL_CUDA_LIBDIR
+#define COIL_CUDA_LIBDIR "/usr/local/cuda/lib64"
+#endif
+static struct {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                              const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t); /* the 32-bit one */
+    decltype(&cublasGetStatusString) status_string;
+    char why[400];
+    int ok;
+} blas;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_load(void)
+{
+    const char *names[] = {COIL_CUDA_LIBDIR "/libcublas.so", "libcublas.so", "libcublas.so.13", "libcublas.so.12"};
+    void *h = NULL;
+    const char *env = getenv("COIL_CUBLAS");
+    if (env && *env)
+        h = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; !h && i < sizeof names / sizeof names[0]; i++)
+        h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(blas.why, sizeof blas.why, "cannot load cuBLAS (libcublas.so in %s or on the loader path; $COIL_CUBLAS "
+                 "names another): %s", COIL_CUDA_LIBDIR, e ? e : "not found");
+        return;
+    }
+    blas.create = (decltype(blas.create))dlsym(h, "cublasCreate_v2");
+    blas.destroy = (decltype(blas.destroy))dlsym(h, "cublasDestroy_v2");
+    blas.set_stream = (decltype(blas.set_stream))dlsym(h, "cublasSetStream_v2");
+    blas.gemm_ex = (decltype(blas.gemm_ex))dlsym(h, "cublasGemmEx");
+    blas.status_string = (decltype(blas.status_string))dlsym(h, "cublasGetStatusString");
+    if (!blas.create || !blas.destroy || !blas.set_stream || !blas.gemm_ex || !blas.status_string) {
+        snprintf(blas.why, sizeof blas.why, "the cuBLAS library found lacks cublasCreate_v2/cublasGemmEx/...");
+        return;
+    }
+    blas.ok = 1;
+}
 
 static int no_device(cudaError_t e)
 {
@@ -28,7 +76,8 @@ static int blas_fail(coil_err_t *err, cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_ALLOC_FAILED)
         return coil_err_set(err, COIL_ENOMEM, "out of device memory in cuBLAS: %s", what);
-    return coil_err_set(err, COIL_EIO, "cuBLAS error in %s: %s", what, cublasGetStatusString(s));
+    return coil_err_set(err, COIL_EIO, "cuBLAS error in %s: %s (status %d)", what,
+                        blas.status_string ? blas.status_string(s) : "?", (int)s);
 }
 
 int coil_cuda_device_count(int *n, coil_err_t *err)
@@ -78,14 +127,20 @@ coil_cuda_t *coil_cuda_open(int device, coil_err_t *err)
         coil_cuda_close(&c);
         return NULL;
     }
-    cublasStatus_t s = cublasCreate(&c->blas);
+    pthread_once(&blas_once, blas_load);
+    if (!blas.ok) {
+        coil_err_set(err, COIL_ENOTFOUND, "%s", blas.why);
+        coil_cuda_close(&c);
+        return NULL;
+    }
+    cublasStatus_t s = blas.create(&c->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
         blas_fail(err, s, "cublasCreate");
         coil_cuda_close(&c);
         return NULL;
     }
-    cublasSetStream(c->blas, c->main);
+    blas.set_stream(c->blas, c->main);
     c->math = COIL_CUDA_MATH_F32;
     return c;
 }
@@ -101,7 +156,7 @@ void coil_cuda_close(coil_cuda_t **pc)
     if (c->side)
         cudaStreamSynchronize(c->side);
     if (c->blas)
-        cublasDestroy(c->blas);
+        blas.destroy(c->blas);
     if (c->main)
         cudaStreamDestroy(c->main);
     if (c->side)
@@ -367,8 +422,8 @@ int coil_cuda_linear(coil_cuda_t *c, const float *W, int64_t M, int64_t K, const
                                                               : CUBLAS_COMPUTE_32F;
     /* Row-major y(T, M) = x(T, K) W^T is column-major y^T(M, T) = W^T(M, K) x^T(K, T):
      * W row-major (M, K) is column-major (K, M), used transposed. */
-    cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)M, (int)T, (int)K, &alpha, W, CUDA_R_32F,
+    cublasStatus_t s = blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)M, (int)T, (int)K, &alpha, W, CUDA_R_32F,
                                     (int)K, x, CUDA_R_32F, (int)ldx, &beta, y, CUDA_R_32F, (int)ldy, ct,
-                                    CUBLAS_GEMM_DEFAULT);
+                                      CUBLAS_GEMM_DEFAULT);
     return s == CUBLAS_STATUS_SUCCESS ? 0 : blas_fail(err, s, "cublasGemmEx");
 }
