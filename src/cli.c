@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "ingest.h"
 #include "query.h"
 #include "sampling.h"
@@ -579,6 +580,7 @@ static int cmd_info(const cli_opts_t *o)
            " x %" PRId64 " x %" PRId64 ", hidden %" PRId64 ")\n",
            floats * 4, c->n_layer, c->d_conv - 1, c->d_inner, c->n_layer, c->d_inner, c->d_state, c->d_model);
     printf("state blob:       %zu bytes\n", coil_state_blob_size(st));
+    coil_backend_print_info(stdout); /* cpu, cpuid features, kernel set, matrix library */
     coil_state_destroy(&st);
     coil_model_destroy(&m);
     return 0;
