@@ -477,6 +477,38 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* The engine's "cuda" backend (src/engine.c over the device-resident
+ * forward): logits of the golden sequence in uneven calls, and the state it
+ * leaves resumed by the CPU backend. */
+START_TEST(test_engine_backend)
+{
+    gold_t g;
+    gold_load(models[_i], &g);
+    coil_err_t err = {0};
+    coil_engine_options_t o = {.max_chunk = 32, .backend = "cuda"};
+    coil_engine_t *e = coil_engine_new(g.m, &o, &err);
+    ck_assert_msg(e != NULL, "%s", err.msg);
+    ck_assert_str_eq(coil_engine_backend_name(e), "cuda");
+    coil_state_t *st = coil_state_new(g.m, &err);
+    const int64_t half = g.T / 2, rest = g.T - half;
+    float *lg = malloc((size_t)(g.T * g.V) * 4);
+    ck_assert_int_eq(coil_engine_forward(e, st, g.ids, 5, lg, &err), 0);
+    ck_assert_int_eq(coil_engine_forward(e, st, g.ids + 5, half - 5, lg + 5 * g.V, &err), 0);
+    ck_assert_int_eq(coil_state_position(st), half);
+    float *cpu = cpu_logits(&g, rest, st); /* the CPU continues the GPU's state */
+    memcpy(lg + half * g.V, cpu, (size_t)(rest * g.V) * 4);
+    double r = tu_rel_l2(lg, g.golden, (size_t)(g.T * g.V));
+    ck_assert_msg(r < 1e-4, "%s: engine backend cuda, then cpu: rel L2 %g", models[_i], r);
+    float *next = malloc((size_t)g.V * 4);
+    ck_assert_int_eq(coil_engine_next_logits(e, st, next, &err), 0);
+    ck_assert_double_lt(tu_rel_l2(next, g.golden + (g.T - 1) * g.V, (size_t)g.V), 1e-4);
+    coil_engine_destroy(&e);
+    coil_state_destroy(&st);
+    free(lg), free(cpu), free(next);
+    gold_free(&g);
+}
+END_TEST
+
 /* Without a usable device every entry point fails cleanly. */
 static int no_device_checks(const coil_err_t *why)
 {
@@ -498,6 +530,12 @@ static int no_device_checks(const coil_err_t *why)
     coil_cuda_engine_t *e = coil_cuda_engine_new(m, NULL, &err);
     if (e != NULL || err.code != COIL_ENOTFOUND || !strstr(err.msg, "no CUDA device")) {
         fprintf(stderr, "FAIL: coil_cuda_engine_new without a device: %d %s\n", err.code, err.msg);
+        bad = 1;
+    }
+    coil_engine_options_t eo = {.backend = "cuda"};
+    coil_engine_t *ce = coil_engine_new(m, &eo, &err);
+    if (ce != NULL || err.code != COIL_ENOTFOUND || !strstr(err.msg, "backend 'cuda' is not available: no CUDA device")) {
+        fprintf(stderr, "FAIL: coil_engine_new(backend cuda) without a device: %d %s\n", err.code, err.msg);
         bad = 1;
     }
     coil_model_destroy(&m);
@@ -531,6 +569,7 @@ int main(void)
     tcase_add_loop_test(te, test_engine_parity, 0, NMODELS);
     tcase_add_loop_test(te, test_state_round_trip, 0, NMODELS);
     tcase_add_test(te, test_batch);
+    tcase_add_loop_test(te, test_engine_backend, 0, NMODELS);
     suite_add_tcase(s, tk);
     suite_add_tcase(s, te);
     SRunner *sr = srunner_create(s);

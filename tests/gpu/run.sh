@@ -18,6 +18,10 @@
 #      share of the copy bandwidth, and next to transformers' MambaForCausalLM
 #      on the same weights when torch with CUDA is installed;
 #   5. a short table last (also $OUT/summary.txt); every log in $OUT.
+# Prepared where it is built (nvcc, no GPU needed):
+#   ./configure --with-cuda && make && make tests/test_cuda tests/test_cuda_plan
+# then on the GPU machine, from the tree's root, with those binaries carried:
+#   bash tests/gpu/run.sh      (carry: tests/test_cuda tests/test_cuda_plan tests/bench/bench_cuda coil)
 # Exit status: 0 when every check passed, 1 otherwise.  Environment: OUT
 # (default ./gpu-out), COIL_GPU_TOKENS (default 1048576), COIL_GPU_BUDGET
 # (seconds, default 450), COIL_GPU_JOBS (make -j, default nproc).
