@@ -171,7 +171,7 @@ bench() { # bench SHAPE MATH
     fi
     local hf=-
     if [ ! -f "$OUT/$h.log" ] && [ "$(left)" -gt 60 ]; then
-        run "$h" 60 python3 tests/gpu/bench_hf.py "$dir" --chunk 2048 || true
+        run "$h" 60 python3 tests/gpu/bench_hf.py "$dir" --chunk 2048 --reps 1 || true
     fi
     if [ -f "$OUT/$h.log" ] && grep -q '^hf=ok' "$OUT/$h.log"; then hf=$(kv tok_per_s "$OUT/$h.log"); fi
     local tps ms mib roof of scan
