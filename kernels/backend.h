@@ -5,8 +5,11 @@
  * backend (kernels/cpu.c) is always built and is the numerical reference; it
  * picks AVX2/FMA/F16C kernels (kernels/cpu_avx2.c) at run time when the CPU
  * has them, or the portable C ones (forced with COIL_KERNELS=portable).
- * A device backend implements the same table on device pointers; no file
- * outside kernels/ includes a device header.
+ * The CUDA backend (--with-cuda) does not go through this table: per-op
+ * host pointers would copy every activation across PCIe.  src/engine.c hands
+ * the whole forward to kernels/cuda_engine.h (device-resident weights,
+ * activations and state) when the backend is "cuda"; no file outside kernels/
+ * includes a device header.
  *
  * Shapes are written (rows, cols), row-major; ld* are row strides in floats.
  * All ops are synchronous and may use the backend's threads internally.

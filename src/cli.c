@@ -47,7 +47,7 @@ static const char usage_text[] =
     "  state     export | import                    states as files\n"
     "  check                                        verify the database, every checkpoint and the index\n"
     "  ask       --doc NAME QUESTION [--strategy auto|state|reread|select]   answer by re-reading\n"
-    "common: --model DIR  --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
+    "common: --model DIR  --threads N  --backend cpu|cpu-portable|cuda[:f32|tf32|bf16]  --sync full|normal  --quiet\n"
     "remote: --connect tcp://HOST:PORT [--timeout S] runs ingest, docs, search, session, generate,\n"
     "        score and state against a coild server (no --db or --model)\n"
     "also:   coil --version, coil help COMMAND\n";

@@ -47,6 +47,7 @@ void coil_config_destroy(coil_config_t **cfg)
     free(c->endpoints.workers);
     free(c->database);
     free(c->model);
+    free(c->device);
     free(c->curve.server_secret_key_file);
     free(c->curve.server_public_key);
     for (size_t i = 0; i < c->curve.n_allowed_client_keys; i++)
@@ -69,6 +70,7 @@ coil_config_t *coil_config_defaults(const char *default_model, coil_err_t *err)
     c->endpoints.workers = dupstr("ipc:///tmp/coild-workers");
     c->database = dupstr("coil.db");
     c->model = dupstr(default_model);
+    c->device = dupstr("cpu");
     c->workers = 1;
     c->chunk_tokens = 256;
     c->checkpoint.interval_tokens = 4096;
@@ -81,7 +83,7 @@ coil_config_t *coil_config_defaults(const char *default_model, coil_err_t *err)
     c->threads_per_worker = 0;
     c->log_level = COIL_LOG_INFO;
     if (!c->endpoints.clients || !c->endpoints.events || !c->endpoints.workers || !c->database ||
-        !c->model) {
+        !c->model || !c->device) {
         coil_config_destroy(&c);
         coil_err_set(err, COIL_ENOMEM, "config: out of memory");
         return NULL;
@@ -105,6 +107,7 @@ typedef enum kind {
     K_ENDPOINT,  /* tcp://... or ipc://... */
     K_INT,       /* decimal integer in [min, max] */
     K_LOGLEVEL,  /* error | warn | info | debug */
+    K_DEVICE,    /* cpu | cpu-portable | cuda | cuda:f32 | cuda:tf32 | cuda:bf16 */
     K_Z85,       /* a 40-character Z85 CURVE key */
     K_Z85_LIST,  /* a sequence of Z85 keys */
 } kind_t;
@@ -157,6 +160,7 @@ static const ckey_t root_keys[] = {
     CKM("checkpoint", checkpoint_keys),
     CKM("limits", limit_keys),
     CKI("threads_per_worker", 0, 256, threads_per_worker),
+    CK("device", K_DEVICE, device),
     CK("log_level", K_LOGLEVEL, log_level),
     CKM("curve", curve_keys),
     CKEND,
@@ -401,6 +405,19 @@ static int read_value(pctx_t *x, const ckey_t *k)
         }
         rc = set_string(x, (char **)(void *)(slot_base + k->off), s, n);
         break;
+    case K_DEVICE: {
+        static const char *devices[] = {"cpu", "cpu-portable", "cuda", "cuda:f32", "cuda:tf32", "cuda:bf16"};
+        size_t i, nd = sizeof devices / sizeof devices[0];
+        for (i = 0; i < nd && strcmp(s, devices[i]) != 0; i++)
+            ;
+        if (i == nd) {
+            rc = errat(x, ev.start_mark, "expected cpu, cpu-portable, cuda, cuda:f32, cuda:tf32 or cuda:bf16, got '%.40s'",
+                       s);
+            break;
+        }
+        rc = set_string(x, (char **)(void *)(slot_base + k->off), s, n);
+        break;
+    }
     case K_PATH0:
         if (n == 0)
             s = x->model ? x->model : "", n = strlen(s);
@@ -680,7 +697,7 @@ int coil_config_write(const coil_config_t *c, FILE *f, coil_err_t *err)
             (long long)c->limits.max_message_bytes, (long long)c->limits.max_text_bytes,
             (long long)c->limits.max_document_bytes, (long long)c->limits.max_concurrent_jobs,
             (long long)c->limits.max_clients);
-    fprintf(f, "threads_per_worker: %lld\nlog_level: %s\n", (long long)c->threads_per_worker,
+    fprintf(f, "threads_per_worker: %lld\ndevice: %s\nlog_level: %s\n", (long long)c->threads_per_worker, c->device,
             coil_log_level_name(c->log_level) ? coil_log_level_name(c->log_level) : "info");
     if (c->curve.enabled) {
         fputs("curve:\n", f);

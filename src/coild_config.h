@@ -53,6 +53,7 @@ typedef struct coil_config {
         int64_t max_clients;         /* connected clients; 0 = unlimited */
     } limits;
     int64_t threads_per_worker; /* 0 = OpenMP default */
+    char *device;               /* the workers' engine backend: cpu, cpu-portable, cuda[:f32|tf32|bf16] */
     coil_log_level_t log_level;
     struct {
         bool enabled;                   /* a curve: section is present */

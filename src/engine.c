@@ -1,11 +1,16 @@
 /* engine.c -- the Mamba-1 layer loop over a compute backend. */
 #include "engine.h"
 
+#include "config.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "convert.h"
+#ifdef COIL_HAVE_CUDA
+#include "cuda_engine.h"
+#endif
 
 #define DEFAULT_CHUNK 256
 #define LM_HEAD_BLOCK 4096 /* rows of a half-precision LM head converted at a time */
@@ -24,6 +29,9 @@ struct coil_engine {
     float *out;         /* (C, H) out_proj output */
     float *wscratch;    /* float32 copy of a half-precision matrix (or NULL) */
     size_t scratch_bytes;
+#ifdef COIL_HAVE_CUDA
+    coil_cuda_engine_t *cuda; /* backend "cuda": the whole forward runs there */
+#endif
 };
 
 static void *xalloc(size_t n, size_t *total)
@@ -52,10 +60,40 @@ coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_
         e->ops = coil_backend_cpu();
     } else if (strcmp(b, "cpu-portable") == 0) {
         e->ops = coil_backend_cpu_portable();
+    } else if (strcmp(b, "cuda") == 0 || strncmp(b, "cuda:", 5) == 0) {
+#ifdef COIL_HAVE_CUDA
+        /* "cuda" or "cuda:MATH" (f32, tf32, bf16): device-resident, one
+         * sequence; next_logits from a state's hidden vector stays on the CPU */
+        coil_cuda_engine_options_t co = {.device = 0, .max_chunk = e->C, .nseq = 1, .with_logits = 1};
+        if (b[4] == ':' && coil_cuda_math_parse(b + 5, &co.math, err)) {
+            free(e);
+            coil_err_prefix(err, "backend '%s'", b);
+            return NULL;
+        }
+        if (!(e->cuda = coil_cuda_engine_new(m, &co, err))) {
+            free(e);
+            coil_err_prefix(err, "backend '%s' is not available", b);
+            return NULL;
+        }
+        e->ops = coil_backend_cpu();
+#else
+        free(e);
+        coil_err_set(err, COIL_EUNSUPPORTED,
+                     "backend '%s' is not available: this build has no CUDA backend (./configure --with-cuda; have: "
+                     "cpu, cpu-portable)",
+                     b);
+        return NULL;
+#endif
     } else {
         free(e);
-        coil_err_set(err, COIL_EUNSUPPORTED, "backend '%s' is not available in this build (have: cpu, cpu-portable)",
-                     b);
+        coil_err_set(err, COIL_EUNSUPPORTED, "backend '%s' is not available in this build (have: cpu, cpu-portable%s)",
+                     b,
+#ifdef COIL_HAVE_CUDA
+                     ", cuda"
+#else
+                     ""
+#endif
+        );
         return NULL;
     }
     e->ops->set_threads(opt ? opt->threads : 0);
@@ -103,6 +141,9 @@ void coil_engine_destroy(coil_engine_t **pe)
     free(e->y);
     free(e->out);
     free(e->wscratch);
+#ifdef COIL_HAVE_CUDA
+    coil_cuda_engine_destroy(&e->cuda);
+#endif
     free(e);
     *pe = NULL;
 }
@@ -181,6 +222,16 @@ int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, 
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             return coil_err_set(err, COIL_EINVAL, "token id %d at position %lld is outside the vocabulary [0, %lld)",
                                 ids[t], (long long)t, (long long)c->vocab_size);
+#ifdef COIL_HAVE_CUDA
+    if (e->cuda) { /* the state goes to the device and back around each call */
+        int rc = coil_cuda_engine_load_state(e->cuda, 0, st, err);
+        if (!rc)
+            rc = coil_cuda_engine_forward(e->cuda, ids, T, logits, err);
+        if (!rc)
+            rc = coil_cuda_engine_save_state(e->cuda, 0, st, err);
+        return rc;
+    }
+#endif
     for (int64_t t0 = 0; t0 < T; t0 += e->C) {
         int64_t n = T - t0 < e->C ? T - t0 : e->C;
         step(e, st, ids + t0, n, logits ? logits + t0 * c->vocab_size : NULL);
@@ -198,7 +249,14 @@ int coil_engine_next_logits(coil_engine_t *e, const coil_state_t *st, float *log
     return 0;
 }
 
-const char *coil_engine_backend_name(const coil_engine_t *e) { return e->ops->name; }
+const char *coil_engine_backend_name(const coil_engine_t *e)
+{
+#ifdef COIL_HAVE_CUDA
+    if (e->cuda)
+        return "cuda";
+#endif
+    return e->ops->name;
+}
 const coil_model_t *coil_engine_model(const coil_engine_t *e) { return e->m; }
 int64_t coil_engine_max_chunk(const coil_engine_t *e) { return e->C; }
 size_t coil_engine_scratch_bytes(const coil_engine_t *e) { return e->scratch_bytes; }

@@ -26,7 +26,8 @@
 typedef struct coil_engine_options {
     int64_t max_chunk; /* tokens per internal step; 0 = default (256) */
     int threads;       /* 0 = OMP_NUM_THREADS, else the CPUs usable / COIL_WORKERS */
-    const char *backend; /* NULL or "cpu" (AVX2 when available), "cpu-portable" */
+    const char *backend; /* NULL or "cpu" (the chosen kernel set), "cpu-portable", "cuda[:f32|tf32|bf16]"
+                            (with --with-cuda; COIL_ENOTFOUND "no CUDA device" without a GPU) */
 } coil_engine_options_t;
 
 typedef struct coil_engine coil_engine_t;

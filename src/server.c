@@ -281,7 +281,7 @@ static int spawn(srv_t *s, worker_t *w)
     if (pid == 0) {
         char *argv[] = {(char *)s->o->worker_bin, "--connect", c->endpoints.workers, "--db", c->database,
                         "--model", c->model, "--name", w->name, "--threads", threads, "--chunk", chunk,
-                        "--interval", interval, "--dense", dense, NULL};
+                        "--interval", interval, "--dense", dense, "--backend", c->device, NULL};
         execv(s->o->worker_bin, argv);
         fprintf(stderr, "coild: cannot run %s: %s\n", s->o->worker_bin, strerror(errno));
         _exit(127);

@@ -544,7 +544,8 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         snprintf(w.name, sizeof w.name, "w%ld", (long)getpid());
     const char *fault = getenv("COIL_WORKER_FAULT");
     w.fault_after_commit = fault && strcmp(fault, "after-append-commit") == 0;
-    coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads};
+    coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads,
+                                .backend = o->backend};
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
     if (!(w.m = coil_model_load(o->model, err)) || !(w.e = coil_engine_new(w.m, &eo, err)) ||
         !(w.state = coil_state_new(w.m, err)) || !(w.tok = coil_tokenizer_load(path, err)) ||

@@ -31,6 +31,7 @@ typedef struct coil_worker_options {
     const char *model;         /* model directory (config.json, safetensors, tokenizer.json) */
     const char *name;          /* worker name for logs and events; NULL = "w<pid>" */
     int threads;               /* engine threads, 0 = default */
+    const char *backend;       /* engine backend (coil_engine_options_t.backend); NULL = cpu */
     int64_t chunk_tokens;      /* default ingest grid; 0 = 512 */
     const coil_store_options_t *store; /* NULL = defaults */
     const volatile sig_atomic_t *stop; /* set by SIGTERM */

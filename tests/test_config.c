@@ -56,6 +56,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->limits.max_concurrent_jobs, 16);
     ck_assert_int_eq(c->limits.max_clients, 0);
     ck_assert_int_eq(c->threads_per_worker, 0);
+    ck_assert_str_eq(c->device, "cpu");
     ck_assert_int_eq(c->log_level, COIL_LOG_INFO);
     ck_assert(!c->curve.enabled);
     coil_config_proto_limits(c, &lim);
@@ -134,6 +135,7 @@ START_TEST(test_overrides_round_trip)
                        "  max_concurrent_jobs: 4096\n"
                        "  max_clients: 1048576\n"
                        "threads_per_worker: 256\n"
+                       "device: cuda:bf16\n"
                        "log_level: debug\n"
                        "curve:\n"
                        "  server_secret_key_file: /etc/coild/server.key\n"
@@ -162,6 +164,7 @@ START_TEST(test_overrides_round_trip)
     ck_assert_int_eq(c->limits.max_concurrent_jobs, 4096);
     ck_assert_int_eq(c->limits.max_clients, 1048576);
     ck_assert_int_eq(c->threads_per_worker, 256);
+    ck_assert_str_eq(c->device, "cuda:bf16");
     ck_assert_int_eq(c->log_level, COIL_LOG_DEBUG);
     ck_assert(c->curve.enabled);
     ck_assert_str_eq(c->curve.server_secret_key_file, "/etc/coild/server.key");
@@ -233,6 +236,8 @@ static const bad_case_t bad_cases[] = {
     {"limits:\n  max_message_bytes: 1023\n", "limits.max_message_bytes: expected an integer"},
     {"checkpoint:\n  interval_tokens: 0\n", "t.yaml:2:20: checkpoint.interval_tokens:"},
     {"threads_per_worker: -9223372036854775809\n", "threads_per_worker: expected an integer"},
+    {"device: gpu\n", "t.yaml:1:9: device: expected cpu, cpu-portable, cuda, cuda:f32, cuda:tf32 or cuda:bf16, got 'gpu'"},
+    {"device: cuda:fp8\n", "device: expected cpu, cpu-portable, cuda"},
     /* strings and endpoints */
     {"database: \"\"\n", "t.yaml:1:11: database: expected a non-empty path"},
     {"database: ~\n", "t.yaml:1:11: database: expected a non-empty path"},

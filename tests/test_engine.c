@@ -11,6 +11,8 @@
  */
 #include "engine.h"
 
+#include "config.h"
+
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -263,7 +265,7 @@ START_TEST(test_errors)
     ck_assert_int_eq(coil_state_position(st), 0);
     float lg[512];
     ck_assert_int_eq(coil_engine_next_logits(e, st, lg, &err), COIL_ESTATE);
-    coil_engine_options_t opt = {.backend = "cuda"};
+    coil_engine_options_t opt = {.backend = "metal"}; /* cuda: test_backend_cuda */
     ck_assert_ptr_null(coil_engine_new(g1.m, &opt, &err));
     ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
     coil_state_destroy(&other);
@@ -271,6 +273,39 @@ START_TEST(test_errors)
     coil_engine_destroy(&e);
     golden_free(&g1);
     golden_free(&g2);
+}
+END_TEST
+
+/* --backend cuda runs where the build has CUDA and a GPU is there (its
+ * parity is tests/test_cuda's); anywhere else it is a clear error. */
+START_TEST(test_backend_cuda)
+{
+    coil_err_t err = {0};
+    coil_model_t *m = coil_model_load(tu_data("models/odd_dinner"), &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    coil_engine_options_t opt = {.backend = "cuda"};
+    coil_engine_t *e = coil_engine_new(m, &opt, &err);
+#ifdef COIL_HAVE_CUDA
+    if (e)
+        ck_assert_str_eq(coil_engine_backend_name(e), "cuda");
+    else
+        ck_assert_msg(err.code == COIL_ENOTFOUND && strstr(err.msg, "backend 'cuda' is not available: no CUDA device"),
+                      "%d %s", err.code, err.msg);
+    coil_engine_destroy(&e);
+    opt.backend = "cuda:fp8";
+    ck_assert_ptr_null(coil_engine_new(m, &opt, &err));
+    ck_assert_int_eq(err.code, COIL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "unknown CUDA matrix arithmetic 'fp8'"));
+#else
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backend 'cuda' is not available: this build has no CUDA backend"));
+#endif
+    opt.backend = "tpu";
+    ck_assert_ptr_null(coil_engine_new(m, &opt, &err));
+    ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backend 'tpu' is not available"));
+    coil_model_destroy(&m);
 }
 END_TEST
 
@@ -285,6 +320,7 @@ int main(void)
     tcase_add_loop_test(tc, test_greedy_matches_reference, 0, NCASES * NBACKENDS);
     tcase_add_test(tc, test_golden_shapes);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_backend_cuda);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

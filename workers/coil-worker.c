@@ -2,6 +2,7 @@
  *
  *   coil-worker --connect ENDPOINT --db FILE --model DIR [--name NAME]
  *               [--threads N] [--chunk N] [--interval N] [--dense N] [--sync full|normal]
+ *               [--backend cpu|cpu-portable|cuda[:f32|tf32|bf16]]   (coild: config device:)
  *
  * Started and supervised by coild (one per configured worker), or by hand
  * (e.g. on another host, with --connect tcp://HOST:PORT and a database path
@@ -31,7 +32,7 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"connect", 1, 0, 'c'}, {"db", 1, 0, 'd'},    {"model", 1, 0, 'm'},
                                        {"name", 1, 0, 'n'},    {"threads", 1, 0, 't'}, {"chunk", 1, 0, 'k'},
                                        {"sync", 1, 0, 's'},    {"interval", 1, 0, 'i'}, {"dense", 1, 0, 'D'},
-                                       {0, 0, 0, 0}};
+                                       {"backend", 1, 0, 'b'}, {0, 0, 0, 0}};
     int c;
     coil_store_options_default(&so);
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
         case 'm': o.model = optarg; break;
         case 'n': o.name = optarg; break;
         case 't': o.threads = atoi(optarg); break;
+        case 'b': o.backend = optarg; break;
         case 'k': o.chunk_tokens = atoll(optarg); break;
         case 'i':
             if ((so.policy.interval = atoll(optarg)) <= 0)
@@ -75,6 +77,6 @@ int main(int argc, char **argv)
     return 0;
 usage:
     fprintf(stderr, "usage: coil-worker --connect ENDPOINT --db FILE --model DIR [--name NAME] [--threads N] "
-                    "[--chunk N] [--interval N] [--dense N] [--sync full|normal]\n");
+                    "[--chunk N] [--interval N] [--dense N] [--sync full|normal] [--backend cpu|cuda...]\n");
     return 2;
 }
