@@ -46,7 +46,7 @@ int cli_usage(const char *msg)
             "            | import --in FILE --name NAME [--replace] --model DIR\n"
             "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
             "remote: --connect tcp://HOST:PORT runs ingest, docs, search, session, generate, score and\n"
-            "        state against a coild server (no --db or --model needed)\n");
+            "        state against a coild server (its database and model; --timeout SECONDS, default 10)\n");
     return 2;
 }
 
@@ -128,7 +128,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"doc", 1, 0, 'D'},     {"at", 1, 0, 'a'},        {"interval", 1, 0, 'V'}, {"limit", 1, 0, 'l'},
         {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
-        {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},
+        {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},       {"timeout", 1, 0, 'W'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -154,6 +154,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'D': o->doc = optarg; break;
         case 'y': o->sync = optarg; break;
         case 'Z': o->connect = optarg; break;
+        case 'W': o->timeout = optarg; break; /* checked by cli_remote */
         case 'k': o->key = optarg; break;
         case 'R': o->replace = true; break;
         case 'A': o->append = true; break;

@@ -17,6 +17,7 @@ typedef struct cli_opts {
     const char *model, *ids, *out, *in, *prompt, *backend, *db, *name, *file, *text, *session, *doc, *sync;
     const char *key; /* session append: request key (the append happens at most once) */
     const char *connect; /* --connect ENDPOINT: run against a coild server */
+    const char *timeout; /* --timeout SECONDS with --connect (parsed by cli_remote) */
     const char *pos[CLI_MAX_POS]; /* positional arguments after the command (and sub-command) */
     int n_pos;
     int64_t chunk, n_new, at, interval, limit;
@@ -52,6 +53,10 @@ int cli_generate_from(const cli_opts_t *o, cli_rt_t *r, int64_t grid, int32_t **
                       coil_err_t *err);
 /* Writes len bytes to path atomically (temp file, fsync, rename). */
 int cli_write_atomic(const char *path, const void *data, size_t len, coil_err_t *err);
+
+/* Prints search hit number ++*k as `coil search` does (cli_store.c). */
+struct coil_store_hit;
+int cli_print_hit(const struct coil_store_hit *h, int *k);
 
 /* `coil --connect EP <cmd> ...`: the command against a server (cli_remote.c). */
 int cli_remote(const char *cmd, const cli_opts_t *o);

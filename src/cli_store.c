@@ -157,6 +157,12 @@ static int print_hit(const coil_store_hit_t *h, void *ud)
     return 0;
 }
 
+/* `coil --connect ... search` prints its hits with this, so the two agree. */
+int cli_print_hit(const coil_store_hit_t *h, int *k)
+{
+    return print_hit(h, k);
+}
+
 int cli_cmd_search(const cli_opts_t *o)
 {
     coil_err_t err = {0};
