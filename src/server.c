@@ -1015,6 +1015,11 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
                 if (zmq_getsockopt(s.workers, ZMQ_EVENTS, &ev, &evl) != 0 || !(ev & ZMQ_POLLIN))
                     break;
             }
+            if (s.monitor) { /* connections first: a request is judged by max_clients as of its arrival */
+                zmq_pollitem_t mi = {.socket = s.monitor, .events = ZMQ_POLLIN};
+                while (zmq_poll(&mi, 1, 0) > 0)
+                    on_monitor(&s);
+            }
             for (int k = 0; k < 64 && (it[0].revents & ZMQ_POLLIN); k++) {
                 int ev;
                 size_t evl = sizeof ev;

@@ -636,10 +636,10 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     size_t l[2] = {5, strlen(info)};
     send_frames(w.sock, d, l, 2);
 
+    /* coild applied the configured limits (which may exceed the protocol's
+     * defaults) before it sent the job: none again here */
     coil_proto_limits_t lim;
-    coil_proto_limits_default(&lim);
-    lim.max_message_bytes = (size_t)1 << 30;
-    lim.max_document_bytes = (size_t)1 << 30;
+    lim.max_message_bytes = lim.max_text_bytes = lim.max_document_bytes = SIZE_MAX;
     while (!(o->stop && *o->stop)) {
         zmq_pollitem_t it = {.socket = w.sock, .events = ZMQ_POLLIN};
         int pr = zmq_poll(&it, 1, 200);
@@ -670,7 +670,7 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         int prc = coil_proto_parse_request(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), blob, blob_len,
                                            f.n > 4 ? 2 : 1, &lim, &req, &perr);
         if (prc) {
-            json_t *rid = coil_proto_recover_id(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), 1 << 20);
+            json_t *rid = coil_proto_recover_id(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), 0);
             send_error(&w, rid, prc, perr.msg);
             json_decref(rid);
             frames_close(&f);

@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <jansson.h>
 #include <signal.h>
@@ -156,11 +157,18 @@ static pid_t spawn_coild_with(char *const *extra)
     snprintf(coild_log, sizeof coild_log, "%s/coild.log", dir);
     snprintf(ready, sizeof ready, "%s/ready.json", dir);
     unlink(ready);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, coild_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
+    /* coild gets SIGTERM when this test's process ends, however it ends (a
+     * failed check exits without the teardown): it drains and cleans up */
+    pid_t parent = getpid();
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(coild_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+            _exit(127);
+        execve(argv[0], argv, environ);
+        _exit(127);
+    }
     for (double t0 = mono(); mono() - t0 < 60; usleep(20000)) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid)
@@ -334,7 +342,7 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
         int status;
         if (!r && coild_pid > 0 && waitpid(coild_pid, &status, WNOHANG) == coild_pid) {
             coild_pid = 0;
-            ck_abort_msg("coild exited (status %d) while waiting for a reply to %s; its stderr:\n%s", status, req,
+            ck_abort_msg("coild exited (status %d) while waiting for a reply to %.300s; its stderr:\n%s", status, req,
                          coild_tail());
         }
         if (!r)
@@ -349,14 +357,14 @@ static json_t *call(void *s, const char *req, int *partials, void **blob, size_t
             json_decref(r);
             continue;
         }
-        ck_assert_msg(json_is_true(json_object_get(r, "ok")), "request %s failed: %s", req,
+        ck_assert_msg(json_is_true(json_object_get(r, "ok")), "request %.300s failed: %s", req,
                       json_string_value(json_object_get(json_object_get(r, "error"), "message")));
         json_t *res = json_incref(json_object_get(r, "result"));
         json_decref(r);
         json_decref(rq);
         return res;
     }
-    ck_abort_msg("no reply to %s", req);
+    ck_abort_msg("no reply to %.300s", req);
     return NULL;
 }
 
@@ -616,7 +624,7 @@ START_TEST(test_end_to_end_equals_local)
     /* an ingest longer than --timeout goes on: its progress keeps it alive */
     char slow[4200];
     snprintf(slow, sizeof slow, "%s/slow.txt", dir);
-    write_doc(slow, 6000);
+    write_doc(slow, 15000); /* ~1.1 MB: a few seconds, several times --timeout */
     char *ting[] = {(char *)build("coil"), "--connect", ep_clients, "ingest", "--name", "slow", "--file", slow,
                     "--timeout", "1", NULL};
     double t0 = mono();
@@ -624,10 +632,55 @@ START_TEST(test_end_to_end_equals_local)
     char *tout = run_local_err(ting, &st, &terr);
     double took = mono() - t0;
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a remote ingest with --timeout 1 failed: %s", terr);
-    ck_assert_msg(took > 1.5, "the ingest took %.2f s: too short to show --timeout 1 is extended", took);
+    ck_assert_msg(took > 2.0, "the ingest took %.2f s: too short to show --timeout 1 is extended", took);
     fprintf(stderr, "remote ingest with --timeout 1: %.2f s\n", took);
     free(tout);
     free(terr);
+    /* a write waiting behind another is told its place in the queue every second */
+    size_t sl2;
+    char *stext = tu_read(slow, &sl2);
+    while (sl2 > 900000 || (sl2 > 0 && stext[sl2 - 1] != '\n')) /* under limits.max_message_bytes */
+        sl2--;
+    json_t *sm = json_pack("{s:i, s:s, s:s, s:s, s:s%}", "v", 1, "id", "slow2", "op", "ingest", "name", "slow2",
+                           "text", stext, sl2);
+    char *sreq = json_dumps(sm, JSON_COMPACT);
+    send_raw(c, sreq, strlen(sreq), 0);
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"id\":\"behind\",\"op\":\"session.append\",\"session\":\"%s\",\"text\":\" Then.\"}", sid);
+    send_raw(c, buf, strlen(buf), 0);
+    int queued = 0, finals = 0;
+    for (double q0 = mono(); finals < 2 && mono() - q0 < 60;) {
+        json_t *qr = recv_json(c, 1000, NULL, NULL);
+        if (!qr)
+            continue;
+        const char *rid = json_string_value(json_object_get(qr, "id"));
+        if (json_is_true(json_object_get(qr, "partial"))) {
+            json_t *qn = json_object_get(json_object_get(qr, "result"), "queued");
+            if (rid && !strcmp(rid, "behind")) {
+                ck_assert_int_eq(json_integer_value(qn), 1);
+                queued++;
+            }
+        } else {
+            ck_assert_msg(json_is_true(json_object_get(qr, "ok")), "%s", json_dumps(qr, 0));
+            if (rid && !strcmp(rid, "behind"))
+                ck_assert_msg(finals == 1, "the append overtook the ingest it waited for");
+            finals++;
+        }
+        json_decref(qr);
+    }
+    ck_assert_int_eq(finals, 2);
+    ck_assert_msg(queued >= 1, "the queued append got no queued partial");
+    free(sreq);
+    free(stext);
+    json_decref(sm);
+    /* state.import over the wire, from the test's own socket */
+    const char *imp = "{\"v\":1,\"id\":\"imp\",\"op\":\"state.import\",\"name\":\"imported2\"}";
+    track(imp, strlen(imp));
+    ck_assert_int_ge(zmq_send(c, imp, strlen(imp), ZMQ_SNDMORE), 0);
+    ck_assert_int_ge(zmq_send(c, blob, blob_len, 0), 0);
+    json_t *ir = final_reply(c, 60);
+    ck_assert_msg(ir && json_is_true(json_object_get(ir, "ok")), "%s", ir ? json_dumps(ir, 0) : "no reply");
+    json_decref(ir);
     free(blob);
     free(lg);
     free(ls);
@@ -994,7 +1047,7 @@ static const char *call_err(void *s, const char *req, char *msg, size_t msg_len)
             json_decref(r);
             continue;
         }
-        ck_assert_msg(json_is_false(json_object_get(r, "ok")), "request %s succeeded", req);
+        ck_assert_msg(json_is_false(json_object_get(r, "ok")), "request %.300s succeeded", req);
         json_t *e = json_object_get(r, "error");
         snprintf(msg, msg_len, "%s", json_string_value(json_object_get(e, "message")));
         static char code[64];
@@ -1002,7 +1055,7 @@ static const char *call_err(void *s, const char *req, char *msg, size_t msg_len)
         json_decref(r);
         return code;
     }
-    ck_abort_msg("no reply to %s", req);
+    ck_abort_msg("no reply to %.300s", req);
     return NULL;
 }
 
@@ -1490,6 +1543,39 @@ START_TEST(test_error_replies_carry_the_id)
 }
 END_TEST
 
+/* ---- a configured limit above the protocol's default holds end to end ------------------- */
+
+static void setup_big_text(void)
+{
+    snprintf(extra_yaml, sizeof extra_yaml, "  max_text_bytes: 2097152\n");
+    setup_with(4 << 20, 256);
+}
+
+START_TEST(test_configured_text_limit)
+{
+    CASE("limits");
+    void *c = client();
+    wait_ready(c);
+    json_decref(call(c, "{\"v\":1,\"id\":\"i\",\"op\":\"ingest\",\"name\":\"d\",\"text\":\"The keeper.\"}", NULL,
+                     NULL, NULL));
+    /* 1.2 MB: over the protocol's default text limit (1 MiB), under the configured 2 MiB */
+    size_t n = 1200000;
+    char *t = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        t[i] = "the keeper counts lamps "[i % 24];
+    t[n] = '\0';
+    json_t *m = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "id", "big-score", "op", "score", "doc", "d", "text", t);
+    char *req = json_dumps(m, JSON_COMPACT);
+    json_t *r = call(c, req, NULL, NULL, NULL);
+    ck_assert_int_gt(json_array_size(json_object_get(r, "tokens")), 100000);
+    json_decref(r);
+    free(req);
+    json_decref(m);
+    free(t);
+    zmq_close(c);
+}
+END_TEST
+
 int main(void)
 {
     const char *b = getenv("COIL_BUILDDIR");
@@ -1497,6 +1583,17 @@ int main(void)
     FILE *rf = fopen(replies, "w"); /* this run's replies only */
     if (rf)
         fclose(rf);
+    /* Everything a test makes -- its temp dir, coild's private socket
+     * directory -- goes under one directory removed here, in the parent:
+     * a failed test's child (and the coild in it) is killed by Check with
+     * SIGKILL, which no cleanup survives. */
+    char *base = tu_mkdtemp();
+    if (!base) {
+        perror("test_service: mkdtemp");
+        return 1;
+    }
+    setenv("TMPDIR", base, 1);
+    unsetenv("XDG_RUNTIME_DIR");
     Suite *s = suite_create("service");
     TCase *tc = tcase_create("e2e");
     tcase_set_timeout(tc, 300);
@@ -1527,6 +1624,11 @@ int main(void)
     tcase_add_checked_fixture(tid, setup_small_text, teardown_small_text);
     tcase_add_test(tid, test_error_replies_carry_the_id);
     suite_add_tcase(s, tid);
+    TCase *tl = tcase_create("limits");
+    tcase_set_timeout(tl, 120);
+    tcase_add_checked_fixture(tl, setup_big_text, teardown_small_text);
+    tcase_add_test(tl, test_configured_text_limit);
+    suite_add_tcase(s, tl);
     TCase *tf = tcase_create("exactly_once");
     tcase_set_timeout(tf, 300);
     tcase_add_checked_fixture(tf, setup_fault, teardown);
@@ -1551,5 +1653,7 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    tu_rm_rf(base);
+    free(base);
     return failed ? 1 : 0;
 }
