@@ -82,7 +82,7 @@ typedef struct {
     uint64_t run_nonce, key_seq; /* request keys coild gives appends: "coild.<nonce>.<seq>" */
     double started, last_heartbeat;
     /* stats */
-    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths;
+    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths, n_handed_back;
 } srv_t;
 
 static double now_s(void)
@@ -562,6 +562,7 @@ static void on_client(srv_t *s)
         json_object_set_new(h, "errors", json_integer((json_int_t)s->n_errors));
         json_object_set_new(h, "dropped_sends", json_integer((json_int_t)s->n_dropped));
         json_object_set_new(h, "worker_deaths", json_integer((json_int_t)s->n_worker_deaths));
+        json_object_set_new(h, "jobs_handed_back", json_integer((json_int_t)s->n_handed_back));
         json_object_set_new(h, "jobs", json_integer(s->n_jobs));
         reply_ok(s, route, route_len, r->id, h);
         goto done;
@@ -698,6 +699,7 @@ static void on_worker(srv_t *s)
         w->job = NULL;
         w->ready = 0;
         if (j) {
+            s->n_handed_back++;
             if (j->write)
                 s->write_busy = 0;
             enqueue(s, j, 1);
