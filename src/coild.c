@@ -20,11 +20,37 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "coild_config.h"
 #include "model.h"
 #include "server.h"
 
 static volatile sig_atomic_t g_stop;
+
+static const char usage_line[] = "usage: coild [--config FILE] [--db FILE] [--ready-file FILE] [--quiet]\n";
+
+static void help(void)
+{
+    fputs(usage_line, stdout);
+    fputs("\n"
+          "The coil service: a ZeroMQ front (requests, events) for coil-worker processes it starts\n"
+          "and supervises.  SIGTERM or SIGINT: the workers checkpoint and hand their jobs back, and\n"
+          "coild exits 0, removing its worker socket.\n"
+          "\n"
+          "  --config FILE      YAML settings (every key, with its default, in\n"
+          "                     schemas/coild.example.yaml); without it, the defaults; a FILE\n"
+          "                     that does not exist is an error\n"
+          "  --db FILE          the database, over the config's `database`\n"
+          "  --ready-file FILE  written once every socket is bound and every worker is ready:\n"
+          "                     {\"clients\", \"events\", \"workers\", \"pid\"} with the bound endpoints\n"
+          "                     (an endpoint tcp://HOST:* lets the system pick the port); removed\n"
+          "                     at exit\n"
+          "  --quiet            no log lines on stderr (errors still are)\n"
+          "  --help, --version\n"
+          "\n"
+          "Environment: COIL_WORKER_BIN (coil-worker, default: next to coild), COIL_MODEL.\n",
+          stdout);
+}
 
 static void on_term(int sig)
 {
@@ -37,21 +63,21 @@ int main(int argc, char **argv)
     const char *cfg_path = NULL, *db = NULL, *ready = NULL;
     int quiet = 0, c;
     static const struct option lo[] = {{"config", 1, 0, 'c'}, {"db", 1, 0, 'd'},   {"ready-file", 1, 0, 'r'},
-                                       {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                       {"quiet", 0, 0, 'q'},  {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+                                       {0, 0, 0, 0}};
     while ((c = getopt_long(argc, argv, "c:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'c': cfg_path = optarg; break;
         case 'd': db = optarg; break;
         case 'r': ready = optarg; break;
         case 'q': quiet = 1; break;
-        default:
-            fprintf(c == 'h' ? stdout : stderr, "usage: coild [--config FILE] [--db FILE] [--ready-file FILE] [--quiet]\n");
-            return c == 'h' ? 0 : 2;
+        case 'h': help(); return 0;
+        case 'V': printf("coild %s\n", PACKAGE_VERSION); return 0;
+        default: fputs(usage_line, stderr); return 2;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "coild: unexpected argument '%s'\nusage: coild [--config FILE] [--db FILE] [--ready-file FILE] [--quiet]\n",
-                argv[optind]);
+        fprintf(stderr, "coild: unexpected argument '%s'\n%s", argv[optind], usage_line);
         return 2;
     }
     const char *dflt = coil_model_default_dir();
