@@ -14,7 +14,9 @@
 #ifndef COIL_BACKEND_H
 #define COIL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -57,10 +59,63 @@ typedef struct coil_backend_ops {
     void (*set_threads)(int n);
 } coil_backend_ops_t;
 
-/* The CPU backend (portable or AVX2 kernels, chosen once at first call). */
+/* ---- kernel sets ------------------------------------------------------------
+ * coil's own kernels come in sets, chosen once per process: the best one that
+ * this build compiled and the CPU (cpuid + OS register support) runs, or the
+ * one COIL_KERNELS=portable|avx2|avx512 names (a set the CPU lacks is said on
+ * stderr and not used).  Each set is bit-stable: same inputs, same threads,
+ * same bits. */
+typedef enum { COIL_KSET_PORTABLE = 0, COIL_KSET_AVX2 = 1, COIL_KSET_AVX512 = 2 } coil_kset_t;
+
+/* The CPU backend with the chosen kernel set (coil_kernels_chosen()). */
 const coil_backend_ops_t *coil_backend_cpu(void);
 /* The portable-C CPU backend, whatever the CPU supports (tests compare both). */
 const coil_backend_ops_t *coil_backend_cpu_portable(void);
+/* The CPU backend with kernel set k, or NULL when this build or CPU lacks it. */
+const coil_backend_ops_t *coil_backend_cpu_kernels(coil_kset_t k);
+
+const char *coil_kernels_name(coil_kset_t k);          /* "portable", "avx2", "avx512" */
+int coil_kernels_parse(const char *name, coil_kset_t *k); /* 0, or -1 for an unknown name */
+bool coil_kernels_cpu_has(coil_kset_t k);  /* the CPU (and OS) runs it */
+bool coil_kernels_built(coil_kset_t k);    /* this build compiled it */
+bool coil_kernels_available(coil_kset_t k); /* both */
+coil_kset_t coil_kernels_best(void);        /* the best available set */
+coil_kset_t coil_kernels_chosen(void);      /* the set in use (COIL_KERNELS applied) */
+
+/* What cpuid says (coil's own reading, not a library's). */
+typedef struct coil_cpu_features {
+    char vendor[13], brand[49];
+    int family, model;
+    bool os_avx, os_avx512; /* XGETBV: the OS saves the AVX / AVX-512 registers */
+    bool avx, avx2, fma, f16c, avx512f, avx512dq, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx512_fp16, amx;
+} coil_cpu_features_t;
+const coil_cpu_features_t *coil_cpu_features(void);
+const char *coil_cpu_features_string(void); /* "avx avx2 fma ... avx512f ..." */
+
+/* ---- matrix library -----------------------------------------------------------
+ * linear() runs its products through one library per process: oneDNN when the
+ * build has it, else OpenBLAS; COIL_MATRIX=onednn|openblas forces one.  A
+ * library whose kernel choice is below what the CPU runs is said once on
+ * stderr (and OpenBLAS's is corrected where it can be). */
+typedef enum { COIL_MATRIX_OPENBLAS = 0, COIL_MATRIX_ONEDNN = 1 } coil_matrix_lib_t;
+typedef struct coil_matrix_info {
+    const char *library; /* "oneDNN", "OpenBLAS" */
+    char version[32];    /* "2.6.3" */
+    char kernel[64];     /* the kernels it runs: "avx512_core_amx", "SkylakeX" */
+    bool below;          /* its choice is below what the CPU runs */
+    char note[320];      /* why, and what coil did about it ("" when fine) */
+} coil_matrix_info_t;
+coil_matrix_lib_t coil_matrix_active(void);
+const char *coil_matrix_lib_name(coil_matrix_lib_t l); /* "onednn", "openblas" */
+const char *coil_matrix_libs(void);                    /* the ones built, space-separated */
+void coil_matrix_info(coil_matrix_lib_t l, coil_matrix_info_t *mi);
+/* Switches the library for the whole process (benchmarks): 0, or -1 when the
+ * build lacks it.  Not while another thread runs linear(). */
+int coil_matrix_select(const char *name);
+
+/* Prints the lines `coil info` and the benchmarks show: CPU, features, kernel
+ * set, matrix library with version and kernels, and any warning. */
+void coil_backend_print_info(FILE *f);
 
 /* Floats of scratch linear() needs for W (0 for F32). */
 size_t coil_backend_linear_scratch(const coil_matrix_t *W);

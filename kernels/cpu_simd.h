@@ -1,4 +1,5 @@
-/* cpu_simd.h -- internal: the AVX2 kernel entry points (kernels/cpu_avx2.c). */
+/* cpu_simd.h -- internal: the AVX2 (kernels/cpu_avx2.c) and AVX-512
+ * (kernels/cpu_avx512.c) kernel entry points. */
 #ifndef COIL_CPU_SIMD_H
 #define COIL_CPU_SIMD_H
 
@@ -17,5 +18,17 @@ void coil_avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1);
 void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
                          int64_t r1);
+
+/* AVX-512: the same contracts, 16 channels / lanes at a time. */
+void coil_avx512_scan_group(int64_t T, int64_t D, int64_t N, int64_t d0, const float *u, const float *dt,
+                            const float *A, const float *bc, int64_t ldbc, const float *Dskip, const float *z,
+                            int64_t ldz, float *h, float *y);
+void coil_avx512_conv_silu_rows(const float *const *rows, const float *w, const float *b, float *u, int64_t D,
+                                int64_t K);
+void coil_avx512_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1);
+void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
+                           int64_t r1);
+/* One row of MambaRMSNorm: y = x / sqrt(mean(x^2) + eps) * w. */
+void coil_avx512_rmsnorm_row(const float *x, const float *w, float eps, float *y, int64_t H);
 
 #endif

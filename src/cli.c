@@ -6,6 +6,10 @@
  */
 #include "cli.h"
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "ingest.h"
 #include "query.h"
 #include "sampling.h"
@@ -21,33 +26,136 @@
 #define MAX_IDS ((size_t)1 << 26)
 #define MAX_TEXT ((size_t)1 << 30)
 
+/* ---- usage and help ------------------------------------------------------------ */
+
+static const char usage_text[] =
+    "usage: coil <command> [options]        (coil <command> --help: that command in full)\n"
+    "model commands (--model DIR, default $COIL_MODEL, else the bundled model):\n"
+    "  info      the model as understood: config, parameters, state size, CPU and kernels\n"
+    "  logits    --ids 1,2,3 --out FILE     float32 logits, T x vocab\n"
+    "  generate  (--ids 1,2,3 | --prompt TEXT) [-n N] [--temperature T] [--top-p P] [--seed S]\n"
+    "  tokenize  [--decode]                 stdin text -> ids (or ids -> text)\n"
+    "  score     (--text T | --file F)      bits per byte of a text, from scratch\n"
+    "store commands (--db FILE):\n"
+    "  ingest    --name NAME (--file PATH | -)      read a document into the store (resumable)\n"
+    "  docs                                         documents with status, tokens, checkpoints\n"
+    "  search    QUERY [--doc NAME] [--limit N]     full-text search over the chunks\n"
+    "  session   new | append | fork | delete | list\n"
+    "  sessions  [--doc NAME]                       the sessions\n"
+    "  generate  (--session ID | --doc NAME) [-n N] [--append]   continue a stored state\n"
+    "  score     (--session ID | --doc NAME) --text T            log-probs after a stored state\n"
+    "  state     export | import                    states as files\n"
+    "  check                                        verify the database, every checkpoint and the index\n"
+    "  ask       --doc NAME QUESTION [--strategy auto|state|reread|select]   answer by re-reading\n"
+    "common: --model DIR  --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
+    "remote: --connect tcp://HOST:PORT [--timeout S] runs ingest, docs, search, session, generate,\n"
+    "        score and state against a coild server (no --db or --model)\n"
+    "also:   coil --version, coil help COMMAND\n";
+
+/* Each command's full help (stdout, status 0, for `coil CMD --help`). */
+static const struct cmd_help {
+    const char *name, *text;
+} cmd_helps[] = {
+    {"info", "usage: coil info [--model DIR]\n"
+             "Prints the model's config as coil understands it, its parameter count, fingerprint and state size,\n"
+             "and the CPU features, kernel set and matrix library in use.\n"},
+    {"logits", "usage: coil logits --ids 1,2,3 --out FILE [--model DIR] [--chunk N]\n"
+               "Runs the ids through the model and writes float32 little-endian logits, T x vocab, row-major,\n"
+               "to FILE (atomically). --chunk N: tokens per engine step (default 256).\n"},
+    {"generate",
+     "usage: coil generate (--ids 1,2,3 | --prompt TEXT) [-n N] [--temperature T] [--top-p P] [--seed S]\n"
+     "       coil generate --db FILE (--session ID | --doc NAME) [--at TOKEN] [--prompt TEXT] [-n N] [--append]\n"
+     "Samples N tokens (default 16): greedy at --temperature 0, else temperature / nucleus (--top-p, in (0,1])\n"
+     "sampling with a seeded generator (--seed, default 0: the same seed gives the same text).\n"
+     "With --db, continues the stored state of a session or document (at its end, or at --at TOKEN);\n"
+     "--append adds the prompt and the generated tokens to the session (--session only).\n"},
+    {"tokenize", "usage: coil tokenize [--model DIR] [--file F] [--decode [--skip-special]]\n"
+                 "Reads text (stdin or --file) and prints comma-separated token ids; with --decode reads ids and\n"
+                 "prints the text.\n"},
+    {"score", "usage: coil score --db FILE (--session ID | --doc NAME) [--at TOKEN] (--text T | --file F)\n"
+              "       coil score (--text T | --file F)\n"
+              "With --db: the log-probability of each token of the text after the stored state (JSON).\n"
+              "Without: the text's own log-probability from a fresh state, in nats and bits per byte (JSON).\n"},
+    {"ingest",
+     "usage: coil ingest --db FILE --name NAME (--file PATH | -) [--chunk N] [--interval N] [--replace]\n"
+     "                   [--binary] [--sync full|normal] [--model DIR] [--threads N] [--quiet]\n"
+     "Reads a document (a file, or - for standard input) into the store: chunks of --chunk tokens (default\n"
+     "512), full-text indexed, with a checkpoint of the model state every --interval tokens (default 4096,\n"
+     "a multiple of the chunk) and at the end. Creates the database if needed.\n"
+     "Ctrl-C (SIGINT) or SIGTERM checkpoints at the next chunk and exits with status 130; running the same\n"
+     "command again resumes. Run again on a complete document with the same input, model and chunk size,\n"
+     "it says \"already ingested\" and exits 0; a different input, model or chunk size is an error unless\n"
+     "--replace. Input that is not text (NUL bytes, mostly invalid UTF-8) is refused unless --binary.\n"
+     "Progress goes to stderr: a live line on a terminal, else a line every 5 seconds (--progress S to\n"
+     "change; --quiet: none), with tokens, tok/s, and the percentage and ETA when the size is known.\n"},
+    {"docs", "usage: coil docs --db FILE [--doc NAME]\n"
+             "Lists the documents: status, tokens, bytes, chunks, checkpoints and their size.\n"},
+    {"search", "usage: coil search --db FILE QUERY [--doc NAME] [--limit N]\n"
+               "Full-text search (SQLite FTS5 syntax, BM25-ranked) over the chunks; prints each hit's chunk,\n"
+               "token and byte ranges and a snippet with the matches highlighted (bold on a terminal,\n"
+               "\xc2\xabthus\xc2\xbb otherwise). --limit: at most N hits (default 20, at most 1000).\n"},
+    {"session",
+     "usage: coil session new --db FILE --doc NAME [--at TOKEN]     start a session from a document's state\n"
+     "       coil session append ID --db FILE (--text T | --file F) [--key K]   read more text into it\n"
+     "       coil session fork ID --db FILE [--at TOKEN]            a new session sharing ID's history\n"
+     "       coil session delete ID --db FILE [--cascade]           (--cascade: with its forks)\n"
+     "       coil session list --db FILE [--doc NAME]\n"
+     "new and fork print the new session's id. append --key K happens at most once for a given K.\n"},
+    {"sessions", "usage: coil sessions --db FILE [--doc NAME]\n"
+                 "Lists the sessions: parent, document, base, head, checkpoints, children.\n"},
+    {"state", "usage: coil state export --db FILE (--doc NAME | --session ID) [--at TOKEN] --out FILE\n"
+              "       coil state import --db FILE --in FILE --name NAME [--replace]\n"
+              "export writes the model state at a position as a checksummed blob; import makes it a complete\n"
+              "document of the database (created if needed), for sessions and queries.\n"},
+    {"ask",
+     "usage: coil ask --db FILE (--doc NAME | --session ID) QUESTION [-n N] [--strategy S] [--evidence K]\n"
+     "                [--candidates M] [--budget T] [--answer TEXT] [--key K] [--temperature T] [--seed S]\n"
+     "Answers a question about a stored document and shows the evidence: the passages read.\n"
+     "  --strategy state    the document's end state, then the question\n"
+     "  --strategy reread   the end state, then the K passages (--evidence, default 3) that a search for the\n"
+     "                      question's words ranks best, re-read in document order, then the question\n"
+     "  --strategy select   M candidate passages (--candidates, default 4), each read with the question from a\n"
+     "                      fresh state; the one whose first answer tokens are the most confident answers\n"
+     "  --strategy auto     (the default) reread when passages match, else state\n"
+     "--budget T: at most T passage tokens re-read (default 2048, at most 8192), whatever the document's size.\n"
+     "-n N: answer tokens (default 16; greedy unless --temperature). --answer TEXT: score that answer instead\n"
+     "(its log-probability). The document never changes; --session ID asks a session and appends what was\n"
+     "read and answered to it (exactly once with --key K).\n"},
+    {"check", "usage: coil check --db FILE\n"
+              "Verifies the database: SQLite's integrity_check, the full-text index, every checkpoint's\n"
+              "checksum and the chunk grid. Prints what it checked; exits 1 naming the first problem.\n"},
+};
+
+static const struct cmd_help *find_help(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof cmd_helps / sizeof cmd_helps[0]; i++)
+        if (strcmp(cmd_helps[i].name, cmd) == 0)
+            return &cmd_helps[i];
+    return NULL;
+}
+
 int cli_usage(const char *msg)
 {
     if (msg)
         fprintf(stderr, "coil: %s\n", msg);
-    fprintf(stderr,
-            "usage: coil <command> [options]\n"
-            "model commands (--model DIR; default $COIL_MODEL, else the bundled model):\n"
-            "  info      the config as understood, parameter count, state size\n"
-            "  logits    --ids 1,2,3 --out FILE [--chunk N]   float32 LE logits, T x vocab, row-major\n"
-            "  generate  (--ids 1,2,3 | --prompt TEXT) -n N [--temperature T] [--top-p P] [--seed S]\n"
-            "  tokenize  [--decode]      stdin text -> comma-separated ids (or ids -> text)\n"
-            "store commands (--db FILE):\n"
-            "  ingest    --model DIR --name NAME (--file PATH | -) [--chunk N] [--interval N] [--replace]\n"
-            "  docs                      documents with status, tokens, checkpoints\n"
-            "  search    QUERY [--doc NAME] [--limit N]\n"
-            "  session   new --doc NAME [--at TOKEN] | append ID (--text T | --file F) [--key K] --model DIR\n"
-            "            | fork ID [--at TOKEN] | delete ID [--cascade] | list [--doc NAME]\n"
-            "  sessions  [--doc NAME]\n"
-            "  generate  (--session ID | --doc NAME) [--prompt TEXT] -n N [--append] --model DIR\n"
-            "  score     (--session ID | --doc NAME) --text T --model DIR\n"
-            "  score     (--text T | --file F) without --db: bits per byte of a text from scratch\n"
-            "  state     export (--doc NAME | --session ID) [--at TOKEN] --out FILE --model DIR\n"
-            "            | import --in FILE --name NAME [--replace] --model DIR\n"
-            "common: --threads N  --backend cpu|cpu-portable  --sync full|normal  --quiet\n"
-            "remote: --connect tcp://HOST:PORT runs ingest, docs, search, session, generate, score and\n"
-            "        state against a coild server (its database and model; --timeout SECONDS, default 10)\n");
+    fputs(usage_text, stderr);
     return 2;
+}
+
+/* `coil CMD --help`, `coil help [CMD]`: to stdout, status 0 (2 for an unknown command). */
+static int cli_help(const char *cmd)
+{
+    if (!cmd) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    const struct cmd_help *h = find_help(cmd);
+    if (!h) {
+        fprintf(stderr, "coil: unknown command '%s'\n", cmd);
+        return cli_usage(NULL);
+    }
+    fputs(h->text, stdout);
+    return 0;
 }
 
 int cli_fail(const coil_err_t *err)
@@ -128,7 +236,9 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"doc", 1, 0, 'D'},     {"at", 1, 0, 'a'},        {"interval", 1, 0, 'V'}, {"limit", 1, 0, 'l'},
         {"sync", 1, 0, 'y'},    {"replace", 0, 0, 'R'},   {"append", 0, 0, 'A'},  {"decode", 0, 0, 'E'},
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
-        {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},       {"timeout", 1, 0, 'W'},
+        {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},       {"binary", 0, 0, 'B'},
+        {"progress", 1, 0, 'G'},   {"strategy", 1, 0, 'Y'},  {"evidence", 1, 0, 'e'}, {"candidates", 1, 0, 'M'},
+        {"budget", 1, 0, 'U'},     {"answer", 1, 0, 'W'},     {"timeout", 1, 0, 'O'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -154,7 +264,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'D': o->doc = optarg; break;
         case 'y': o->sync = optarg; break;
         case 'Z': o->connect = optarg; break;
-        case 'W': o->timeout = optarg; break; /* checked by cli_remote */
+        case 'O': o->timeout = optarg; break; /* checked by cli_remote */
         case 'k': o->key = optarg; break;
         case 'R': o->replace = true; break;
         case 'A': o->append = true; break;
@@ -162,6 +272,26 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'C': o->cascade = true; break;
         case 'q': o->quiet = true; break;
         case 'K': o->skip_special = true; break;
+        case 'h': o->help = true; break;
+        case 'B': o->binary = true; break;
+        case 'Y': o->strategy = optarg; break;
+        case 'W': o->answer = optarg; break;
+        case 'e':
+            if (parse_i64(optarg, 1, 16, &o->evidence))
+                return cli_usage("--evidence: expected a passage count in [1, 16]");
+            break;
+        case 'M':
+            if (parse_i64(optarg, 1, 16, &o->candidates))
+                return cli_usage("--candidates: expected a count in [1, 16]");
+            break;
+        case 'U':
+            if (parse_i64(optarg, 1, 8192, &o->budget))
+                return cli_usage("--budget: expected a token count in [1, 8192]");
+            break;
+        case 'G':
+            if (parse_f64(optarg, &o->progress_s) || !(o->progress_s > 0 && o->progress_s <= 86400))
+                return cli_usage("--progress: expected seconds in (0, 86400]");
+            break;
         case 'c':
             if (parse_i64(optarg, 1, 1 << 20, &o->chunk))
                 return cli_usage("--chunk: expected an integer in [1, 1048576]");
@@ -190,6 +320,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'T':
             if (parse_f64(optarg, &o->temperature) || o->temperature < 0)
                 return cli_usage("--temperature: expected a number >= 0");
+            o->temperature_set = true;
             break;
         case 'P':
             if (parse_f64(optarg, &o->top_p) || !(o->top_p > 0 && o->top_p <= 1))
@@ -331,11 +462,63 @@ int cli_write_atomic(const char *path, const void *data, size_t len, coil_err_t 
     return 0;
 }
 
+void cli_put_text(FILE *f, const char *s, size_t n)
+{
+    if (!isatty(fileno(f))) {
+        fwrite(s, 1, n, f);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = p[i];
+        /* C1 controls are U+0080..U+009F: UTF-8 C2 80 .. C2 9F */
+        int c1 = c == 0xC2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F;
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || c1 || c == '\\') {
+            fwrite(s + from, 1, i - from, f);
+            if (c == '\\')
+                fputs("\\\\", f);
+            else if (c1)
+                fprintf(f, "\\u%04x", p[++i]);
+            else
+                fprintf(f, "\\x%02x", c);
+            from = i + 1;
+        }
+    }
+    fwrite(s + from, 1, n - from, f);
+}
+
+void cli_print_hit(int k, const char *doc, int64_t chunk, int64_t token_start, int64_t token_end,
+                   int64_t byte_start, int64_t byte_end, double score, const char *snippet, const int64_t *marks,
+                   size_t n_marks)
+{
+    const int tty = isatty(STDOUT_FILENO);
+    const char *on = tty ? "\033[1m" : "\xc2\xab", *off = tty ? "\033[22m" : "\xc2\xbb";
+    size_t len = strlen(snippet), at = 0;
+    printf("%d. ", k);
+    cli_put_text(stdout, doc, strlen(doc));
+    printf("  chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
+           ")  score %.3f\n   ",
+           chunk, token_start, token_end, byte_start, byte_end, score);
+    for (size_t i = 0; i < n_marks; i++) {
+        int64_t a = marks[2 * i], b = marks[2 * i + 1];
+        if (a < (int64_t)at || b < a || b > (int64_t)len)
+            continue; /* out of order or out of range: leave unmarked */
+        cli_put_text(stdout, snippet + at, (size_t)a - at);
+        fputs(on, stdout);
+        cli_put_text(stdout, snippet + a, (size_t)(b - a));
+        fputs(off, stdout);
+        at = (size_t)b;
+    }
+    cli_put_text(stdout, snippet + at, len - at);
+    printf("\n");
+}
+
 static int print_token(int32_t id, const char *text, size_t len, void *ud)
 {
     int *k = ud;
     if (text)
-        fwrite(text, 1, len, stdout);
+        cli_put_text(stdout, text, len);
     else if (id >= 0)
         printf("%s%d", (*k)++ ? "," : "", id);
     fflush(stdout);
@@ -398,6 +581,7 @@ static int cmd_info(const cli_opts_t *o)
            " x %" PRId64 " x %" PRId64 ", hidden %" PRId64 ")\n",
            floats * 4, c->n_layer, c->d_conv - 1, c->d_inner, c->n_layer, c->d_inner, c->d_state, c->d_model);
     printf("state blob:       %zu bytes\n", coil_state_blob_size(st));
+    coil_backend_print_info(stdout); /* cpu, cpuid features, kernel set, matrix library */
     coil_state_destroy(&st);
     coil_model_destroy(&m);
     return 0;
@@ -553,7 +737,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"info", cmd_info, 0},          {"logits", cmd_logits, 0},       {"generate", cmd_generate, 0},
                 {"tokenize", cmd_tokenize, 0},  {"ingest", cli_cmd_ingest, 0},   {"docs", cli_cmd_docs, 0},
                 {"search", cli_cmd_search, 0},  {"session", cli_cmd_session, 1}, {"sessions", cli_cmd_sessions, 0},
-                {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1}};
+                {"score", cli_cmd_score, 0},    {"state", cli_cmd_state, 1},     {"check", cli_cmd_check, 0},
+                {"ask", cli_cmd_ask, 0}};
     cli_opts_t o;
     char *moved[64];
     /* `coil --connect EP cmd ...` == `coil cmd ... --connect EP` */
@@ -569,18 +754,28 @@ int main(int argc, char **argv)
     }
     if (argc < 2)
         return cli_usage(NULL);
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-        cli_usage(NULL);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+        return cli_help(NULL);
+    if (!strcmp(argv[1], "help"))
+        return cli_help(argc > 2 ? argv[2] : NULL);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("coil %s\n", PACKAGE_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) {
+            for (int j = 2; j < argc; j++) /* --help anywhere: the command's help, nothing else checked */
+                if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h"))
+                    return cli_help(cmds[i].name);
+            if (cmds[i].sub && (argc < 3 || argv[2][0] == '-')) {
+                fprintf(stderr, "coil: %s: missing sub-command\n", cmds[i].name);
+                fputs(find_help(cmds[i].name)->text, stderr);
+                return 2;
+            }
             int rc = parse_opts(argc, argv, cmds[i].sub, &o);
             if (rc)
                 return rc;
             if (cmds[i].sub) { /* the sub-command word is positional 0 */
-                if (argc < 3 || argv[2][0] == '-')
-                    return cli_usage("missing sub-command");
                 memmove(o.pos + 1, o.pos, sizeof o.pos[0] * (CLI_MAX_POS - 1));
                 o.pos[0] = argv[2];
                 if (o.n_pos < CLI_MAX_POS)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 #include "error.h"
@@ -16,6 +17,8 @@
 typedef struct cli_opts {
     const char *model, *ids, *out, *in, *prompt, *backend, *db, *name, *file, *text, *session, *doc, *sync;
     const char *key; /* session append: request key (the append happens at most once) */
+    const char *strategy, *answer; /* ask */
+    int64_t evidence, candidates, budget; /* ask */
     const char *connect; /* --connect ENDPOINT: run against a coild server */
     const char *timeout; /* --timeout SECONDS with --connect (parsed by cli_remote) */
     const char *pos[CLI_MAX_POS]; /* positional arguments after the command (and sub-command) */
@@ -23,8 +26,9 @@ typedef struct cli_opts {
     int64_t chunk, n_new, at, interval, limit;
     int threads;
     double temperature, top_p;
+    double progress_s; /* --progress S: seconds between progress lines in a log (0 = default) */
     uint64_t seed;
-    bool replace, append, decode, cascade, quiet, skip_special;
+    bool replace, append, decode, cascade, quiet, skip_special, help, binary, temperature_set;
 } cli_opts_t;
 
 /* Model + engine + tokenizer (if DIR has tokenizer.json) + a zero state. */
@@ -54,9 +58,19 @@ int cli_generate_from(const cli_opts_t *o, cli_rt_t *r, int64_t grid, int32_t **
 /* Writes len bytes to path atomically (temp file, fsync, rename). */
 int cli_write_atomic(const char *path, const void *data, size_t len, coil_err_t *err);
 
-/* Prints search hit number ++*k as `coil search` does (cli_store.c). */
-struct coil_store_hit;
-int cli_print_hit(const struct coil_store_hit *h, int *k);
+/* Writes n bytes of stored or generated text to f.  On a terminal, control
+ * characters other than newline and tab (C0, DEL, C1) are shown escaped as
+ * \xNN (\\ for a backslash) so stored bytes can never drive the terminal;
+ * elsewhere the bytes go out as they are. */
+void cli_put_text(FILE *f, const char *s, size_t n);
+/* One search hit, numbered k (1-based), as local and remote search print it:
+ * the matched byte ranges of the snippet (marks, n_marks pairs) in bold on a
+ * terminal and between \u00ab \u00bb elsewhere. */
+void cli_print_hit(int k, const char *doc, int64_t chunk, int64_t token_start, int64_t token_end,
+                   int64_t byte_start, int64_t byte_end, double score, const char *snippet, const int64_t *marks,
+                   size_t n_marks);
+/* What search prints when nothing matched. */
+#define CLI_NO_MATCHES "no matches"
 
 /* `coil --connect EP <cmd> ...`: the command against a server (cli_remote.c). */
 int cli_remote(const char *cmd, const cli_opts_t *o);
@@ -68,6 +82,8 @@ int cli_cmd_session(const cli_opts_t *o);
 int cli_cmd_sessions(const cli_opts_t *o);
 int cli_cmd_score(const cli_opts_t *o);
 int cli_cmd_state(const cli_opts_t *o);
+int cli_cmd_check(const cli_opts_t *o);
+int cli_cmd_ask(const cli_opts_t *o);
 /* generate --db with --session or --doc */
 int cli_cmd_generate_stored(const cli_opts_t *o);
 

@@ -272,23 +272,28 @@ int cli_remote(const char *cmd, const cli_opts_t *o)
         if (!(rc = remote_call(&r, "search", f, NULL, 0, NULL, &res, NULL, NULL, &err))) {
             json_t *h;
             size_t i;
-            int k = 0;
-            json_array_foreach(json_object_get(res, "hits"), i, h) {
-                /* printed by the local search's own printer: the same bytes */
-                const char *dn = json_string_value(json_object_get(h, "doc")),
-                           *sn = json_string_value(json_object_get(h, "snippet"));
-                coil_store_hit_t hit = {.doc_name = dn ? dn : "",
-                                        .seq = json_integer_value(json_object_get(h, "chunk")),
-                                        .token_start = json_integer_value(json_object_get(h, "token_start")),
-                                        .token_end = json_integer_value(json_object_get(h, "token_end")),
-                                        .byte_start = json_integer_value(json_object_get(h, "byte_start")),
-                                        .byte_end = json_integer_value(json_object_get(h, "byte_end")),
-                                        .score = json_number_value(json_object_get(h, "score")),
-                                        .snippet = sn ? sn : ""};
-                cli_print_hit(&hit, &k);
+            json_array_foreach(json_object_get(res, "hits"), i, h)
+            {
+                json_t *jm = json_object_get(h, "marks");
+                size_t nm = json_array_size(jm);
+                int64_t *marks = nm ? calloc(2 * nm, sizeof *marks) : NULL;
+                for (size_t j = 0; marks && j < nm; j++) {
+                    marks[2 * j] = json_integer_value(json_array_get(json_array_get(jm, j), 0));
+                    marks[2 * j + 1] = json_integer_value(json_array_get(json_array_get(jm, j), 1));
+                }
+                const char *doc = json_string_value(json_object_get(h, "doc")),
+                           *snip = json_string_value(json_object_get(h, "snippet"));
+                cli_print_hit((int)i + 1, doc ? doc : "", json_integer_value(json_object_get(h, "chunk")),
+                              json_integer_value(json_object_get(h, "token_start")),
+                              json_integer_value(json_object_get(h, "token_end")),
+                              json_integer_value(json_object_get(h, "byte_start")),
+                              json_integer_value(json_object_get(h, "byte_end")),
+                              json_number_value(json_object_get(h, "score")), snip ? snip : "", marks,
+                              marks ? nm : 0);
+                free(marks);
             }
-            if (k == 0)
-                printf("no matches\n");
+            if (json_array_size(json_object_get(res, "hits")) == 0)
+                printf(CLI_NO_MATCHES "\n");
         }
     } else if (!strcmp(cmd, "session")) {
         const char *sub = o->pos[0];

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ask.h"
 #include "ingest.h"
 #include "query.h"
 #include "store.h"
@@ -23,10 +25,13 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
+/* Opens --db.  Only the commands that write a document (ingest, state
+ * import) may create the file: for the others a missing one is an error. */
+static coil_store_t *open_store_ex(const cli_opts_t *o, bool create, coil_err_t *err)
 {
     coil_store_options_t so;
     coil_store_options_default(&so);
+    so.must_exist = !create;
     if (!o->db) {
         coil_err_set(err, COIL_EINVAL, "this command needs --db FILE");
         return NULL;
@@ -42,6 +47,11 @@ static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
     return coil_store_open(o->db, &so, err);
 }
 
+static coil_store_t *open_store(const cli_opts_t *o, coil_err_t *err)
+{
+    return open_store_ex(o, false, err);
+}
+
 /* ---- ingest ---------------------------------------------------------------------- */
 
 static void fmt_eta(double s, char *buf, size_t n)
@@ -54,9 +64,16 @@ static void fmt_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%d:%02d", (int)(s / 60), (int)fmod(s, 60));
 }
 
+typedef struct {
+    const char *name;
+    bool tty; /* a live line on a terminal, else a line each time */
+} progress_ud_t;
+
 static void show_progress(const coil_ingest_progress_t *p, void *ud)
 {
-    const char *name = ud;
+    const progress_ud_t *pu = ud;
+    const char *name = pu->name;
+    const char *lead = pu->tty ? "\r" : "coil: ", *trail = pu->tty ? "   " : "\n";
     char eta[32] = "--:--";
     double pct = p->total_bytes > 0 ? 100.0 * (double)p->bytes / (double)p->total_bytes : -1;
     if (p->total_bytes > 0 && p->tokens_per_s > 0 && p->bytes > 0) {
@@ -64,10 +81,11 @@ static void show_progress(const coil_ingest_progress_t *p, void *ud)
         fmt_eta((double)(p->total_bytes - p->bytes) / bytes_per_s, eta, sizeof eta);
     }
     if (pct >= 0)
-        fprintf(stderr, "\r%s: %5.1f%%  %" PRId64 " tokens  %.0f tok/s  ETA %s   ", name, pct, p->tokens,
-                p->tokens_per_s, eta);
+        fprintf(stderr, "%s%s: %5.1f%%  %" PRId64 " tokens  %.0f tok/s  ETA %s%s", lead, name, pct, p->tokens,
+                p->tokens_per_s, eta, trail);
     else
-        fprintf(stderr, "\r%s: %" PRId64 " tokens  %.0f tok/s   ", name, p->tokens, p->tokens_per_s);
+        fprintf(stderr, "%s%s: %" PRId64 " tokens  %.0f tok/s%s", lead, name, p->tokens, p->tokens_per_s, trail);
+    fflush(stderr);
 }
 
 int cli_cmd_ingest(const cli_opts_t *o)
@@ -85,20 +103,22 @@ int cli_cmd_ingest(const cli_opts_t *o)
     if (cli_rt_open(&eo, &r, &err))
         return cli_fail(&err);
     int rc = 1;
-    if (cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)))
+    if (cli_need_tokenizer(&r, &err) || !(st = open_store_ex(o, true, &err)))
         goto out;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     coil_ingest_options_t io = {.chunk_tokens = eo.chunk, .replace = o->replace, .stop = &g_stop,
-                                .model_path = o->model};
-    if (!o->quiet && isatty(STDERR_FILENO)) {
+                                .model_path = o->model, .allow_binary = o->binary};
+    progress_ud_t pu = {.name = o->name, .tty = isatty(STDERR_FILENO) != 0};
+    if (!o->quiet) {
         io.progress = show_progress;
-        io.progress_ud = (void *)o->name;
+        io.progress_ud = &pu;
+        io.progress_interval_s = o->progress_s > 0 ? o->progress_s : pu.tty ? 0.5 : 5.0; /* a log: every 5 s */
     }
     int irc = coil_ingest_file(st, r.e, r.tok, o->name, src, &io, &res, &err);
-    if (io.progress)
+    if (io.progress && pu.tty)
         fprintf(stderr, "\n");
     if (irc) {
         if (irc == COIL_EINTR && !o->quiet)
@@ -108,7 +128,12 @@ int cli_cmd_ingest(const cli_opts_t *o)
         rc = irc == COIL_EINTR ? 130 : 1;
         goto out;
     }
-    if (!o->quiet) {
+    if (res.already) {
+        if (!o->quiet)
+            printf("already ingested %s: %" PRId64 " tokens, %" PRId64 " bytes (same input, model and chunking; "
+                   "nothing to do)\n",
+                   o->name, res.tokens, res.bytes);
+    } else if (!o->quiet) {
         printf("ingested %s: %" PRId64 " tokens, %" PRId64 " bytes in %.2f s (%.0f tok/s)", o->name, res.tokens,
                res.bytes, res.seconds, res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0);
         if (res.resumed_at >= 0)
@@ -151,16 +176,9 @@ int cli_cmd_docs(const cli_opts_t *o)
 static int print_hit(const coil_store_hit_t *h, void *ud)
 {
     int *k = ud;
-    printf("%d. %s  chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
-           ")  score %.3f\n   %s\n",
-           ++*k, h->doc_name, h->seq, h->token_start, h->token_end, h->byte_start, h->byte_end, h->score, h->snippet);
+    cli_print_hit(++*k, h->doc_name, h->seq, h->token_start, h->token_end, h->byte_start, h->byte_end, h->score,
+                  h->snippet, h->marks, h->n_marks);
     return 0;
-}
-
-/* `coil --connect ... search` prints its hits with this, so the two agree. */
-int cli_print_hit(const coil_store_hit_t *h, int *k)
-{
-    return print_hit(h, k);
 }
 
 int cli_cmd_search(const cli_opts_t *o)
@@ -177,7 +195,7 @@ int cli_cmd_search(const cli_opts_t *o)
     if (rc)
         return cli_fail(&err);
     if (k == 0)
-        printf("no matches\n");
+        printf(CLI_NO_MATCHES "\n");
     return 0;
 }
 
@@ -467,7 +485,7 @@ static int state_import(const cli_opts_t *o)
     char dims[512];
     coil_model_dims_json(r.m, dims, sizeof dims);
     int64_t pos = coil_state_position(r.st);
-    if (!(st = open_store(o, &err)) ||
+    if (!(st = open_store_ex(o, true, &err)) ||
         coil_store_model_ensure(st, coil_state_fingerprint(r.st), o->model ? o->model : "", dims, &model_id,
                                 &err) ||
         coil_store_doc_import(st, o->name, model_id, blob, len, coil_state_fingerprint(r.st), pos,
@@ -518,6 +536,161 @@ out:
     if (rc)
         cli_fail(&err);
     free(blob);
+    coil_store_close(&st);
+    cli_rt_free(&r);
+    return rc;
+}
+
+/* ---- check ------------------------------------------------------------------------------ */
+
+int cli_cmd_check(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    if (o->n_pos)
+        return cli_usage("check takes no arguments: coil check --db FILE");
+    coil_store_t *st = open_store(o, &err);
+    if (!st)
+        return cli_fail(&err);
+    int rc = coil_store_verify(st, &err);
+    coil_store_close(&st);
+    if (rc)
+        return cli_fail(&err);
+    if (!o->quiet)
+        printf("%s: ok (integrity_check, full-text index, every checkpoint's checksum, chunk grid, sessions)\n",
+               o->db);
+    return 0;
+}
+
+/* ---- ask -------------------------------------------------------------------------------- */
+
+static int print_answer_token(int32_t id, const char *text, size_t len, void *ud)
+{
+    (void)id;
+    (void)ud;
+    if (text && len)
+        cli_put_text(stdout, text, len);
+    fflush(stdout);
+    return 0;
+}
+
+int cli_cmd_ask(const cli_opts_t *o)
+{
+    coil_err_t err = {0};
+    cli_rt_t r;
+    coil_store_t *st = NULL;
+    coil_ask_result_t res = {0};
+    int32_t *aids = NULL;
+    size_t na = 0;
+    void *blob = NULL;
+    if (o->n_pos != 1 || !!o->doc == !!o->session)
+        return cli_usage("ask needs --db FILE, one of --doc NAME and --session ID, and one QUESTION argument");
+    int strategy = o->strategy ? coil_ask_strategy_parse(o->strategy) : COIL_ASK_AUTO;
+    if (strategy < 0)
+        return cli_usage("--strategy: expected auto, state, reread or select");
+    if (o->answer && o->session)
+        return cli_usage("--answer scores an answer; it does not continue a session (drop --session or --answer)");
+    if (cli_rt_open(o, &r, &err))
+        return cli_fail(&err);
+    int rc = 1;
+    if (cli_need_tokenizer(&r, &err) || !(st = open_store(o, &err)))
+        goto out;
+    if (o->answer && coil_tokenizer_encode(r.tok, o->answer, strlen(o->answer), &aids, &na, &err))
+        goto out;
+    if (o->answer && na == 0) {
+        coil_err_set(&err, COIL_EINVAL, "--answer encodes to no tokens");
+        goto out;
+    }
+    if (o->session && o->key) { /* asked before with this key: its answer, nothing appended again */
+        coil_store_request_info_t ri;
+        int frc = coil_store_request_find(st, o->key, o->session, &ri, &err);
+        if (frc != COIL_ENOTFOUND) {
+            if (frc)
+                goto out;
+            json_t *j = ri.result ? json_loads(ri.result, 0, NULL) : NULL;
+            const char *a = json_string_value(json_object_get(j, "answer"));
+            printf("answer: ");
+            cli_put_text(stdout, a ? a : "", a ? strlen(a) : 0);
+            printf("\n(already asked with this key: nothing appended again; session head %" PRId64 ")\n",
+                   ri.head_after);
+            json_decref(j);
+            free(ri.result);
+            rc = 0;
+            goto out;
+        }
+        coil_err_clear(&err);
+    }
+    coil_ask_options_t ao = {.strategy = strategy,
+                             .evidence_k = (int)o->evidence,
+                             .candidates_m = (int)o->candidates,
+                             .max_reread_tokens = o->budget,
+                             .n_new = o->answer ? 0 : o->n_new,
+                             .sampler = {.temperature = o->temperature_set ? (float)o->temperature : 0.0f,
+                                         .top_p = (float)o->top_p,
+                                         .seed = o->seed,
+                                         .n_valid = r.n_valid},
+                             .answer_ids = aids,
+                             .n_answer = na,
+                             .on_token = o->answer ? NULL : print_answer_token};
+    const char *q = o->pos[0];
+    if (!o->answer)
+        printf("answer: ");
+    fflush(stdout);
+    if (coil_ask(st, r.e, r.tok, o->session, o->doc, q, strlen(q), &ao, r.st, &res, &err)) {
+        if (!o->answer)
+            printf("\n");
+        goto out;
+    }
+    if (o->answer)
+        printf("answer logprob: %.6f (%zu tokens)", res.answer_logprob, na);
+    printf("\nstrategy: %s\n%s\n", coil_ask_strategy_name(res.strategy), res.why);
+    if (res.fts_query[0])
+        printf("search: %s\n", res.fts_query);
+    for (size_t i = 0; i < res.n_evidence; i++) {
+        const coil_ask_evidence_t *ev = &res.evidence[i];
+        printf("evidence %zu: chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
+               ")  bm25 %.3f",
+               i + 1, ev->seq, ev->token_start, ev->token_end, ev->byte_start, ev->byte_end, ev->bm25);
+        if (!isnan(ev->entropy))
+            printf("  entropy %.3f", ev->entropy);
+        printf("%s\n   ", ev->chosen ? (res.strategy == COIL_ASK_SELECT ? "  (answered)" : "  (re-read)") : "");
+        cli_put_text(stdout, ev->snippet, strlen(ev->snippet));
+        printf("\n");
+    }
+    if (o->session && res.n_fed) {
+        /* the session's timeline gains what its state read: passages, question, answer */
+        size_t bs = coil_state_blob_size(r.st), tl = 0;
+        char *text = NULL, *reply = NULL;
+        if (coil_tokenizer_decode(r.tok, res.answer, (size_t)res.n_answer, 0, &text, &tl, &err))
+            goto out;
+        json_t *j = json_pack("{s:s%, s:I}", "answer", text, tl, "appended", (json_int_t)res.n_fed);
+        free(text);
+        reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        coil_store_request_t rq = {.key = o->key, .result = reply};
+        if (!reply || !(blob = malloc(bs))) {
+            free(reply);
+            coil_err_set(&err, COIL_ENOMEM, "out of memory");
+            goto out;
+        }
+        coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
+                                .data = blob, .size = bs};
+        int arc = coil_state_serialize(r.st, blob, bs, &err) ||
+                  coil_store_session_append(st, o->session, res.fed, res.n_fed, &ck, o->key ? &rq : NULL, &err);
+        free(reply);
+        if (arc)
+            goto out;
+        if (!o->quiet)
+            printf("%s: appended %zu tokens, head %" PRId64 "\n", o->session, res.n_fed, ck.position);
+    }
+    if (!o->quiet)
+        printf("read %" PRId64 " passage tokens in %.3f s\n", res.reread_tokens, res.seconds);
+    rc = 0;
+out:
+    if (rc)
+        cli_fail(&err);
+    free(blob);
+    free(aids);
+    coil_ask_result_free(&res);
     coil_store_close(&st);
     cli_rt_free(&r);
     return rc;

@@ -11,7 +11,8 @@
  *
  * Thread-safety: one engine per thread (it owns scratch buffers); many engines
  * may share one model.  Each call is deterministic for a given (model, state,
- * ids, max_chunk, threads, kernels): the same inputs give the same bits.
+ * ids, max_chunk, kernel set, matrix library): the same inputs give the same
+ * bits, whatever the thread count (kernels/cpu.c cuts work by shape alone).
  */
 #ifndef COIL_ENGINE_H
 #define COIL_ENGINE_H
@@ -24,7 +25,7 @@
 
 typedef struct coil_engine_options {
     int64_t max_chunk; /* tokens per internal step; 0 = default (256) */
-    int threads;       /* 0 = OpenMP default (OMP_NUM_THREADS or all cores) */
+    int threads;       /* 0 = OMP_NUM_THREADS, else the CPUs usable / COIL_WORKERS */
     const char *backend; /* NULL or "cpu" (AVX2 when available), "cpu-portable" */
 } coil_engine_options_t;
 

@@ -70,3 +70,25 @@ void coil_err_clear(coil_err_t *err)
         err->msg[0] = '\0';
     }
 }
+
+static coil_warn_fn warn_fn;
+static void *warn_ud;
+
+void coil_warn_set_handler(coil_warn_fn fn, void *ud)
+{
+    warn_fn = fn;
+    warn_ud = ud;
+}
+
+void coil_warn(const char *fmt, ...)
+{
+    char msg[COIL_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (warn_fn)
+        warn_fn(msg, warn_ud);
+    else
+        fprintf(stderr, "coil: warning: %s\n", msg);
+}

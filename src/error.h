@@ -63,4 +63,12 @@ int coil_err_prefix(coil_err_t *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void coil_err_clear(coil_err_t *err);
 
+/* Warnings: something went wrong and was worked around (a damaged checkpoint
+ * skipped, say).  The default handler writes "coil: warning: MSG" to stderr;
+ * a program may route them elsewhere (NULL restores the default).  The
+ * handler is process-wide: set it before starting threads. */
+typedef void (*coil_warn_fn)(const char *msg, void *ud);
+void coil_warn_set_handler(coil_warn_fn fn, void *ud);
+void coil_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,31 @@ static int restore(coil_state_t *st, int rc, coil_store_blob_t *b, coil_err_t *e
     return coil_state_deserialize(st, b->data, b->size, err);
 }
 
+/* The newest good checkpoint at or before `at` of a document (session NULL)
+ * or a session, into st (zeroed when there is none).  A checkpoint that fails
+ * its checksum, or does not deserialize, is never used: it is named in a
+ * warning and the next older one is tried (the caller then replays more). */
+static int restore_good(coil_store_t *store, int64_t doc_id, const char *session, int64_t at, coil_state_t *st,
+                        coil_store_blob_t *b, coil_err_t *err)
+{
+    for (;;) {
+        int rc = session ? coil_store_session_ckpt(store, session, at, b, err)
+                         : coil_store_ckpt_latest(store, doc_id, at, b, err);
+        bool damaged = rc == COIL_ECHECKSUM;
+        if (!rc && !(rc = restore(st, rc, b, err)))
+            return 0;
+        if (!damaged && (rc == COIL_ENOTFOUND || rc == COIL_EMISMATCH || rc == COIL_ENOMEM || rc == COIL_EDB ||
+                         rc == COIL_EBUSY || rc == COIL_EIO))
+            return rc == COIL_ENOTFOUND ? restore(st, rc, b, err) : rc;
+        /* damaged: its checksum failed, or its bytes are not a state of this model */
+        coil_warn("%s; not using it: resuming from an earlier checkpoint and replaying from there", err->msg);
+        coil_err_clear(err);
+        if (b->position <= 0)
+            return restore(st, COIL_ENOTFOUND, b, err);
+        at = b->position - 1;
+    }
+}
+
 int coil_resume_doc(coil_store_t *store, coil_engine_t *e, int64_t doc_id, int64_t at, coil_state_t *st,
                     coil_err_t *err)
 {
@@ -72,7 +98,7 @@ int coil_resume_doc(coil_store_t *store, coil_engine_t *e, int64_t doc_id, int64
     if (at > p.token_end)
         return coil_err_set(err, COIL_EINVAL, "position %lld is past the document's %lld tokens", (long long)at,
                             (long long)p.token_end);
-    rc = restore(st, coil_store_ckpt_latest(store, doc_id, at, &b, err), &b, err);
+    rc = restore_good(store, doc_id, NULL, at, st, &b, err);
     if (!rc && coil_state_position(st) < at)
         rc = coil_store_doc_tokens(store, doc_id, coil_state_position(st), at, &ids, &n, err);
     if (!rc && n)
@@ -101,7 +127,7 @@ int coil_resume_session(coil_store_t *store, coil_engine_t *e, const char *sessi
     if (at > si.head)
         return coil_err_set(err, COIL_EINVAL, "position %lld is past session %s's head %lld", (long long)at, session,
                             (long long)si.head);
-    rc = restore(st, coil_store_session_ckpt(store, session, at, &b, err), &b, err);
+    rc = restore_good(store, -1, session, at, st, &b, err);
     if (!rc && coil_state_position(st) < at)
         rc = coil_store_session_tokens(store, session, coil_state_position(st), at, &ids, &n, err);
     if (!rc && n)
@@ -202,6 +228,8 @@ typedef struct {
     coil_ingest_result_t *res;
     double t0, last_report;
     int64_t model_tokens;  /* tokens run through the model by this run */
+    bool done;             /* the document is complete: only compare the input with it */
+    const char *name;      /* the document's */
 } ing_t;
 
 static void pend_free(ing_t *g)
@@ -333,9 +361,8 @@ static int verify(ing_t *g, int64_t pos, int32_t id, coil_err_t *err)
     }
     if (g->vbuf[pos - g->vbuf_from] != id)
         return coil_err_set(err, COIL_ESTATE,
-                            "the input differs from the interrupted ingest at token %lld; use --replace to "
-                            "start over",
-                            (long long)pos);
+                            "the input differs from the %s at token %lld; use --replace to start over",
+                            g->done ? "complete document" : "interrupted ingest", (long long)pos);
     return 0;
 }
 
@@ -354,7 +381,12 @@ static int take(ing_t *g, const int32_t *ids, size_t n, int64_t c0, int64_t c1, 
         /* source offset after this token: exact when the normalizer left the
          * bytes alone, else clamped into the batch (the last id ends at c1) */
         int64_t end = j + 1 == n ? c1 : (exact ? c0 + cum : c0 + (cum < c1 - c0 ? cum : c1 - c0));
-        if (pos < g->skip) {
+        if (pos < g->skip || g->done) {
+            if (pos >= g->skip) /* a complete document: the input goes on past it */
+                return coil_err_set(err, COIL_ESTATE,
+                                    "document '%s' is complete and this input is longer (more than %lld tokens); use "
+                                    "--replace to ingest it again",
+                                    g->name, (long long)g->skip);
             if ((rc = verify(g, pos, ids[j], err)))
                 return rc;
             g->tok_pos++;
@@ -376,7 +408,65 @@ static int take(ing_t *g, const int32_t *ids, size_t n, int64_t c0, int64_t c1, 
     return 0;
 }
 
-static int hash_file(const char *path, uint64_t *hash, int64_t *size, coil_err_t *err)
+/* ---- is it text? ------------------------------------------------------------ */
+
+/* Running counts of the bytes seen and of those that are not part of valid
+ * UTF-8; a sequence cut by the end of a piece is carried to the next one. */
+typedef struct {
+    int64_t seen, invalid, nul_at;
+    int carry;  /* continuation bytes still expected by a sequence cut at the end of a piece */
+} textcheck_t;
+
+static void textcheck_feed(textcheck_t *tc, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == 0 && tc->nul_at < 0)
+            tc->nul_at = tc->seen + (int64_t)i;
+        if (tc->carry > 0) {
+            if ((c & 0xC0) == 0x80) {
+                tc->carry--;
+                continue;
+            }
+            tc->invalid++; /* the cut sequence was invalid after all */
+            tc->carry = 0;
+        }
+        if (c < 0x80)
+            continue;
+        int need = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        if (need < 0) {
+            tc->invalid++;
+            continue;
+        }
+        size_t k = 1;
+        while (k <= (size_t)need && i + k < n && (p[i + k] & 0xC0) == 0x80)
+            k++;
+        if (k == (size_t)need + 1)
+            i += (size_t)need;
+        else if (i + k == n)
+            tc->carry = need - (int)(k - 1), i = n - 1; /* cut by the end of the piece */
+        else
+            tc->invalid++;
+    }
+    tc->seen += (int64_t)n;
+}
+
+/* COIL_EINVAL if what was seen so far does not look like text. */
+static int textcheck_verdict(const textcheck_t *tc, const char *path, coil_err_t *err)
+{
+    if (tc->nul_at >= 0)
+        return coil_err_set(err, COIL_EINVAL,
+                            "%s does not look like text (a NUL byte at offset %lld); ingest it anyway with --binary",
+                            path, (long long)tc->nul_at);
+    if (tc->invalid * 8 > tc->seen)
+        return coil_err_set(err, COIL_EINVAL,
+                            "%s does not look like text (%lld of its first %lld bytes are not valid UTF-8); "
+                            "ingest it anyway with --binary",
+                            path, (long long)tc->invalid, (long long)tc->seen);
+    return 0;
+}
+
+static int hash_file(const char *path, textcheck_t *tc, uint64_t *hash, int64_t *size, coil_err_t *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -394,8 +484,11 @@ static int hash_file(const char *path, uint64_t *hash, int64_t *size, coil_err_t
     } else {
         XXH3_64bits_reset(h);
         ssize_t r;
-        while ((r = read(fd, buf, 1 << 20)) > 0)
+        while ((r = read(fd, buf, 1 << 20)) > 0) {
             XXH3_64bits_update(h, buf, (size_t)r);
+            if (tc)
+                textcheck_feed(tc, (const unsigned char *)buf, (size_t)r);
+        }
         if (r < 0)
             rc = coil_err_set(err, COIL_EIO, "%s: read: %s", path, strerror(errno));
         *hash = XXH3_64bits_digest(h);
@@ -426,6 +519,7 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
     g.st = st;
     g.e = e;
     g.tok = tok;
+    g.name = name;
     g.opt = opt;
     g.res = res;
     g.pol = coil_store_get_policy(st);
@@ -438,7 +532,10 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
                             "the checkpoint interval (%lld tokens) must be a multiple of the chunk size (%lld)",
                             (long long)g.pol->interval, (long long)g.C);
     const int is_stdin = strcmp(path, "-") == 0;
-    if (!is_stdin && (rc = hash_file(path, &hash, &g.total_bytes, err)))
+    const bool check_text = !(opt && opt->allow_binary);
+    textcheck_t tc = {.nul_at = -1};
+    if (!is_stdin && ((rc = hash_file(path, check_text ? &tc : NULL, &hash, &g.total_bytes, err)) ||
+                      (check_text && (rc = textcheck_verdict(&tc, path, err)))))
         return rc;
     const coil_model_t *m = coil_engine_model(e);
     char dims[512];
@@ -459,7 +556,21 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
         rc = err && err->code ? err->code : coil_err_set(err, COIL_ENOMEM, "out of memory");
         goto out;
     }
-    if (resumed) {
+    if (resumed == COIL_STORE_DOC_DONE) {
+        /* complete with the same model and grid: a file's hash says it is the
+         * same input; standard input is compared token by token below */
+        coil_store_progress_t p;
+        if ((rc = coil_store_doc_progress(st, g.doc_id, &p, err)))
+            goto out;
+        res->already = true;
+        res->tokens = p.token_end;
+        res->bytes = p.byte_end;
+        if (!is_stdin)
+            goto out;
+        g.done = true;
+        g.skip = p.token_end;
+        g.cur_byte_start = p.byte_end;
+    } else if (resumed) {
         coil_store_progress_t p;
         if ((rc = coil_store_doc_progress(st, g.doc_id, &p, err)))
             goto out;
@@ -485,10 +596,39 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
         rc = coil_err_set(err, COIL_EIO, "%s: %s", path, strerror(errno));
         goto out;
     }
+    struct stat fsb;
+    const bool is_regular = fstat(fd, &fsb) == 0 && S_ISREG(fsb.st_mode);
     for (int eof = 0; !eof;) {
-        ssize_t r = read(fd, piece, READ_PIECE);
-        if (r < 0 && errno == EINTR)
+        /* A pipe or a terminal can keep us waiting: wait in short polls and look
+         * at the stop flag between them (the signal that set it may have been
+         * delivered to another thread, leaving this read() uninterrupted). */
+        ssize_t r = -1;
+        if (!is_regular) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int pr = poll(&pfd, 1, 200);
+            if (pr < 0 && errno != EINTR) {
+                rc = coil_err_set(err, COIL_EIO, "%s: poll: %s", path, strerror(errno));
+                goto out;
+            }
+            if (pr <= 0)
+                errno = EINTR; /* nothing yet: check the flag, then wait again */
+            else
+                r = read(fd, piece, READ_PIECE);
+        } else {
+            r = read(fd, piece, READ_PIECE);
+        }
+        if (r < 0 && errno == EINTR) {
+            if (opt && opt->stop && *opt->stop) { /* stopped while waiting for input (a pipe, a terminal) */
+                if (g.n_pend && (rc = commit(&g, err)))
+                    goto out;
+                rc = coil_err_set(err, COIL_EINTR,
+                                  "ingest stopped at token %lld while reading its input (checkpointed at %lld; run "
+                                  "again to resume)",
+                                  (long long)g.tok_pos, (long long)(g.last_ckpt < 0 ? 0 : g.last_ckpt));
+                goto out;
+            }
             continue;
+        }
         if (r < 0) {
             rc = coil_err_set(err, COIL_EIO, "%s: read: %s", path, strerror(errno));
             goto out;
@@ -515,6 +655,11 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
             memcpy(g.win + g.win_len, piece + (from - g.fed), add);
             g.win_len += add;
         }
+        if (is_stdin && check_text) {
+            textcheck_feed(&tc, (const unsigned char *)piece, (size_t)r);
+            if ((rc = textcheck_verdict(&tc, "standard input", err)))
+                goto out;
+        }
         int64_t c0 = (int64_t)coil_tokenizer_stream_committed(ts);
         size_t n = 0;
         rc = eof ? coil_tokenizer_stream_finish(ts, &ids, &n, err)
@@ -526,6 +671,14 @@ int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t 
             goto out;
         free(ids);
         ids = NULL;
+    }
+    if (g.done) {
+        if (g.tok_pos != g.skip)
+            rc = coil_err_set(err, COIL_ESTATE,
+                              "document '%s' is complete and this input differs from it (%lld tokens, not %lld); "
+                              "use --replace to ingest it again",
+                              name, (long long)g.tok_pos, (long long)g.skip);
+        goto out;
     }
     if (g.tok_pos < g.skip) {
         rc = coil_err_set(err, COIL_ESTATE,

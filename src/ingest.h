@@ -48,6 +48,7 @@ typedef struct coil_ingest_options {
     void *progress_ud;
     double progress_interval_s;     /* 0 = 0.5 s */
     const char *model_path;         /* recorded in the models table; may be NULL */
+    bool allow_binary;              /* ingest input that does not look like text (see below) */
 } coil_ingest_options_t;
 
 typedef struct coil_ingest_result {
@@ -56,13 +57,20 @@ typedef struct coil_ingest_result {
     int64_t resumed_at;     /* -1 if this was a fresh ingest */
     int64_t checkpoints;
     double seconds;
+    bool already;           /* the document was complete with this input, model and grid: nothing done */
 } coil_ingest_result_t;
 
 /* Ingests the file at path ("-" = standard input) as document `name`.
  * The engine's model must be the one the tokenizer belongs to.  Resumes a
  * crashed ingest of the same name/model/input.  On COIL_EINTR the document
  * stays 'ingesting' with a checkpoint at the last chunk, ready to resume.
- * Other errors leave the committed prefix intact (also resumable). */
+ * Other errors leave the committed prefix intact (also resumable).
+ * A complete document of the same name, model, chunk grid and input is left
+ * as it is (res->already; standard input is read and compared token by token
+ * first), and a complete one that differs is COIL_ESTATE naming what differs,
+ * unless opt->replace.  Input that is not text -- a NUL byte, or more than one
+ * byte in 8 not valid UTF-8 -- is COIL_EINVAL before any work unless
+ * opt->allow_binary (for standard input: at the first such piece read). */
 int coil_ingest_file(coil_store_t *st, coil_engine_t *e, const coil_tokenizer_t *tok, const char *name,
                      const char *path, const coil_ingest_options_t *opt, coil_ingest_result_t *res,
                      coil_err_t *err);

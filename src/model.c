@@ -4,22 +4,25 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "convert.h"
 
-#define MAX_SHARDS 256
-#define MAX_DIM ((int64_t)1 << 20)
+#define MAX_DIM COIL_MODEL_MAX_DIM
+#define MAX_LAYERS COIL_MODEL_MAX_LAYERS
+#define MAX_ID ((int64_t)COIL_MODEL_MAX_VOCAB)
 
 struct coil_model {
     char *dir;
     coil_model_config_t cfg;
-    coil_safetensors_t *files[MAX_SHARDS];
-    int n_files;
+    coil_safetensors_t **files;    /* every weight file (no limit on the count) */
+    int n_files, cap_files;
     coil_layer_t *layers;          /* (n_layer) */
     coil_matrix_t embeddings;
     coil_matrix_t lm_head;
@@ -53,6 +56,41 @@ static int get_int(json_t *root, const char *key, int64_t dflt, bool required, i
     return 0;
 }
 
+/* A token id: an integer, null / absent (-1), or, for eos_token_id, a list
+ * of integers as transformers also accepts (the first is kept). */
+static int get_token_id(json_t *root, const char *key, bool list_ok, int64_t *out, const char *what,
+                        coil_err_t *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (list_ok && json_is_array(v)) {
+        if (json_array_size(v) == 0)
+            return coil_err_set(err, COIL_ECONFIG, "%s: field '%s' is an empty list", what, key);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *x = json_array_get(v, i);
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= MAX_ID)
+                return coil_err_set(err, COIL_ECONFIG, "%s: field '%s'[%zu] must be an integer in [0, %lld)",
+                                    what, key, i, (long long)MAX_ID);
+        }
+        *out = json_integer_value(json_array_get(v, 0));
+        return 0;
+    }
+    return get_int(root, key, -1, false, -1, MAX_ID - 1, out, what, err);
+}
+
+/* An alias the published checkpoints carry beside the field transformers
+ * reads (d_model beside hidden_size, ...): when present it must agree. */
+static int check_alias(json_t *root, const char *alias, const char *field, int64_t value, const char *what,
+                       coil_err_t *err)
+{
+    json_t *v = json_object_get(root, alias);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) != value)
+        return coil_err_set(err, COIL_ECONFIG, "%s: field '%s' disagrees with '%s' = %lld", what, alias, field,
+                            (long long)value);
+    return 0;
+}
+
 static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const char *what, coil_err_t *err)
 {
     json_t *v = json_object_get(root, key);
@@ -69,7 +107,7 @@ static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const c
 int coil_model_config_parse(const char *text, const char *what, coil_model_config_t *c, coil_err_t *err)
 {
     json_error_t je;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je), *v;
+    json_t *root = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &je), *v;
     int rc = 0;
 
     memset(c, 0, sizeof *c);
@@ -89,24 +127,33 @@ int coil_model_config_parse(const char *text, const char *what, coil_model_confi
         rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: hidden_act must be \"silu\"", what);
         goto out;
     }
-    if ((rc = get_int(root, "hidden_size", 0, true, 1, MAX_DIM, &c->d_model, what, err)) ||
-        (rc = get_int(root, "state_size", 16, false, 1, 4096, &c->d_state, what, err)) ||
-        (rc = get_int(root, "conv_kernel", 4, false, 1, 64, &c->d_conv, what, err)) ||
-        (rc = get_int(root, "vocab_size", 0, true, 1, (int64_t)1 << 24, &c->vocab_size, what, err)) ||
-        (rc = get_int(root, "pad_token_id", -1, false, -1, (int64_t)1 << 24, &c->pad_id, what, err)) ||
-        (rc = get_int(root, "bos_token_id", -1, false, -1, (int64_t)1 << 24, &c->bos_id, what, err)) ||
-        (rc = get_int(root, "eos_token_id", -1, false, -1, (int64_t)1 << 24, &c->eos_id, what, err)))
-        goto out;
-    if (json_object_get(root, "num_hidden_layers"))
-        rc = get_int(root, "num_hidden_layers", 0, true, 1, 4096, &c->n_layer, what, err);
-    else
-        rc = get_int(root, "n_layer", 0, true, 1, 4096, &c->n_layer, what, err);
-    if (rc)
-        goto out;
-    if (!json_object_get(root, "num_hidden_layers") && !json_object_get(root, "n_layer")) {
-        rc = coil_err_set(err, COIL_ECONFIG, "%s: missing required field 'num_hidden_layers'", what);
+    if (!json_object_get(root, "hidden_size") && json_object_get(root, "d_model")) {
+        /* state-spaces/mamba-130m (not -hf): mamba_ssm's own config and tensor names */
+        rc = coil_err_set(err, COIL_EUNSUPPORTED,
+                          "%s: has 'd_model' but no 'hidden_size': this is a mamba_ssm config (state-spaces/mamba-*), "
+                          "not a transformers MambaConfig; use the converted checkpoint (state-spaces/mamba-*-hf)",
+                          what);
         goto out;
     }
+    if ((rc = get_int(root, "hidden_size", 0, true, 1, MAX_DIM, &c->d_model, what, err)) ||
+        (rc = get_int(root, "state_size", 16, false, 1, COIL_MODEL_MAX_STATE, &c->d_state, what, err)) ||
+        (rc = get_int(root, "conv_kernel", 4, false, 1, COIL_MODEL_MAX_CONV, &c->d_conv, what, err)) ||
+        (rc = get_int(root, "vocab_size", 0, true, 1, MAX_ID, &c->vocab_size, what, err)) ||
+        (rc = get_token_id(root, "pad_token_id", false, &c->pad_id, what, err)) ||
+        (rc = get_token_id(root, "bos_token_id", false, &c->bos_id, what, err)) ||
+        (rc = get_token_id(root, "eos_token_id", true, &c->eos_id, what, err)) ||
+        (rc = check_alias(root, "d_model", "hidden_size", c->d_model, what, err)))
+        goto out;
+    /* num_hidden_layers is MambaConfig's field; the published configs also
+     * carry mamba_ssm's n_layer (equal), and a few hand-written ones only that. */
+    if (json_object_get(root, "num_hidden_layers"))
+        rc = get_int(root, "num_hidden_layers", 0, true, 1, MAX_LAYERS, &c->n_layer, what, err);
+    else if (json_object_get(root, "n_layer"))
+        rc = get_int(root, "n_layer", 0, true, 1, MAX_LAYERS, &c->n_layer, what, err);
+    else
+        rc = coil_err_set(err, COIL_ECONFIG, "%s: missing required field 'num_hidden_layers' (or 'n_layer')", what);
+    if (rc || (rc = check_alias(root, "n_layer", "num_hidden_layers", c->n_layer, what, err)))
+        goto out;
     /* intermediate_size = int(expand * hidden_size), as MambaConfig computes it. */
     v = json_object_get(root, "expand");
     double expand = 2.0;
@@ -117,17 +164,31 @@ int coil_model_config_parse(const char *text, const char *what, coil_model_confi
         }
         expand = json_number_value(v);
     }
+    /* MambaConfig sets intermediate_size = int(expand * hidden_size) whatever
+     * the file says (expand defaults to 2), so a different one is an error. */
     int64_t from_expand = (int64_t)(expand * (double)c->d_model);
-    if ((rc = get_int(root, "intermediate_size", from_expand, false, 1, MAX_DIM, &c->d_inner, what, err)))
-        goto out;
-    if (json_object_get(root, "expand") && c->d_inner != from_expand) {
-        rc = coil_err_set(err, COIL_ECONFIG, "%s: intermediate_size %lld disagrees with expand x hidden_size = %lld",
-                          what, (long long)c->d_inner, (long long)from_expand);
+    if (from_expand < 1 || from_expand > MAX_DIM) {
+        rc = coil_err_set(err, COIL_ECONFIG, "%s: expand x hidden_size = %lld outside [1, %lld]", what,
+                          (long long)from_expand, (long long)MAX_DIM);
         goto out;
     }
+    if ((rc = get_int(root, "intermediate_size", from_expand, false, 1, MAX_DIM, &c->d_inner, what, err)))
+        goto out;
+    if (c->d_inner != from_expand) {
+        rc = coil_err_set(err, COIL_ECONFIG,
+                          "%s: intermediate_size %lld disagrees with expand x hidden_size = %g x %lld = %lld", what,
+                          (long long)c->d_inner, expand, (long long)c->d_model, (long long)from_expand);
+        goto out;
+    }
+    if ((rc = check_alias(root, "d_inner", "intermediate_size", c->d_inner, what, err)))
+        goto out;
     v = json_object_get(root, "time_step_rank");
     if (!v || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)) {
         c->dt_rank = (c->d_model + 15) / 16; /* math.ceil(hidden_size / 16) */
+    } else if (json_is_string(v)) {
+        rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'time_step_rank' must be an integer or \"auto\", not \"%s\"",
+                          what, json_string_value(v));
+        goto out;
     } else if ((rc = get_int(root, "time_step_rank", 0, true, 1, MAX_DIM, &c->dt_rank, what, err))) {
         goto out;
     }
@@ -158,16 +219,22 @@ static char *read_file(const char *path, size_t max, size_t *len, coil_err_t *er
     char *buf = NULL;
     long sz;
 
+    struct stat sb;
     if (!f) {
         coil_err_set(err, errno == ENOENT ? COIL_ENOTFOUND : COIL_EIO, "%s: %s", path, strerror(errno));
         return NULL;
+    }
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        coil_err_set(err, COIL_EIO, "%s: not a regular file", path);
+        goto out;
     }
     if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         coil_err_set(err, COIL_EIO, "%s: cannot determine size", path);
         goto out;
     }
     if ((size_t)sz > max) {
-        coil_err_set(err, COIL_ETOOBIG, "%s: %ld bytes, more than the %zu accepted", path, sz, max);
+        coil_err_set(err, COIL_ETOOBIG, "%s: %ld bytes, more than the %zu accepted (the documented maximum)", path,
+                     sz, max);
         goto out;
     }
     buf = malloc((size_t)sz + 1);
@@ -182,6 +249,12 @@ static char *read_file(const char *path, size_t max, size_t *len, coil_err_t *er
         goto out;
     }
     buf[sz] = '\0';
+    if (memchr(buf, '\0', (size_t)sz)) {
+        coil_err_set(err, COIL_EFORMAT, "%s: contains a NUL byte (not a JSON text)", path);
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
     if (len)
         *len = (size_t)sz;
 out:
@@ -219,8 +292,8 @@ static int remember(coil_model_t *m, const coil_tensor_info_t *t, coil_err_t *er
 }
 
 /* Looks up name, checks dtype is F32/F16/BF16 and the shape is exactly dims. */
-static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims,
-                const coil_tensor_info_t **out, coil_err_t *err)
+static int check(const coil_model_t *m, const char *name, int ndim, const int64_t *dims,
+                 const coil_tensor_info_t **out, coil_err_t *err)
 {
     int fi = 0;
     const coil_tensor_info_t *t = lookup(m, name, &fi);
@@ -234,7 +307,8 @@ static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims
     for (int d = 0; ok && d < ndim; d++)
         ok = t->shape[d] == dims[d];
     if (!ok) {
-        char got[128] = "", want[128] = "";
+        /* room for COIL_ST_MAX_DIMS dimensions of 20 digits and a comma each */
+        char got[COIL_ST_MAX_DIMS * 21 + 1] = "", want[COIL_ST_MAX_DIMS * 21 + 1] = "";
         for (int d = 0; d < t->ndim; d++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
         for (int d = 0; d < ndim; d++)
@@ -243,7 +317,15 @@ static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims
                             name, got, want);
     }
     *out = t;
-    return remember(m, t, err);
+    return 0;
+}
+
+/* check(), then records the tensor as used. */
+static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims,
+                const coil_tensor_info_t **out, coil_err_t *err)
+{
+    int rc = check(m, name, ndim, dims, out, err);
+    return rc ? rc : remember(m, *out, err);
 }
 
 static int need_matrix(coil_model_t *m, const char *name, int64_t rows, int64_t cols, coil_matrix_t *mat,
@@ -278,68 +360,150 @@ static int need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *
     return 0;
 }
 
+/* dir + "/" + file, malloc'd (no length limit); NULL + err when out of memory. */
+static char *join(const char *dir, const char *file, coil_err_t *err)
+{
+    size_t a = strlen(dir), b = strlen(file);
+    char *p = malloc(a + b + 2);
+    if (!p) {
+        coil_err_set(err, COIL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, file, b + 1);
+    return p;
+}
+
+static bool exists_in(const char *dir, const char *file)
+{
+    char *p = join(dir, file, NULL);
+    bool yes = p && access(p, F_OK) == 0;
+    free(p);
+    return yes;
+}
+
+static int add_file(coil_model_t *m, const char *path, int *idx, coil_err_t *err)
+{
+    if (m->n_files == m->cap_files) {
+        int cap = m->cap_files ? 2 * m->cap_files : 4;
+        coil_safetensors_t **nf = realloc(m->files, (size_t)cap * sizeof *nf);
+        if (!nf)
+            return coil_err_set(err, COIL_ENOMEM, "out of memory");
+        m->files = nf;
+        m->cap_files = cap;
+    }
+    if (!(m->files[m->n_files] = coil_safetensors_open(path, err)))
+        return err && err->code ? err->code : COIL_EIO;
+    *idx = m->n_files++;
+    return 0;
+}
+
 static int open_weights(coil_model_t *m, coil_err_t *err)
 {
-    char path[4096];
+    char *path = NULL;
     json_t *root = NULL;
-    int rc = 0;
-
-    snprintf(path, sizeof path, "%s/model.safetensors", m->dir);
+    int rc = 0, idx;
     coil_err_t e2;
+
+    /* model.safetensors first, as transformers does */
+    if (!(path = join(m->dir, "model.safetensors", err)))
+        return COIL_ENOMEM;
     coil_err_clear(&e2);
-    m->files[0] = coil_safetensors_open(path, &e2);
-    if (m->files[0]) {
-        m->n_files = 1;
+    rc = add_file(m, path, &idx, &e2);
+    free(path);
+    if (rc == 0)
         return 0;
-    }
     if (e2.code != COIL_ENOTFOUND) {
-        *err = e2;
+        if (err)
+            *err = e2;
         return e2.code;
     }
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", m->dir);
-    char *text = read_file(path, (size_t)64 << 20, NULL, err);
-    if (!text)
-        return coil_err_set(err, err ? err->code : COIL_ENOTFOUND,
-                            "%s: neither model.safetensors nor model.safetensors.index.json is readable", m->dir);
+    if (!(path = join(m->dir, "model.safetensors.index.json", err)))
+        return COIL_ENOMEM;
+    if (access(path, F_OK) != 0) {
+        const char *bin = exists_in(m->dir, "pytorch_model.bin")              ? "pytorch_model.bin"
+                          : exists_in(m->dir, "pytorch_model.bin.index.json") ? "pytorch_model.bin.index.json"
+                                                                              : NULL;
+        if (bin)
+            rc = coil_err_set(err, COIL_EUNSUPPORTED,
+                              "%s: has %s (PyTorch pickle weights) but no model.safetensors or "
+                              "model.safetensors.index.json; coil loads safetensors only: convert it, e.g. "
+                              "MambaForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True)",
+                              m->dir, bin);
+        else
+            rc = coil_err_set(err, COIL_ENOTFOUND,
+                              "%s: no weights: neither model.safetensors nor model.safetensors.index.json is there",
+                              m->dir);
+        goto out;
+    }
+    char *text = read_file(path, COIL_MODEL_MAX_INDEX, NULL, err);
+    if (!text) {
+        rc = err && err->code ? err->code : COIL_EIO;
+        goto out;
+    }
     json_error_t je;
     root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     free(text);
-    json_t *map = root ? json_object_get(root, "weight_map") : NULL;
+    if (!root || !json_is_object(root)) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: %s", path, root ? "not a JSON object" : je.text);
+        goto out;
+    }
+    /* "metadata": {"total_size": bytes, ...} as save_pretrained writes it (optional) */
+    json_t *meta = json_object_get(root, "metadata"), *total = meta ? json_object_get(meta, "total_size") : NULL;
+    if (meta && !json_is_null(meta) && !json_is_object(meta)) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: \"metadata\" is not an object", path);
+        goto out;
+    }
+    if (total && !(json_is_integer(total) && json_integer_value(total) >= 0)) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: \"metadata\".\"total_size\" is not a non-negative integer", path);
+        goto out;
+    }
+    json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
-        rc = coil_err_set(err, COIL_EFORMAT, "%s: %s", path, root ? "no \"weight_map\" object" : je.text);
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: no \"weight_map\" object", path);
+        goto out;
+    }
+    if (json_object_size(map) == 0) {
+        rc = coil_err_set(err, COIL_EFORMAT, "%s: \"weight_map\" lists no tensors", path);
         goto out;
     }
     const char *key;
     json_t *val;
     json_object_foreach(map, key, val) {
         const char *file = json_string_value(val);
+        size_t fl = file ? strlen(file) : 0;
         if (!file || !*file || strchr(file, '/') || file[0] == '.') {
             rc = coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' maps to an invalid shard file name", path, key);
             goto out;
         }
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", m->dir, file);
+        if (fl < 12 || strcmp(file + fl - 12, ".safetensors") != 0) {
+            rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: tensor '%s' maps to '%s', not a .safetensors file", path,
+                              key, file);
+            goto out;
+        }
+        char *shard = join(m->dir, file, err);
+        if (!shard) {
+            rc = COIL_ENOMEM;
+            goto out;
+        }
         int have = -1;
         for (int i = 0; i < m->n_files && have < 0; i++)
             if (strcmp(coil_safetensors_path(m->files[i]), shard) == 0)
                 have = i;
-        if (have < 0) {
-            if (m->n_files == MAX_SHARDS) {
-                rc = coil_err_set(err, COIL_ETOOBIG, "%s: more than %d shard files", path, MAX_SHARDS);
-                goto out;
-            }
-            if (!(m->files[m->n_files] = coil_safetensors_open(shard, err))) {
-                rc = err ? err->code : COIL_EIO;
-                goto out;
-            }
-            have = m->n_files++;
+        if (have < 0 && (rc = add_file(m, shard, &have, err)) != 0) {
+            free(shard);
+            goto out;
         }
+        free(shard);
         if (!coil_safetensors_find(m->files[have], key)) {
             rc = coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' is listed for %s but not in it", path, key, file);
             goto out;
         }
     }
+    rc = 0;
 out:
+    free(path);
     json_decref(root);
     return rc;
 }
@@ -382,7 +546,9 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
 coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
 {
     coil_model_t *m = calloc(1, sizeof *m);
-    char path[4096], name[256];
+    /* the longest name is "backbone.layers.<n_layer - 1>.mixer.out_proj.weight":
+     * n_layer <= COIL_MODEL_MAX_LAYERS keeps it far below 128 bytes */
+    char *path = NULL, name[128];
     char *text = NULL;
     int rc;
 
@@ -391,8 +557,7 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
         coil_err_set(err, COIL_ENOMEM, "out of memory");
         return NULL;
     }
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!(text = read_file(path, (size_t)1 << 20, NULL, err)))
+    if (!(path = join(dir, "config.json", err)) || !(text = read_file(path, COIL_MODEL_MAX_CONFIG, NULL, err)))
         goto fail;
     if (coil_model_config_parse(text, path, &m->cfg, err) != 0)
         goto fail;
@@ -403,6 +568,19 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
 
     const coil_model_config_t *c = &m->cfg;
     int64_t H = c->d_model, D = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank, V = c->vocab_size;
+    /* Before sizing anything from config.json, check it against the files:
+     * the embeddings (vocab, hidden), layer 0's in_proj and A_log (inner,
+     * state), its conv (kernel) and the last layer's norm (layer count). */
+    {
+        const coil_tensor_info_t *t;
+        int64_t dVH[2] = {V, H}, dIn[2] = {2 * D, H}, dDN[2] = {D, N}, dconv[3] = {D, 1, K}, dH[1] = {H};
+        snprintf(name, sizeof name, "backbone.layers.%lld.norm.weight", (long long)(c->n_layer - 1));
+        if (check(m, "backbone.embeddings.weight", 2, dVH, &t, err) ||
+            check(m, "backbone.layers.0.mixer.in_proj.weight", 2, dIn, &t, err) ||
+            check(m, "backbone.layers.0.mixer.A_log", 2, dDN, &t, err) ||
+            check(m, "backbone.layers.0.mixer.conv1d.weight", 3, dconv, &t, err) || check(m, name, 1, dH, &t, err))
+            goto fail;
+    }
     /* per layer: norm H, in_bias 2D, conv_w D*K, conv_b D, dt_bias D, A D*N, D D, out_bias H; + norm_f H */
     size_t per = (size_t)(H + 2 * D + D * K + D + D + D * N + D + H);
     m->pool_cap = per * (size_t)c->n_layer + (size_t)H;
@@ -462,6 +640,13 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
             bool used = false;
             for (size_t j = 0; j < m->n_bound && !used; j++)
                 used = m->bound[j] == t;
+            const coil_tensor_info_t *first;
+            int ff = 0;
+            if (!used && (first = lookup(m, t->name, &ff)) != t) {
+                coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' is also in %s (each tensor must be in one file)",
+                             coil_safetensors_path(m->files[f]), t->name, coil_safetensors_path(m->files[ff]));
+                goto fail;
+            }
             if (!used) {
                 coil_err_set(err, COIL_EFORMAT, "%s: unexpected tensor '%s' (not part of a Mamba-1 checkpoint "
                              "with this config)", coil_safetensors_path(m->files[f]), t->name);
@@ -470,10 +655,12 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
         }
     if (compute_fingerprint(m, err))
         goto fail;
+    free(path);
     return m;
 
 fail:
     free(text);
+    free(path);
     coil_model_destroy(&m);
     return NULL;
 }
@@ -485,6 +672,7 @@ void coil_model_destroy(coil_model_t **pm)
         return;
     for (int i = 0; i < m->n_files; i++)
         coil_safetensors_close(&m->files[i]);
+    free(m->files);
     free(m->layers);
     free(m->f32_pool);
     free(m->bound);
@@ -527,11 +715,12 @@ int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)
 
 static int has_config(const char *dir)
 {
-    char p[4096];
     if (!dir || !*dir)
         return 0;
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    return access(p, R_OK) == 0;
+    char *p = join(dir, "config.json", NULL);
+    int ok = p && access(p, R_OK) == 0;
+    free(p);
+    return ok;
 }
 
 const char *coil_model_default_dir(void)

@@ -1,10 +1,27 @@
 /* model.h -- a Hugging Face Mamba-1 checkpoint, loaded as published.
  *
  * A model directory holds config.json (MambaConfig) and either
- * model.safetensors or model.safetensors.index.json + shards, in F32, F16 or
- * BF16.  Large matrices stay memory-mapped in their stored dtype; the small
- * per-channel vectors (norms, biases, conv taps, A, D) are converted to float32
- * at load, and A = -exp(A_log) is computed once in float32 as the reference does.
+ * model.safetensors or model.safetensors.index.json + shards (any number),
+ * in F32, F16 or BF16.  Large matrices stay memory-mapped in their stored
+ * dtype; the small per-channel vectors (norms, biases, conv taps, A, D) are
+ * converted to float32 at load, and A = -exp(A_log) is computed once in
+ * float32 as the reference does.
+ *
+ * What the published checkpoints (state-spaces/mamba-130m-hf ... 2.8b-hf)
+ * contain is accepted as transformers reads it: the mamba_ssm leftovers in
+ * their config.json (d_model, d_inner, n_layer: they must agree with
+ * hidden_size, intermediate_size, num_hidden_layers; fused_add_norm, rms_norm,
+ * ssm_cfg, pad_vocab_size_multiple, torch_dtype, ...: ignored, as transformers
+ * ignores them), eos_token_id as a list, generation_config.json,
+ * tokenizer_config.json and special_tokens_map.json beside (not read here),
+ * lm_head.weight present or not when tied.  intermediate_size must be
+ * int(expand * hidden_size), which MambaConfig sets whatever the file says.
+ * A directory with only pytorch_model.bin is refused with an error naming it
+ * (safetensors only); so is a mamba_ssm config (d_model, no hidden_size).
+ *
+ * Limits (each an error naming it): config.json at most COIL_MODEL_MAX_CONFIG
+ * bytes, the shard index at most COIL_MODEL_MAX_INDEX; the dimensions below.
+ * Paths, shard names and tensor names have no length limit.
  *
  * Thread-safety: a loaded model is immutable and may be shared by threads.
  */
@@ -16,6 +33,14 @@
 
 #include "error.h"
 #include "safetensors.h"
+
+#define COIL_MODEL_MAX_CONFIG ((size_t)1 << 20)  /* bytes of config.json */
+#define COIL_MODEL_MAX_INDEX ((size_t)64 << 20)  /* bytes of model.safetensors.index.json */
+#define COIL_MODEL_MAX_DIM ((int64_t)1 << 20)    /* hidden_size, intermediate_size, time_step_rank */
+#define COIL_MODEL_MAX_LAYERS 4096               /* num_hidden_layers */
+#define COIL_MODEL_MAX_STATE 4096                /* state_size */
+#define COIL_MODEL_MAX_CONV 64                   /* conv_kernel */
+#define COIL_MODEL_MAX_VOCAB ((int64_t)1 << 24)  /* vocab_size, and token ids below it */
 
 typedef struct coil_model_config {
     int64_t d_model;      /* hidden_size */

@@ -200,8 +200,15 @@ coil_safetensors_t *coil_safetensors_open(const char *path, coil_err_t *err)
     char *np = st->names;
     json_object_foreach(root, key, val) {
         if (strcmp(key, "__metadata__") == 0) {
+            const char *mk;
+            json_t *mv;
             if (!json_is_object(val)) {
                 coil_err_set(err, COIL_EFORMAT, "%s: __metadata__ is not an object", path);
+                goto fail;
+            }
+            json_object_foreach(val, mk, mv) if (!json_is_string(mv)) {
+                /* the format's metadata is a string -> string map ({"format": "pt"}) */
+                coil_err_set(err, COIL_EFORMAT, "%s: __metadata__ '%s' is not a string", path, mk);
                 goto fail;
             }
             continue;
@@ -216,14 +223,28 @@ coil_safetensors_t *coil_safetensors_open(const char *path, coil_err_t *err)
         spans[st->n].idx = st->n;
         st->n++;
     }
-    /* No overlap: sort by begin and check neighbours. */
+    /* No overlap and no hole: sorted by begin, the tensors tile the data
+     * section from 0 to its end, as the reference reader (safetensors)
+     * requires. */
     qsort(spans, st->n, sizeof *spans, cmp_span);
-    for (size_t i = 1; i < st->n; i++)
-        if (spans[i].begin < spans[i - 1].end) {
+    for (size_t i = 0; i < st->n; i++) {
+        uint64_t prev = i ? spans[i - 1].end : 0;
+        if (i && spans[i].begin < prev) {
             coil_err_set(err, COIL_EFORMAT, "%s: tensors '%s' and '%s' overlap in the data section", path,
                          st->tensors[spans[i - 1].idx].name, st->tensors[spans[i].idx].name);
             goto fail;
         }
+        if (spans[i].begin > prev) {
+            coil_err_set(err, COIL_EFORMAT, "%s: %llu bytes of the data section before tensor '%s' belong to no tensor",
+                         path, (unsigned long long)(spans[i].begin - prev), st->tensors[spans[i].idx].name);
+            goto fail;
+        }
+    }
+    if ((st->n ? spans[st->n - 1].end : 0) != data_size) {
+        coil_err_set(err, COIL_EFORMAT, "%s: the data section has %llu bytes after the last tensor that belong to none",
+                     path, (unsigned long long)(data_size - (st->n ? spans[st->n - 1].end : 0)));
+        goto fail;
+    }
     /* Reorder tensors by offset; attach data pointers. */
     coil_tensor_info_t *sorted = calloc(st->n ? st->n : 1, sizeof *sorted);
     if (!sorted) {

@@ -4,11 +4,16 @@
  * names to {dtype, shape, data_offsets:[begin,end]} (offsets relative to the
  * byte after the header), optional "__metadata__", then the data.
  *
- * coil_safetensors_open() checks everything before returning: header length
- * inside the file and below a sanity cap, well-formed JSON, known dtype, shape
- * product x element size == end - begin (overflow-checked), offsets inside the
- * file, no two tensors overlapping.  Any failure is an error naming the file
- * and the tensor.  Thread-safety: an open file is read-only and may be shared.
+ * coil_safetensors_open() checks everything before returning, as strictly as
+ * the reference reader (the safetensors package): header length inside the
+ * file and at most COIL_ST_MAX_HEADER, well-formed JSON without duplicate
+ * keys, __metadata__ a string -> string object (HF writes {"format": "pt"}),
+ * known dtype, at most COIL_ST_MAX_DIMS dimensions, shape product x element
+ * size == end - begin (overflow-checked), the tensors tiling the data section
+ * exactly (no overlap, no hole, nothing after the last).  Tensor names have no
+ * length limit (a NUL in one is a JSON error).  Any failure is an error naming
+ * the file and the tensor.  Thread-safety: an open file is read-only and may
+ * be shared.
  */
 #ifndef COIL_SAFETENSORS_H
 #define COIL_SAFETENSORS_H

@@ -44,10 +44,13 @@
  */
 #include "store_internal.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 static const char *const stmt_sql[COIL_STORE__NSTMT] = {
@@ -272,8 +275,16 @@ coil_store_t *coil_store_open(const char *path, const coil_store_options_t *opt,
         coil_store_options_default(&st->opt);
     if (check_options(&st->opt, err) != 0)
         goto fail;
+    if (st->opt.must_exist && access(path, F_OK) != 0) {
+        coil_err_set(err, errno == ENOENT ? COIL_ENOTFOUND : COIL_EIO, "%s: %s", path,
+                     errno == ENOENT ? "no such database (only ingest and state import create one)"
+                                     : strerror(errno));
+        goto fail;
+    }
     rc = sqlite3_open_v2(path, &st->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | (st->opt.must_exist ? 0 : SQLITE_OPEN_CREATE) |
+                             SQLITE_OPEN_NOMUTEX,
+                         NULL);
     if (rc != SQLITE_OK) {
         coil_store__fail(st, err, rc, "opening the database");
         goto fail;
@@ -454,16 +465,29 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
         uint64_t hash = coil_store__u64(sqlite3_column_int64(s, 2));
         const char *status = (const char *)sqlite3_column_text(s, 3);
         int64_t ct = sqlite3_column_int64(s, 4);
-        bool same = status && strcmp(status, "ingesting") == 0 && mid == model_id &&
-                    hash == source_hash && ct == chunk_tokens;
-        if (same) {
+        bool same = mid == model_id && hash == source_hash && ct == chunk_tokens;
+        bool ingesting = status && strcmp(status, "ingesting") == 0;
+        bool complete = status && strcmp(status, "complete") == 0;
+        if (same && (ingesting || (complete && !(flags & COIL_STORE_DOC_REPLACE)))) {
             sqlite3_reset(s);
             *doc_id = id;
             if (resumed)
-                *resumed = 1;
+                *resumed = ingesting ? COIL_STORE_DOC_RESUMED : COIL_STORE_DOC_DONE;
             return coil_store__commit(st, err);
         }
-        if (release_name(st, s, id, name, status, ", different source, model or chunking", flags, err) != 0)
+        /* name what differs, so the caller knows whether --replace is what it wants */
+        char detail[160];
+        if (mid != model_id)
+            snprintf(detail, sizeof detail, ", made with another model");
+        else if (ct != chunk_tokens)
+            snprintf(detail, sizeof detail, ", chunks of %lld tokens, not %lld", (long long)ct,
+                     (long long)chunk_tokens);
+        else if (hash != source_hash)
+            snprintf(detail, sizeof detail, ", from a different input (content hash %016llx, not %016llx)",
+                     (unsigned long long)hash, (unsigned long long)source_hash);
+        else
+            detail[0] = '\0';
+        if (release_name(st, s, id, name, status, detail, flags, err) != 0)
             goto fail;
     } else {
         sqlite3_reset(s);
@@ -482,7 +506,7 @@ int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
         goto fail;
     *doc_id = sqlite3_last_insert_rowid(st->db);
     if (resumed)
-        *resumed = 0;
+        *resumed = COIL_STORE_DOC_NEW;
     return coil_store__commit(st, err);
 fail:
     coil_store__rollback(st);
@@ -1029,12 +1053,62 @@ int coil_store_ckpt_check_model(const coil_store_blob_t *b, uint64_t expected, c
 
 /* --- search --------------------------------------------------------------------- */
 
+/* FTS5's snippet() wraps the matches in U+E000 ... U+E001 (private-use
+ * characters, which the SQL asks for because no text means them): this turns
+ * it into plain text and the byte ranges that matched.  A private-use
+ * U+E000/U+E001 in a document itself would read as a marker. */
+static int split_snippet(const char *raw, char **plain, int64_t **marks, size_t *cap, size_t *n_marks)
+{
+    static const char open_m[] = "\xee\x80\x80", close_m[] = "\xee\x80\x81";
+    size_t len = strlen(raw), o = 0, k = 0;
+    char *p = malloc(len + 1);
+    if (!p)
+        return -1;
+    int64_t start = -1;
+    for (size_t i = 0; i < len;) {
+        bool is_open = len - i >= 3 && memcmp(raw + i, open_m, 3) == 0;
+        bool is_close = len - i >= 3 && memcmp(raw + i, close_m, 3) == 0;
+        if (is_open) {
+            start = (int64_t)o;
+            i += 3;
+        } else if (is_close) {
+            if (start >= 0) {
+                if (2 * (k + 1) > *cap) {
+                    size_t nc = *cap ? 2 * *cap : 16;
+                    int64_t *nm = realloc(*marks, nc * sizeof *nm);
+                    if (!nm) {
+                        free(p);
+                        return -1;
+                    }
+                    *marks = nm;
+                    *cap = nc;
+                }
+                (*marks)[2 * k] = start;
+                (*marks)[2 * k + 1] = (int64_t)o;
+                k++;
+            }
+            start = -1;
+            i += 3;
+        } else {
+            p[o++] = raw[i++];
+        }
+    }
+    p[o] = '\0';
+    *plain = p;
+    *n_marks = k;
+    return 0;
+}
+
 int coil_store_search(coil_store_t *st, const char *query, const char *doc_name, int limit,
                       coil_store_hit_fn fn, void *ud, coil_err_t *err)
 {
     COIL_STORE__ERR_LOCAL(err);
     sqlite3_stmt *s;
     int rc;
+
+    char *plain = NULL;
+    int64_t *marks = NULL;
+    size_t cap_marks = 0;
 
     if (!query || !fn)
         return coil_err_set(err, COIL_EINVAL, "store: search needs a query and a callback");
@@ -1054,14 +1128,24 @@ int coil_store_search(coil_store_t *st, const char *query, const char *doc_name,
         h.byte_start = sqlite3_column_int64(s, 5);
         h.byte_end = sqlite3_column_int64(s, 6);
         h.score = -sqlite3_column_double(s, 7);
-        h.snippet = (const char *)sqlite3_column_text(s, 8);
+        const char *raw = (const char *)sqlite3_column_text(s, 8);
         if (!h.doc_name)
             h.doc_name = "";
-        if (!h.snippet)
-            h.snippet = "";
-        if (fn(&h, ud))
+        if (split_snippet(raw ? raw : "", &plain, &marks, &cap_marks, &h.n_marks) != 0) {
+            sqlite3_reset(s);
+            free(plain);
+            free(marks);
+            return coil_err_set(err, COIL_ENOMEM, "store: out of memory for a search snippet");
+        }
+        h.snippet = plain;
+        h.marks = marks;
+        int stop = fn(&h, ud);
+        free(plain);
+        plain = NULL;
+        if (stop)
             break;
     }
+    free(marks);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
         sqlite3_reset(s);
         return 0;
@@ -1069,8 +1153,7 @@ int coil_store_search(coil_store_t *st, const char *query, const char *doc_name,
     /* The SQL is fixed, so a plain SQLITE_ERROR here comes from the FTS5
      * query (syntax error, unknown column filter, ...). */
     if (rc == SQLITE_ERROR)
-        coil_err_set(err, COIL_EINVAL, "%s: bad search query \"%.200s\": %s", st->path, query,
-                     sqlite3_errmsg(st->db));
+        coil_err_set(err, COIL_EINVAL, "bad search query \"%.200s\": %s", query, sqlite3_errmsg(st->db));
     else
         coil_store__fail(st, err, rc, "searching");
     sqlite3_reset(s);

@@ -99,17 +99,19 @@ typedef struct coil_store_options {
     int64_t max_db_bytes;     /* quota on the main file, 0 = none; writes that
                                  would pass it fail with COIL_EFULL */
     coil_store_policy_t policy; /* checkpoint thinning, applied at each commit */
+    bool must_exist;          /* a missing file is COIL_ENOTFOUND instead of a new database */
 } coil_store_options_t;
 
 /* Fills the defaults (FULL, 5000 ms, no quota, default policy). */
 void coil_store_options_default(coil_store_options_t *o);
 
-/* Opens (creating if needed) the database at `path`, switches it to WAL and
+/* Opens (creating if needed, unless opt->must_exist) the database at `path`, switches it to WAL and
  * applies any pending schema migrations in one transaction.  opt NULL means
  * the defaults.  Returns NULL on failure with err set: COIL_EVERSION when the
  * file's schema is newer than this build (the file is left untouched),
  * COIL_EBUSY when a migration could not get the write lock, COIL_EDB for a
- * file that is not a database. */
+ * file that is not a database, COIL_ENOTFOUND for a missing file when
+ * opt->must_exist. */
 coil_store_t *coil_store_open(const char *path, const coil_store_options_t *opt,
                               coil_err_t *err);
 /* Closes the handle and sets *st to NULL; NULL and *st == NULL accepted. */
@@ -131,13 +133,24 @@ enum coil_store_doc_flags {
     COIL_STORE_DOC_REPLACE = 1, /* drop an existing document of that name */
 };
 
+/* What coil_store_doc_begin found under the name. */
+enum coil_store_doc_begun {
+    COIL_STORE_DOC_NEW = 0,     /* a new row was created */
+    COIL_STORE_DOC_RESUMED = 1, /* an interrupted ingest of the same model, source and grid */
+    COIL_STORE_DOC_DONE = 2,    /* a complete document of the same model, source and grid */
+};
+
 /* Starts ingesting document `name`.  If an 'ingesting' document with the same
- * name, model and source hash exists (a crashed ingest), it is resumed:
- * *resumed = 1 and *doc_id is the existing one -- use coil_store_doc_progress
- * and coil_store_ckpt_latest to continue.  Otherwise a new row is created
- * (*resumed = 0).  Any other existing document with that name is COIL_ESTATE
+ * name, model, source hash and chunk grid exists (a crashed ingest), it is
+ * resumed: *resumed = COIL_STORE_DOC_RESUMED and *doc_id is the existing one
+ * -- use coil_store_doc_progress and coil_store_ckpt_latest to continue.  A
+ * 'complete' one with all four the same is COIL_STORE_DOC_DONE (nothing to do,
+ * unless flags has COIL_STORE_DOC_REPLACE).  Otherwise a new row is created
+ * (COIL_STORE_DOC_NEW).  Any other existing document with that name is
+ * COIL_ESTATE, the message naming what differs (model, chunk grid, input),
  * unless flags has COIL_STORE_DOC_REPLACE, which deletes it with its chunks
- * and checkpoints first (COIL_ESTATE if sessions still use it).
+ * and checkpoints first (COIL_ESTATE if sessions still use it).  Standard
+ * input has no hash (0): the caller must compare the tokens itself.
  * chunk_tokens > 0 is the grid size recorded for the document. */
 int coil_store_doc_begin(coil_store_t *st, const char *name, int64_t model_id,
                          uint64_t source_hash, int64_t chunk_tokens, unsigned flags,
@@ -258,7 +271,9 @@ typedef struct coil_store_hit {
     int64_t token_start, token_end;
     int64_t byte_start, byte_end;
     double score;          /* BM25, higher is better */
-    const char *snippet;   /* matches wrapped in [ ], gaps as "..." */
+    const char *snippet;   /* the chunk's text around the matches, gaps as "..." (plain text) */
+    const int64_t *marks;  /* n_marks [start, end) byte ranges of snippet that matched, in order */
+    size_t n_marks;
 } coil_store_hit_t;
 /* Return nonzero to stop early. */
 typedef int (*coil_store_hit_fn)(const coil_store_hit_t *hit, void *ud);

@@ -72,7 +72,7 @@ extern const size_t coil_store__n_migrations;
                    "ORDER BY position DESC LIMIT 1")                                           \
     X(SEARCH, "SELECT d.name, c.doc_id, c.seq, c.token_start, c.token_end, c.byte_start, "     \
               "c.byte_end, bm25(chunks_fts) AS score, "                                        \
-              "snippet(chunks_fts, 0, '[', ']', '...', 16) "                                   \
+              "snippet(chunks_fts, 0, char(57344), char(57345), '...', 16) "                   \
               "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "                      \
               "JOIN documents d ON d.id = c.doc_id "                                           \
               "WHERE chunks_fts MATCH ?1 AND (?2 IS NULL OR d.name = ?2) "                     \

@@ -475,24 +475,32 @@ static int bytelevel_decode_token(coil_tokenizer_t *t, const char *s, size_t n, 
                                   size_t *len)
 {
     const uint8_t *u = (const uint8_t *)s;
-    uint8_t tmp[256];
     size_t k = 0, i = 0;
     int ok = t->decoder == TK_DEC_BYTELEVEL;
+    /* At most one byte per character: decode straight into the arena (s
+     * never points into the arena, which the reserve may move). */
     while (ok && i < n) {
         uint32_t cp;
         i += tk_utf8_decode(u, i, &cp);
-        int b = unicode_to_byte(t, cp);
-        if (b < 0 || k >= sizeof tmp)
-            ok = 0;
-        else
-            tmp[k++] = (uint8_t)b;
+        ok = unicode_to_byte(t, cp) >= 0;
     }
     if (!ok) {
         *len = n;
         return arena_add(t, s, n, off);
     }
+    if (tk_buf_reserve(&t->arena, n + 1))
+        return COIL_ENOMEM;
+    *off = t->arena.len;
+    uint8_t *dst = t->arena.data + t->arena.len;
+    for (i = 0; i < n;) {
+        uint32_t cp;
+        i += tk_utf8_decode(u, i, &cp);
+        dst[k++] = (uint8_t)unicode_to_byte(t, cp);
+    }
+    dst[k] = 0;
+    t->arena.len += k + 1;
     *len = k;
-    return arena_add(t, tmp, k, off);
+    return 0;
 }
 
 /* Adds an id with its token string (decode form computed here). */
@@ -837,7 +845,9 @@ static int bpe_word(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *w, si
         if (id >= 0)
             return tk_ids_append(out, &id, 1);
     }
-    if (n > INT32_MAX / 2 || ctx_grow_word(c, n))
+    if (n > COIL_TOKENIZER_MAX_WORD)
+        return COIL_ETOOBIG;
+    if (ctx_grow_word(c, n))
         return COIL_ENOMEM;
     int32_t *id = c->sym_id, *prev = c->sym_prev, *next = c->sym_next;
     size_t m = 0;
@@ -1021,7 +1031,15 @@ static int pretokenize(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *s,
         return bpe_cached(t, c, s, n, out);
     for (size_t i = 0; i < n;) {
         size_t j = tk_gpt2_next(s, n, i);
-        int rc = bpe_cached(t, c, s + i, j - i, out);
+        int rc;
+        if (t->prefix_pieces && s[i] != ' ') {
+            c->tmp.len = 0;
+            if (tk_buf_append(&c->tmp, " ", 1) || tk_buf_append(&c->tmp, s + i, j - i))
+                return COIL_ENOMEM;
+            rc = bpe_cached(t, c, c->tmp.data, c->tmp.len, out);
+        } else {
+            rc = bpe_cached(t, c, s + i, j - i, out);
+        }
         if (rc)
             return rc;
         i = j;
@@ -1152,8 +1170,16 @@ fail:
     tk_ctx_free(&ctx);
     if (rc)
         return coil_err_set(err, rc, "tokenizer: encoding %zu bytes failed: %s", len,
-                            coil_strerror(rc));
+                            tk_encode_errstr(rc));
     return 0;
+}
+
+const char *tk_encode_errstr(int rc)
+{
+    if (rc == COIL_ETOOBIG)
+        return "a pre-token (a run the GPT-2 split keeps whole) is over "
+               "COIL_TOKENIZER_MAX_WORD (1 GiB)";
+    return coil_strerror(rc);
 }
 
 /* ---- decoding ------------------------------------------------------------ */
@@ -1386,12 +1412,17 @@ static int parse_pretokenizer(coil_tokenizer_t *t, json_t *p, const char *path, 
                     return coil_err_set(err, COIL_EUNSUPPORTED,
                                         "%s: pre_tokenizer Split behavior %s/invert is not "
                                         "supported (only Isolated)", path, beh ? beh : "?");
-                if (jbool(bl, "use_regex", 1) != 0 || jbool(bl, "add_prefix_space", 1) != 0)
+                int aps = jbool(bl, "add_prefix_space", 1);
+                if (aps < 0)
+                    return coil_err_set(err, COIL_EFORMAT, "%s: ByteLevel flags must be booleans",
+                                        path);
+                if (jbool(bl, "use_regex", 1) != 0)
                     return coil_err_set(err, COIL_EUNSUPPORTED,
                                         "%s: pre_tokenizer Split+ByteLevel needs ByteLevel "
-                                        "use_regex=false add_prefix_space=false", path);
+                                        "use_regex=false", path);
                 t->use_regex = 1;
                 t->add_prefix_space = 0;
+                t->prefix_pieces = aps; /* ByteLevel after Split: a space before each piece */
                 return 0;
             }
         }
@@ -1515,8 +1546,12 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
     size_t n = json_array_size(merges), i;
     json_t *m;
     const char *arena;
-    char buf[1024];
+    tk_buf_t joined = {0}; /* a + b, grown to the longest merge */
+    int rc = 0;
 
+    if (n > INT32_MAX) /* ranks are int32_t */
+        return coil_err_set(err, COIL_ETOOBIG, "%s: %zu merges, over the maximum %d", path, n,
+                            INT32_MAX);
     t->merge_cap = pow2_at_least(n * 2 + 1);
     t->merge_shift = 64;
     for (size_t c = t->merge_cap; c > 1; c >>= 1)
@@ -1530,14 +1565,18 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
         const char *a, *b;
         size_t la, lb;
         if (json_is_string(m)) {
-            const char *s = json_string_value(m), *sp = strchr(s, ' ');
-            if (!sp || strchr(sp + 1, ' '))
-                return coil_err_set(err, COIL_EFORMAT, "%s: merge %zu \"%s\" is not \"a b\"",
-                                    path, i, s);
+            const char *s = json_string_value(m);
+            size_t sl = json_string_length(m);
+            const char *sp = memchr(s, ' ', sl);
+            if (!sp || memchr(sp + 1, ' ', sl - (size_t)(sp + 1 - s))) {
+                rc = coil_err_set(err, COIL_EFORMAT, "%s: merge %zu \"%.64s%s\" is not \"a b\"",
+                                  path, i, s, sl > 64 ? "..." : "");
+                break;
+            }
             a = s;
             la = (size_t)(sp - s);
             b = sp + 1;
-            lb = strlen(b);
+            lb = sl - la - 1;
         } else if (json_is_array(m) && json_array_size(m) == 2 &&
                    json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
             a = json_string_value(json_array_get(m, 0));
@@ -1545,27 +1584,34 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
             la = json_string_length(json_array_get(m, 0));
             lb = json_string_length(json_array_get(m, 1));
         } else {
-            return coil_err_set(err, COIL_EFORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]",
-                                path, i);
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]",
+                              path, i);
+            break;
         }
-        if (la + lb >= sizeof buf)
-            return coil_err_set(err, COIL_ETOOBIG, "%s: merge %zu is too long", path, i);
+        joined.len = 0;
+        if (tk_buf_append(&joined, a, la) || tk_buf_append(&joined, b, lb)) {
+            rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory for merge %zu", path, i);
+            break;
+        }
         arena = (const char *)t->arena.data;
         int32_t ia = tk_strmap_get(&t->vocab, arena, a, la);
         int32_t ib = tk_strmap_get(&t->vocab, arena, b, lb);
-        memcpy(buf, a, la);
-        memcpy(buf + la, b, lb);
-        int32_t im = tk_strmap_get(&t->vocab, arena, buf, la + lb);
-        if (ia < 0 || ib < 0 || im < 0)
-            return coil_err_set(err, COIL_EFORMAT,
-                                "%s: merge %zu (%.*s %.*s): token missing from the vocab", path,
-                                i, (int)la, a, (int)lb, b);
+        int32_t im = tk_strmap_get(&t->vocab, arena, (const char *)joined.data, la + lb);
+        if (ia < 0 || ib < 0 || im < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT,
+                              "%s: merge %zu (%.*s%s %.*s%s): token missing from the vocab",
+                              path, i, (int)(la > 64 ? 64 : la), a, la > 64 ? "..." : "",
+                              (int)(lb > 64 ? 64 : lb), b, lb > 64 ? "..." : "");
+            break;
+        }
         uint64_t key = pair_key(ia, ib);
         size_t mask = t->merge_cap - 1;
         for (size_t s = pair_slot(key, t->merge_shift);; s = (s + 1) & mask) {
             tk_merge_t *e = &t->merges[s];
-            if (e->key == key)
-                break; /* duplicate merge: the first (lowest rank) wins */
+            if (e->key == key) { /* duplicate merge: the last one's rank wins, as in */
+                e->rank = (int32_t)i; /* `tokenizers` (its merge map is collected in order) */
+                break;
+            }
             if (e->key == UINT64_MAX) {
                 e->key = key;
                 e->rank = (int32_t)i;
@@ -1574,7 +1620,8 @@ static int parse_merges(coil_tokenizer_t *t, json_t *merges, const char *path, c
             }
         }
     }
-    return 0;
+    free(joined.data);
+    return rc;
 }
 
 /* Checked first so that a WordPiece/Unigram file is reported as such. */
@@ -1632,9 +1679,14 @@ static int parse_model(coil_tokenizer_t *t, json_t *m, const char *path, coil_er
     json_object_foreach(vocab, key, v) {
         json_int_t id = json_integer_value(v);
         size_t n = strlen(key), off;
-        if (!json_is_integer(v) || id < 0 || id >= INT32_MAX)
-            return coil_err_set(err, COIL_EFORMAT, "%s: vocab entry \"%s\" has a bad id", path,
-                                key);
+        if (!json_is_integer(v) || id < 0)
+            return coil_err_set(err, COIL_EFORMAT, "%s: vocab entry \"%.64s\" has a bad id",
+                                path, key);
+        if (id > COIL_TOKENIZER_MAX_ID)
+            return coil_err_set(err, COIL_EFORMAT,
+                                "%s: vocab entry \"%.64s\" has id %lld, over the maximum %d "
+                                "(COIL_TOKENIZER_MAX_ID)", path, key, (long long)id,
+                                COIL_TOKENIZER_MAX_ID);
         if (set_entry(t, (int32_t)id, key, n, 0, 0))
             return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
         off = t->ent[id].str_off;
@@ -1659,34 +1711,83 @@ static int parse_model(coil_tokenizer_t *t, json_t *m, const char *path, coil_er
     return parse_merges(t, merges, path, err);
 }
 
+/* Added tokens get their ids the way `tokenizers` gives them (its
+ * AddedVocabulary::add_tokens), whatever "id" the file says: a content that
+ * is already added keeps its id and takes the new flags (an identical token
+ * is skipped), one in the model vocab takes the vocab id, any other the next
+ * id after the largest added one, or the model's vocab size if that is
+ * larger.  Files saved by `tokenizers` always agree with their "id"s. */
 static int parse_added(coil_tokenizer_t *t, json_t *arr, const char *path, coil_err_t *err)
 {
     size_t i;
     json_t *a;
+    tk_strmap_t seen = {0}; /* content -> index in t->added */
+    int64_t max_id = -1;
+    const int64_t model_size = (int64_t)t->vocab.used;
+    int rc = 0;
     if (!arr || json_is_null(arr))
         return 0;
     if (!json_is_array(arr))
         return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens is not an array", path);
+    if (strmap_init(&seen, json_array_size(arr)))
+        return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
     json_array_foreach(arr, i, a) {
         json_t *idv = json_object_get(a, "id");
         const char *content = jstr(a, "content");
-        json_int_t id = json_integer_value(idv);
-        if (!content || !json_is_integer(idv) || id < 0 || id >= INT32_MAX)
-            return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu] needs id and content",
-                                path, i);
+        if (!content || !json_is_integer(idv) || json_integer_value(idv) < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu] needs id and content",
+                              path, i);
+            break;
+        }
         int special = jbool(a, "special", 0);
         int normalized = jbool(a, "normalized", !special);
         int lstrip = jbool(a, "lstrip", 0), rstrip = jbool(a, "rstrip", 0);
         int single = jbool(a, "single_word", 0);
-        if (special < 0 || normalized < 0 || lstrip < 0 || rstrip < 0 || single < 0)
-            return coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu]: flags must be booleans",
-                                path, i);
+        if (special < 0 || normalized < 0 || lstrip < 0 || rstrip < 0 || single < 0) {
+            rc = coil_err_set(err, COIL_EFORMAT, "%s: added_tokens[%zu]: flags must be booleans",
+                              path, i);
+            break;
+        }
         size_t clen = json_string_length(json_object_get(a, "content"));
+        if (clen == 0)
+            continue; /* `tokenizers` ignores empty added tokens */
+        int32_t k = tk_strmap_get(&seen, (const char *)t->arena.data, content, clen);
+        if (k >= 0) { /* added before: same id, the new flags */
+            tk_added_t *o = &t->added[k];
+            o->special = (uint8_t)special;
+            o->normalized = (uint8_t)normalized;
+            o->lstrip = (uint8_t)lstrip;
+            o->rstrip = (uint8_t)rstrip;
+            o->single_word = (uint8_t)single;
+            t->ent[o->id].special = (uint8_t)special;
+            continue;
+        }
+        int64_t id = tk_strmap_get(&t->vocab, (const char *)t->arena.data, content, clen);
+        if (id < 0)
+            id = max_id < 0 ? model_size
+                 : (max_id >= model_size || model_size == 0) ? max_id + 1 : model_size;
+        if (id > COIL_TOKENIZER_MAX_ID) {
+            rc = coil_err_set(err, COIL_EFORMAT,
+                              "%s: added_tokens[%zu] gets id %lld, over the maximum %d "
+                              "(COIL_TOKENIZER_MAX_ID)", path, i, (long long)id,
+                              COIL_TOKENIZER_MAX_ID);
+            break;
+        }
+        if (id > max_id)
+            max_id = id;
         if (add_added_token(t, content, clen, (int32_t)id, special, normalized, lstrip, rstrip,
-                            single))
-            return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+                            single)) {
+            rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        const tk_added_t *na = &t->added[t->n_added - 1];
+        strmap_put(&seen, (const char *)t->arena.data, na->off, na->len,
+                   (int32_t)(t->n_added - 1));
     }
-    return build_added_index(t);
+    free(seen.e);
+    if (rc)
+        return rc;
+    return build_added_index(t) ? coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path) : 0;
 }
 
 coil_tokenizer_t *coil_tokenizer_load(const char *path, coil_err_t *err)

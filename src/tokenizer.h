@@ -6,12 +6,15 @@
  *   then normalized ones; single_word/lstrip/rstrip honoured)
  *   -> normalizer: null | NFC | Sequence of those
  *   -> pre-tokenizer: ByteLevel (use_regex, add_prefix_space) with the GPT-2
- *      split regex, or Sequence[Split(GPT-2 regex, Isolated), ByteLevel(no regex)]
+ *      split regex, or Sequence[Split(GPT-2 regex, Isolated), ByteLevel(no
+ *      regex; add_prefix_space puts a space before each split piece)]
  *   -> model: BPE (merges as "a b" or ["a","b"], ignore_merges; no
  *      continuing_subword_prefix / end_of_word_suffix / byte_fallback / dropout)
  *   -> post-processor: null | ByteLevel (no-op for ids) | TemplateProcessing
  *      (single sequence: special ids before/after the text)
  *   decoder: ByteLevel (or null: tokens joined with " "), lossy UTF-8.
+ * Added tokens get the ids `tokenizers` gives them (a vocab token keeps its vocab id,
+ * others follow the vocab in file order), whatever "id" the file says.
  * Anything else is COIL_EUNSUPPORTED naming the feature, never different output.
  *
  * Input text that is not valid UTF-8 is first repaired the way Python's
@@ -29,6 +32,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Limits.  Tokens, merges and added tokens may be of any length.  Ids in
+ * tokenizer.json are at most COIL_TOKENIZER_MAX_ID (2^21 - 1, 8x the largest
+ * published vocabularies; the per-id table is sized by the largest id); a
+ * larger one is COIL_EFORMAT naming it.  One pre-token (a piece
+ * the GPT-2 split keeps whole, e.g. a run of tabs) is at most
+ * COIL_TOKENIZER_MAX_WORD bytes; a longer one fails the encode with
+ * COIL_ETOOBIG naming this limit.  (Merge ranks are int32_t: at most
+ * INT32_MAX merges, far beyond any file that fits in memory.) */
+#define COIL_TOKENIZER_MAX_ID 2097151
+#define COIL_TOKENIZER_MAX_WORD 1073741824u
 
 typedef struct coil_tokenizer coil_tokenizer_t;
 typedef struct coil_tokenizer_stream coil_tokenizer_stream_t;

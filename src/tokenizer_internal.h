@@ -66,6 +66,7 @@ typedef struct {
 struct coil_tokenizer {
     int kind, decoder;
     int nfc, use_regex, add_prefix_space;
+    int prefix_pieces;    /* Split then ByteLevel(add_prefix_space): " " before each piece */
     int ignore_merges, fuse_unk;
     int32_t unk_id;
     size_t max_vocab_len; /* longest vocab token, in bytes */
@@ -121,6 +122,8 @@ int tk_buf_append(tk_buf_t *b, const void *src, size_t n);
 int tk_ids_reserve(tk_ids_t *v, size_t extra);
 int tk_ids_append(tk_ids_t *v, const int32_t *ids, size_t n);
 int tk_ids_take(tk_ids_t *v, int32_t **out, size_t *n);
+/* What an encode error code means here (names the limit for COIL_ETOOBIG). */
+const char *tk_encode_errstr(int rc);
 
 /* Classifies the UTF-8 sequence at s[i] (i < n): TK_UTF8_VALID (*len its
  * length), TK_UTF8_INVALID (*len the maximal invalid subpart, >= 1) or

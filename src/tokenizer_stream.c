@@ -290,7 +290,7 @@ int coil_tokenizer_stream_feed(coil_tokenizer_stream_t *s, const char *bytes, si
 fail:
     s->finished = 1; /* the stream cannot continue consistently */
     return coil_err_set(err, rc, "tokenizer stream: at input byte %llu: %s",
-                        (unsigned long long)s->fed, coil_strerror(rc));
+                        (unsigned long long)s->fed, tk_encode_errstr(rc));
 }
 
 int coil_tokenizer_stream_finish(coil_tokenizer_stream_t *s, int32_t **ids, size_t *n,
@@ -316,7 +316,7 @@ int coil_tokenizer_stream_finish(coil_tokenizer_stream_t *s, int32_t **ids, size
     if (!rc)
         rc = tk_ids_take(&s->out, ids, n);
     if (rc)
-        return coil_err_set(err, rc, "tokenizer stream: finishing: %s", coil_strerror(rc));
+        return coil_err_set(err, rc, "tokenizer stream: finishing: %s", tk_encode_errstr(rc));
     s->committed = s->fed;
     return 0;
 }

@@ -264,11 +264,14 @@ static int op_docs(wk_t *w, const char *name, json_t **result, coil_err_t *err)
 
 static int hit_cb(const coil_store_hit_t *h, void *ud)
 {
-    json_array_append_new(ud, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:s}", "doc", h->doc_name, "chunk",
+    json_t *marks = json_array();
+    for (size_t i = 0; marks && i < h->n_marks; i++)
+        json_array_append_new(marks, json_pack("[I, I]", (json_int_t)h->marks[2 * i], (json_int_t)h->marks[2 * i + 1]));
+    json_array_append_new(ud, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:o}", "doc", h->doc_name, "chunk",
                                         (json_int_t)h->seq, "token_start", (json_int_t)h->token_start, "token_end",
                                         (json_int_t)h->token_end, "byte_start", (json_int_t)h->byte_start,
                                         "byte_end", (json_int_t)h->byte_end, "score", h->score, "snippet",
-                                        h->snippet));
+                                        h->snippet, "marks", marks));
     return 0;
 }
 

@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "store.h"
 #include "testutil.h"
+#include "tokenizer.h"
 
 extern char **environ;
 static char *dir;
@@ -218,7 +220,10 @@ START_TEST(test_store_commands)
     char *o = slurp(out_path);
     ck_assert_ptr_nonnull(strstr(o, "ingested book:"));
     free(o);
-    ck_assert_int_eq(run(ingest), 1); /* complete already: refused without --replace */
+    ck_assert_int_eq(run(ingest), 0); /* complete already with this input: nothing to do */
+    o = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(o, "already ingested book:"));
+    free(o);
     const char *docs[] = {"docs", "--db", db, NULL};
     ck_assert_int_eq(run(docs), 0);
     o = slurp(out_path);
@@ -228,7 +233,7 @@ START_TEST(test_store_commands)
     const char *search[] = {"search", "--db", db, "zebra quartermaster", NULL};
     ck_assert_int_eq(run(search), 0);
     o = slurp(out_path);
-    ck_assert_ptr_nonnull(strstr(o, "[zebra] [quartermaster]"));
+    ck_assert_ptr_nonnull(strstr(o, "\xc2\xabzebra\xc2\xbb \xc2\xabquartermaster\xc2\xbb"));
     free(o);
     const char *bad_search[] = {"search", "--db", db, "AND OR (", NULL};
     expect_fail(bad_search, 1, "");
@@ -267,10 +272,79 @@ START_TEST(test_store_commands)
     ck_assert_int_eq(run(gen), 0);
     char *g2 = slurp(out_path);
     ck_assert_str_eq(g1, g2);
-    free(g1);
     free(g2);
-    const char *gen_app[] = {"generate", "--db", db, "--model", model, "--session", kid, "-n", "4", "--append", NULL};
-    ck_assert_int_eq(run(gen_app), 0);
+    /* --append: the fork's head advances by exactly n (+ the prompt's tokens),
+     * and the appended ids are the prompt's and those generate printed */
+    coil_err_t serr = {0};
+    char tokpath[4200];
+    snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", model);
+    coil_tokenizer_t *tok = coil_tokenizer_load(tokpath, &serr);
+    ck_assert_msg(tok != NULL, "%s", serr.msg);
+    /* round 0 runs the same model without its tokenizer, so generate prints
+     * ids (exact); round 1 has a prompt and prints text */
+    char bare[4200], a_[4400], b_[4400];
+    snprintf(bare, sizeof bare, "%s/model-ids", dir);
+    ck_assert_int_eq(mkdir(bare, 0755), 0);
+    static const char *files[] = {"config.json", "model.safetensors"};
+    for (int f = 0; f < 2; f++) {
+        size_t fl;
+        snprintf(a_, sizeof a_, "%s/%s", model, files[f]);
+        snprintf(b_, sizeof b_, "%s/%s", bare, files[f]);
+        void *fb = tu_read(a_, &fl);
+        ck_assert_ptr_nonnull(fb);
+        ck_assert_int_eq(tu_write(b_, fb, fl), 0);
+        free(fb);
+    }
+    static const char *prompts[] = {NULL, " Tell me about harbours."};
+    for (int round = 0; round < 2; round++) {
+        coil_store_session_info_t before, after;
+        coil_store_t *sdb = coil_store_open(db, NULL, &serr);
+        ck_assert_msg(sdb != NULL, "%s", serr.msg);
+        ck_assert_int_eq(coil_store_session_get(sdb, kid, &before, &serr), 0);
+        coil_store_close(&sdb);
+        const char *gen_app[] = {"generate", "--db", db, "--model", round ? model : bare, "--session", kid, "-n", "6",
+                                 "--seed", "5", "--append", prompts[round] ? "--prompt" : NULL, prompts[round], NULL};
+        ck_assert_int_eq(run(gen_app), 0);
+        char *printed = slurp(out_path);
+        size_t plen = strlen(printed);
+        ck_assert_msg(plen > 0 && printed[plen - 1] == '\n', "generate printed '%s'", printed);
+        printed[--plen] = '\0';
+        int32_t *pids = NULL, *got = NULL;
+        size_t np = 0, ng = 0;
+        if (prompts[round])
+            ck_assert_int_eq(coil_tokenizer_encode(tok, prompts[round], strlen(prompts[round]), &pids, &np, &serr), 0);
+        sdb = coil_store_open(db, NULL, &serr);
+        ck_assert_ptr_nonnull(sdb);
+        ck_assert_int_eq(coil_store_session_get(sdb, kid, &after, &serr), 0);
+        ck_assert_msg(after.head == before.head + (int64_t)np + 6, "round %d: head %lld -> %lld, expected +%zu", round,
+                      (long long)before.head, (long long)after.head, np + 6);
+        ck_assert_int_eq(coil_store_session_tokens(sdb, kid, before.head, after.head, &got, &ng, &serr), 0);
+        coil_store_close(&sdb);
+        ck_assert_uint_eq(ng, np + 6);
+        if (np)
+            ck_assert_msg(memcmp(got, pids, np * sizeof *got) == 0, "the prompt's ids were not appended first");
+        char *text = NULL;
+        size_t tlen = 0;
+        if (round == 0) { /* ids, exactly */
+            char want[256] = "";
+            for (size_t i = 0; i < ng; i++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "," : "", got[i]);
+            ck_assert_str_eq(printed, want);
+        }
+        ck_assert_int_eq(coil_tokenizer_decode(tok, got + np, 6, 0, &text, &tlen, &serr), 0);
+        if (round == 0) /* the fork was at the parent's head: the same seed gives what the parent printed */
+            ck_assert_msg(strncmp(g1, text, tlen) == 0 && g1[tlen] == '\n', "parent printed '%s', fork's ids are '%s'",
+                          g1, text);
+        else
+            ck_assert_msg(tlen == plen && memcmp(text, printed, plen) == 0,
+                          "appended ids decode to '%s', generate printed '%s'", text, printed);
+        free(text);
+        free(got);
+        free(pids);
+        free(printed);
+    }
+    coil_tokenizer_destroy(&tok);
+    free(g1);
     const char *score[] = {"score", "--db", db, "--model", model, "--session", sid, "--text", " harbours", NULL};
     ck_assert_int_eq(run(score), 0);
     o = slurp(out_path);

@@ -276,8 +276,12 @@ START_TEST(test_drain_and_changed_input)
     ck_assert_int_eq(res.resumed_at, CHUNK);
     void *got = final_blob(&r, "doc", &n);
     ck_assert_msg(n == nref && memcmp(got, ref, n) == 0, "resumed state differs");
-    /* once complete, the same name is refused unless replaced */
-    ck_assert_int_eq(ingest(&r, "doc", doc_path, NULL, &res, &err), COIL_ESTATE);
+    /* once complete: the same input is already done, another is refused unless replaced */
+    ck_assert_int_eq(ingest(&r, "doc", doc_path, NULL, &res, &err), 0);
+    ck_assert(res.already);
+    ck_assert_int_eq(res.checkpoints, 0);
+    ck_assert_int_eq(ingest(&r, "doc", other, NULL, &res, &err), COIL_ESTATE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "different input"));
     coil_ingest_options_t io = {.chunk_tokens = CHUNK, .replace = true};
     ck_assert_int_eq(coil_ingest_file(r.st, r.e, r.tok, "doc", other, &io, &res, &err), 0);
     ck_assert_int_eq(coil_store_verify(r.st, &err), 0);

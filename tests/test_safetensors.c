@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -136,6 +137,85 @@ START_TEST(test_bad_inputs)
 }
 END_TEST
 
+/* What real files hold, and what the reference reader (safetensors) refuses. */
+START_TEST(test_format_details)
+{
+    coil_err_t err = {0};
+    float d[4] = {1, 2, 3, 4};
+    /* HF's header: {"__metadata__":{"format":"pt"}, ...} padded with spaces */
+    ck_assert_int_eq(open_err("{\"__metadata__\":{\"format\":\"pt\"},"
+                              "\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}      ",
+                              d, 16, &err), 0);
+    /* metadata values are strings */
+    ck_assert_int_eq(open_err("{\"__metadata__\":{\"format\":1},"
+                              "\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 16, &err),
+                     COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "__metadata__ 'format'"));
+    ck_assert_int_eq(open_err("{\"__metadata__\":[],\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+                              d, 16, &err), COIL_EFORMAT);
+    /* a hole before a tensor, and bytes after the last one */
+    ck_assert_int_eq(open_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}", d, 16, &err),
+                     COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "4 bytes of the data section before tensor 'w'"));
+    ck_assert_int_eq(open_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}", d, 16, &err),
+                     COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "4 bytes after the last tensor"));
+    ck_assert_int_eq(open_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", d, 16, &err),
+                     COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "before tensor 'b'"));
+    /* zero-size tensors and an empty file (no tensors) are valid */
+    ck_assert_int_eq(open_err("{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
+                              "\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 16, &err), 0);
+    ck_assert_int_eq(open_err("{}", NULL, 0, &err), 0);
+    /* a NUL inside a name is refused by the JSON parser, naming the file */
+    ck_assert_int_eq(open_err("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 16,
+                              &err), COIL_EFORMAT);
+    /* too many dimensions: the documented maximum is named */
+    ck_assert_int_eq(open_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,4],\"data_offsets\":[0,16]}}",
+                              d, 16, &err), COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "(max 8)"));
+    /* a header just over the documented maximum, in a (sparse) file long enough to hold it */
+    unsigned char le[8];
+    uint64_t h = COIL_ST_MAX_HEADER + 1;
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(h >> (8 * i));
+    ck_assert_int_eq(tu_write(path, le, 8), 0);
+    ck_assert_int_eq(truncate(path, (off_t)(COIL_ST_MAX_HEADER + 64)), 0);
+    ck_assert_ptr_null(coil_safetensors_open(path, &err));
+    ck_assert_int_eq(err.code, COIL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "100 MiB limit"));
+}
+END_TEST
+
+/* Tensor names of any length load and are found (no fixed name buffer). */
+START_TEST(test_long_names)
+{
+    coil_err_t err = {0};
+    float d[2] = {7, 8};
+    size_t L = 20000;
+    char *name = malloc(L + 1), *h = malloc(L + 256);
+    for (size_t i = 0; i < L; i++)
+        name[i] = (char)('a' + i % 26);
+    name[L] = '\0';
+    snprintf(h, L + 256, "{\"%s\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", name);
+    ck_assert_int_eq(tu_write_st_raw(path, h, d, sizeof d), 0);
+    coil_safetensors_t *st = coil_safetensors_open(path, &err);
+    ck_assert_msg(st != NULL, "%s", err.msg);
+    const coil_tensor_info_t *t = coil_safetensors_find(st, name);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_uint_eq(strlen(t->name), L);
+    ck_assert(((const float *)t->data)[0] == 7.0f);
+    ck_assert(((const float *)coil_safetensors_find(st, "b")->data)[0] == 8.0f);
+    name[L - 1] = '!';
+    ck_assert_ptr_null(coil_safetensors_find(st, name));
+    coil_safetensors_close(&st);
+    free(name);
+    free(h);
+}
+END_TEST
+
 START_TEST(test_truncated_real_file)
 {
     coil_err_t err = {0};
@@ -159,6 +239,8 @@ int main(void)
     tcase_add_test(tc, test_misaligned_data_is_copied);
     tcase_add_test(tc, test_bad_inputs);
     tcase_add_test(tc, test_truncated_real_file);
+    tcase_add_test(tc, test_format_details);
+    tcase_add_test(tc, test_long_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

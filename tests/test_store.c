@@ -368,8 +368,16 @@ START_TEST(test_commit_and_lookup)
     ck_assert_int_eq(coil_store_doc_finish(st, doc, p.byte_end, 55, &err), COIL_ESTATE);
     ck_assert_int_eq(coil_store_doc_finish(st, doc, p.byte_end, 56, &err), 0);
     ck_assert_int_eq(append(st, doc, 1, 0, NULL, &err), COIL_ESTATE);
-    ck_assert_int_eq(coil_store_doc_begin(st, "book", model, 42, CT, 0, &again, &resumed, &err),
+    /* complete: the same model, source and grid is "done", anything else is refused by name */
+    ck_assert_int_eq(coil_store_doc_begin(st, "book", model, 42, CT, 0, &again, &resumed, &err), 0);
+    ck_assert_int_eq(resumed, COIL_STORE_DOC_DONE);
+    ck_assert_int_eq(again, doc);
+    ck_assert_int_eq(coil_store_doc_begin(st, "book", model, 43, CT, 0, &again, &resumed, &err),
                      COIL_ESTATE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "different input"));
+    ck_assert_int_eq(coil_store_doc_begin(st, "book", model, 42, CT + 1, 0, &again, &resumed, &err),
+                     COIL_ESTATE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "chunks of"));
     int64_t found;
     ck_assert_int_eq(coil_store_doc_find(st, "book", &found, &err), 0);
     ck_assert_int_eq(found, doc);
@@ -773,7 +781,7 @@ typedef struct hits {
     int n;
     char first_doc[32];
     int64_t first_seq;
-    char first_snippet[256];
+    char first_snippet[256], first_marked[320];
     double last_score;
     int ordered;
 } hits_t;
@@ -785,6 +793,23 @@ static int on_hit(const coil_store_hit_t *h, void *ud)
         snprintf(hs->first_doc, sizeof hs->first_doc, "%s", h->doc_name);
         hs->first_seq = h->seq;
         snprintf(hs->first_snippet, sizeof hs->first_snippet, "%s", h->snippet);
+        /* the marked ranges, each in [ ], for the assertions below */
+        char *o = hs->first_marked;
+        size_t at = 0, len = strlen(h->snippet), room = sizeof hs->first_marked;
+        for (size_t i = 0; i <= h->n_marks && room > 1; i++) {
+            size_t a = i < h->n_marks ? (size_t)h->marks[2 * i] : len;
+            ck_assert_uint_ge(a, at);
+            ck_assert_uint_le(a, len);
+            int k = snprintf(o, room, "%.*s", (int)(a - at), h->snippet + at);
+            o += k, room -= (size_t)k;
+            if (i < h->n_marks) {
+                size_t b = (size_t)h->marks[2 * i + 1];
+                ck_assert_uint_le(b, len);
+                k = snprintf(o, room, "[%.*s]", (int)(b - a), h->snippet + a);
+                o += k, room -= (size_t)k;
+                at = b;
+            }
+        }
         hs->ordered = 1;
     } else if (h->score > hs->last_score) {
         hs->ordered = 0;
@@ -814,7 +839,8 @@ START_TEST(test_search)
     ck_assert(h.ordered);
     ck_assert_str_eq(h.first_doc, "alpha");
     ck_assert_int_eq(h.first_seq, 2); /* the fox-heavy chunk ranks first */
-    ck_assert_ptr_nonnull(strstr(h.first_snippet, "[fox]"));
+    ck_assert_str_eq(h.first_snippet, "seq2 fox fox fox jumps over the fox "); /* plain text */
+    ck_assert_str_eq(h.first_marked, "seq2 [fox] [fox] [fox] jumps over the [fox] ");
 
     memset(&h, 0, sizeof h);
     ck_assert_int_eq(coil_store_search(st, "fox", "beta", 10, on_hit, &h, &err), 0);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "backend.h"
 #include "testutil.h"
 
 extern char **environ;
@@ -225,6 +226,7 @@ int main(int argc, char **argv)
     int done = 0;
     for (int k = 0; k < N_OPS; k++)
         done += g_n[k];
+    coil_backend_print_info(stdout); /* what the workers (same build, same machine) run on */
     printf("coild with %d workers, %d concurrent clients, a %d KiB document ingesting meanwhile\n", workers, clients,
            doc_kb);
     printf("%d requests in %.2f s: %.1f requests/s, %d failed\n", done, wall, done / wall, g_fail);
