@@ -1629,6 +1629,19 @@ START_TEST(test_configured_text_limit)
     free(req);
     json_decref(m);
     free(t);
+    /* a streamed document whose name is 256 code points of 2 bytes each (coild
+     * kept a spooled upload's name in 300 bytes: part 1 found no upload) */
+    char name[600] = "";
+    for (int i = 0; i < 256; i++)
+        strcat(name, "\xc3\xa9");
+    for (int p = 0; p < 2; p++) {
+        json_t *pm = json_pack("{s:i, s:i, s:s, s:s, s:i, s:b, s:s}", "v", 1, "id", 500 + p, "op", "ingest", "name",
+                               name, "part", p, "last", p == 1, "text", p ? " counts lamps." : "The keeper");
+        char *preq = json_dumps(pm, JSON_COMPACT);
+        json_decref(call(c, preq, NULL, NULL, NULL));
+        free(preq);
+        json_decref(pm);
+    }
     zmq_close(c);
 }
 END_TEST
