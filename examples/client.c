@@ -5,7 +5,8 @@
  *
  * Ingests a document (streamed in 256 KiB parts), waits for its doc.complete
  * event, searches it, starts a session from its saved state, appends the
- * question and generates an answer (tokens stream in as partial replies).
+ * question (a prompt) and generates its continuation (tokens stream in as
+ * partial replies).
  * Build: cc client.c $(pkg-config --cflags --libs libzmq jansson)
  */
 #include <jansson.h>
@@ -167,6 +168,7 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t len;
+    int ingest_id = 0;
     char *text = slurp(file, &len);
     if (!text) {
         fprintf(stderr, "client: cannot read %s\n", file);
@@ -182,6 +184,15 @@ int main(int argc, char **argv)
     json_t *r = NULL; /* first contact: ask again if the connection was still being made */
     for (int tries = 0; !r && tries < 15; tries++)
         r = request(sock, "health", json_object(), 2);
+    /* right after coild starts, its workers may still be loading the model */
+    for (double t0 = now(); r && now() - t0 < 30 &&
+                            json_integer_value(json_object_get(r, "workers")) <
+                                json_integer_value(json_object_get(r, "workers_configured"));) {
+        json_decref(r);
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+        r = request(sock, "health", json_object(), 2);
+    }
     if (!r)
         goto out;
     /* PUB/SUB joins asynchronously: the first heartbeat says the subscription is live */
@@ -198,8 +209,9 @@ int main(int argc, char **argv)
         if (tn == 15 && memcmp(topic, "coild.heartbeat", 15) == 0)
             break;
     }
-    printf("health: %s, %lld workers\n", json_string_value(json_object_get(r, "status")),
-           (long long)json_integer_value(json_object_get(r, "workers")));
+    printf("health: %s, %lld of %lld workers ready\n", json_string_value(json_object_get(r, "status")),
+           (long long)json_integer_value(json_object_get(r, "workers")),
+           (long long)json_integer_value(json_object_get(r, "workers_configured")));
     json_decref(r);
     /* ingest, streamed in parts cut at character boundaries */
     size_t at = 0;
@@ -209,6 +221,7 @@ int main(int argc, char **argv)
             end++;
         json_t *f = json_pack("{s:s, s:s%, s:i, s:b, s:b}", "name", name, "text", text + at, end - at, "part", part,
                               "last", end == len, "replace", 1);
+        ingest_id = next_id;
         if (end < len) {
             if (!(r = request(sock, "ingest", f, 60)))
                 goto out;
@@ -226,10 +239,26 @@ int main(int argc, char **argv)
     }
     if (wait_complete(sub, name, 3600) != 0)
         goto out;
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    zmq_msg_recv(&m, sock, 0); /* the ingest's own reply */
-    zmq_msg_close(&m);
+    for (int done = 0; !done;) { /* the ingest's own reply (after its progress partials) */
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 60000) <= 0) {
+            fprintf(stderr, "client: no reply to the ingest\n");
+            goto out;
+        }
+        int more = 1;
+        for (int k = 0; more; k++) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, sock, 0);
+            more = zmq_msg_more(&m);
+            json_t *rep = k == 0 ? json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, NULL) : NULL;
+            if (rep && json_integer_value(json_object_get(rep, "id")) == ingest_id &&
+                !json_is_true(json_object_get(rep, "partial")))
+                done = 1;
+            json_decref(rep);
+            zmq_msg_close(&m);
+        }
+    }
     if (!(r = request(sock, "search", json_pack("{s:s, s:s, s:i}", "query", query, "doc", name, "limit", 3), 60)))
         goto out;
     json_t *hits = json_object_get(r, "hits");
@@ -250,7 +279,7 @@ int main(int argc, char **argv)
     if (!(r = request(sock, "session.append", json_pack("{s:s, s:s}", "session", session, "text", question), 60)))
         goto out;
     json_decref(r);
-    printf("answer: ");
+    printf("continuation: ");
     if (!(r = request(sock, "generate", json_pack("{s:s, s:i, s:i, s:f}", "session", session, "n", n_new, "seed",
                                                   seed, "temperature", 0.8),
                       300)))

@@ -5,10 +5,11 @@
                        --name NAME --file DOC.txt --query WORDS --question TEXT
 
 Ingests a document (streamed in parts), waits for its doc.complete event,
-searches it, starts a session from its saved state and asks a question
-(generate, with tokens streamed back), printing each step.  The Client class
-is the whole protocol: JSON frames with a request id; partial replies for
-streamed generation; a binary frame for state export/import.
+searches it, starts a session from its saved state, appends the question
+(a prompt) and generates its continuation (tokens streamed back), printing
+each step.  The Client class is the whole protocol: JSON frames with a
+request id; partial replies (generated tokens, ingest progress, a queued
+job's place); a binary frame for state export/import.
 """
 import argparse
 import itertools
@@ -60,7 +61,8 @@ class Client:
             rep = json.loads(parts[0])
             if rep.get("id") != rid:
                 continue  # a late reply to an earlier request
-            if rep.get("partial"):
+            if rep.get("partial"):  # a token, progress or a queue place: alive, wait again
+                deadline = time.monotonic() + self.timeout_ms / 1000
                 if on_partial:
                     on_partial(rep["result"])
                 continue
@@ -119,7 +121,12 @@ def main():
     for attempt in range(15):  # first contact: ask again if the connection was still being made
         try:
             c.timeout_ms = 2000
-            print("health:", c.request("health")[0])
+            h = c.request("health")[0]
+            t0 = time.monotonic()  # right after coild starts, its workers may still be loading
+            while h["workers"] < h["workers_configured"] and time.monotonic() - t0 < 30:
+                time.sleep(0.1)
+                h = c.request("health")[0]
+            print(f"health: {h['status']}, {h['workers']} of {h['workers_configured']} workers ready")
             break
         except TimeoutError:
             if attempt == 14:
@@ -143,13 +150,13 @@ def main():
     sess, _ = c.request("session.new", doc=args.name)
     print("session:", sess["session"], "at token", sess["position"])
     c.request("session.append", session=sess["session"], text=args.question)
-    print("answer: ", end="", flush=True)
+    print("continuation: ", end="", flush=True)
     out, _ = c.request("generate", session=sess["session"], n=args.n, seed=args.seed,
                        temperature=args.temperature,
-                       on_partial=lambda p: print(p["text"], end="", flush=True))
+                       on_partial=lambda p: print(p.get("text", ""), end="", flush=True))
     print()
     sc, _ = c.request("score", session=sess["session"], text=out["text"] or " the")
-    print(f"score of the answer: {sc['logprob']:.2f} nats over {len(sc['tokens'])} tokens")
+    print(f"score of the continuation: {sc['logprob']:.2f} nats over {len(sc['tokens'])} tokens")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 # Installs the build dependencies (apt-get, via .ci/deps), builds coil, starts
 # coild with two workers on the bundled model (examples/model, a small Mamba
 # trained on Shakespeare), ingests a sample document (Hamlet, Act I) over
-# ZeroMQ, then resumes a session from the saved state and asks questions --
-# printing each step.  Everything listens on 127.0.0.1 only and is stopped at
+# ZeroMQ, then resumes a session from the saved state and continues the scene
+# -- printing each step.  Everything listens on 127.0.0.1 only and is stopped at
 # the end; the database lives in a temp dir (kept with --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +24,11 @@ fi
 echo "built: ./coil ./coild ./workers/coil-worker ./examples/client"
 
 work=$(mktemp -d /tmp/coil-demo-XXXXXX)
-port=$((20000 + RANDOM % 20000))
+# free ports chosen by coild itself (tcp://127.0.0.1:*), reported in its ready file
 cat > "$work/coild.yaml" <<YAML
 endpoints:
-  clients: tcp://127.0.0.1:$port
-  events: tcp://127.0.0.1:$((port + 1))
-  workers: ipc://$work/workers.ipc
+  clients: tcp://127.0.0.1:*
+  events: tcp://127.0.0.1:*
 database: $work/coil.db
 model: $PWD/examples/model
 workers: 2
@@ -37,8 +36,8 @@ chunk_tokens: 256
 checkpoint:
   interval_tokens: 2048
 YAML
-step "start coild (2 workers, model examples/model) on 127.0.0.1:$port"
-./coild --config "$work/coild.yaml" 2> "$work/coild.log" &
+step "start coild (2 workers, model examples/model) on 127.0.0.1"
+./coild --config "$work/coild.yaml" --ready-file "$work/ready.json" 2> "$work/coild.log" &
 coild=$!
 cleanup() {
     kill -TERM "$coild" 2>/dev/null || true
@@ -46,15 +45,21 @@ cleanup() {
     if [ "$keep" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-C="./coil --connect tcp://127.0.0.1:$port"
-for _ in $(seq 1 100); do
-    $C docs >/dev/null 2>&1 && break
+# the ready file appears once every socket is bound and both workers are up
+for _ in $(seq 1 300); do
+    [ -s "$work/ready.json" ] && break
+    kill -0 "$coild" 2>/dev/null || { cat "$work/coild.log"; exit 1; }
     sleep 0.1
 done
+[ -s "$work/ready.json" ] || { echo "coild did not become ready"; cat "$work/coild.log"; exit 1; }
+ep() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/ready.json" "$1"; }
+clients=$(ep clients); events=$(ep events)
+echo "coild: requests on $clients, events on $events"
+C="./coil --connect $clients"
 ./coil info | sed -n '1p;3,5p;15,17p;19,20p'
 
-step "ingest examples/sample.txt (Hamlet, Act I) with the C client, search it, ask a question"
-./examples/client --server "tcp://127.0.0.1:$port" --events "tcp://127.0.0.1:$((port + 1))" \
+step "ingest examples/sample.txt (Hamlet, Act I) with the C client, search it, continue from a prompt"
+./examples/client --server "$clients" --events "$events" \
     --name hamlet --file examples/sample.txt --query "ghost" \
     --question $'\n\nHORATIO.\n' -n 60 --seed 7
 

@@ -238,7 +238,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         {"cascade", 0, 0, 'C'}, {"quiet", 0, 0, 'q'},     {"skip-special", 0, 0, 'K'}, {"help", 0, 0, 'h'},
         {"connect", 1, 0, 'Z'}, {"key", 1, 0, 'k'},       {"binary", 0, 0, 'B'},
         {"progress", 1, 0, 'G'},   {"strategy", 1, 0, 'Y'},  {"evidence", 1, 0, 'e'}, {"candidates", 1, 0, 'M'},
-        {"budget", 1, 0, 'U'},     {"answer", 1, 0, 'W'},
+        {"budget", 1, 0, 'U'},     {"answer", 1, 0, 'W'},     {"timeout", 1, 0, 'O'},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -264,6 +264,7 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
         case 'D': o->doc = optarg; break;
         case 'y': o->sync = optarg; break;
         case 'Z': o->connect = optarg; break;
+        case 'O': o->timeout = optarg; break; /* checked by cli_remote */
         case 'k': o->key = optarg; break;
         case 'R': o->replace = true; break;
         case 'A': o->append = true; break;

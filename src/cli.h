@@ -20,6 +20,7 @@ typedef struct cli_opts {
     const char *strategy, *answer; /* ask */
     int64_t evidence, candidates, budget; /* ask */
     const char *connect; /* --connect ENDPOINT: run against a coild server */
+    const char *timeout; /* --timeout SECONDS with --connect (parsed by cli_remote) */
     const char *pos[CLI_MAX_POS]; /* positional arguments after the command (and sub-command) */
     int n_pos;
     int64_t chunk, n_new, at, interval, limit;

@@ -1,6 +1,12 @@
 /* cli_remote.c -- `coil --connect ENDPOINT ...`: the store commands run
  * against a coild server instead of a local database, printing what the
- * local commands print. */
+ * local commands print.
+ *
+ * Nothing waits forever: a request that gets no message at all (reply or
+ * partial) within --timeout seconds (default 10) fails with COIL_ETIMEOUT
+ * naming the endpoint.  Every partial reply -- a generated token, an
+ * ingest's progress -- starts the wait again, so a long ingest goes on as
+ * long as it makes progress. */
 #include "cli.h"
 
 #include <errno.h>
@@ -15,18 +21,29 @@
 #include "store.h"
 
 #define PART_BYTES 262144
+#define DEFAULT_TIMEOUT_S 10.0
+#define MAX_TIMEOUT_S 86400.0 * 365
 
 typedef struct {
     void *ctx, *sock;
+    const char *endpoint;
     int next_id;
-    int timeout_ms;
+    double timeout_s;
 } remote_t;
 
-static int remote_open(remote_t *r, const char *endpoint, coil_err_t *err)
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int remote_open(remote_t *r, const char *endpoint, double timeout_s, coil_err_t *err)
 {
     int zero = 0;
     memset(r, 0, sizeof r[0]);
-    r->timeout_ms = 3600 * 1000;
+    r->endpoint = endpoint;
+    r->timeout_s = timeout_s;
     r->ctx = zmq_ctx_new();
     r->sock = r->ctx ? zmq_socket(r->ctx, ZMQ_DEALER) : NULL;
     if (!r->sock || zmq_setsockopt(r->sock, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
@@ -75,15 +92,16 @@ static int remote_call(remote_t *r, const char *op, json_t *fields, const void *
     free(msg);
     if (!sent)
         return coil_err_set(err, COIL_EIO, "send: %s", zmq_strerror(zmq_errno()));
-    for (int waited = 0; waited < r->timeout_ms;) {
+    double deadline = mono_s() + r->timeout_s, left;
+    int heard = 0; /* a message of this request came: the server is there */
+    while ((left = deadline - mono_s()) > 0) {
         zmq_pollitem_t it = {.socket = r->sock, .events = ZMQ_POLLIN};
-        int pr = zmq_poll(&it, 1, 1000);
+        long ms = (long)(left * 1000.0) + 1;
+        int pr = zmq_poll(&it, 1, ms < 1000 ? ms : 1000);
         if (pr < 0 && zmq_errno() != EINTR)
             return coil_err_set(err, COIL_EIO, "poll: %s", zmq_strerror(zmq_errno()));
-        if (pr <= 0) {
-            waited += 1000;
+        if (pr <= 0)
             continue;
-        }
         zmq_msg_t m;
         zmq_msg_init(&m);
         zmq_msg_recv(&m, r->sock, 0);
@@ -105,6 +123,8 @@ static int remote_call(remote_t *r, const char *op, json_t *fields, const void *
             json_decref(rep);
             continue;
         }
+        heard = 1;
+        deadline = mono_s() + r->timeout_s; /* alive: wait again */
         if (json_is_true(json_object_get(rep, "partial"))) {
             if (on_partial)
                 on_partial(json_object_get(rep, "result"));
@@ -123,7 +143,14 @@ static int remote_call(remote_t *r, const char *op, json_t *fields, const void *
         json_decref(rep);
         return rc;
     }
-    return coil_err_set(err, COIL_ETIMEOUT, "no reply to %s", op);
+    if (heard)
+        return coil_err_set(err, COIL_ETIMEOUT,
+                            "%s: %s: no further reply or progress within %g s (--timeout SECONDS waits longer)",
+                            r->endpoint, op, r->timeout_s);
+    return coil_err_set(err, COIL_ETIMEOUT,
+                        "%s: no reply to %s within %g s: is coild running and listening there? "
+                        "(--timeout SECONDS waits longer)",
+                        r->endpoint, op, r->timeout_s);
 }
 
 static void print_text_partial(json_t *res)
@@ -194,7 +221,27 @@ int cli_remote(const char *cmd, const cli_opts_t *o)
     void *blob = NULL;
     size_t blob_len = 0;
     int rc;
-    if ((rc = remote_open(&r, o->connect, &err)))
+    double timeout = DEFAULT_TIMEOUT_S;
+    memset(&r, 0, sizeof r);
+    if (o->timeout) {
+        char *end = NULL;
+        errno = 0;
+        timeout = strtod(o->timeout, &end);
+        if (errno || end == o->timeout || *end || !(timeout > 0 && timeout <= MAX_TIMEOUT_S)) {
+            fprintf(stderr, "coil: --timeout: expected seconds, a number in (0, %.0f], got '%s'\n", MAX_TIMEOUT_S,
+                    o->timeout);
+            return 2;
+        }
+    }
+    /* the server has its own database: one given here would be silently
+     * ignored, so it is an error */
+    if (o->db) {
+        fprintf(stderr, "coil: --db names a local database, but with --connect the command runs on the server's "
+                        "(coild --config FILE / --db FILE chooses it): drop --db, or drop --connect to use it "
+                        "locally\n");
+        return 2;
+    }
+    if ((rc = remote_open(&r, o->connect, timeout, &err)))
         goto out;
     if (!strcmp(cmd, "ingest")) {
         rc = r_ingest(&r, o, &err);

@@ -67,7 +67,7 @@ coil_config_t *coil_config_defaults(const char *default_model, coil_err_t *err)
     }
     c->endpoints.clients = dupstr("tcp://127.0.0.1:5555");
     c->endpoints.events = dupstr("tcp://127.0.0.1:5556");
-    c->endpoints.workers = dupstr("ipc:///tmp/coild-workers");
+    c->endpoints.workers = dupstr("ipc://*"); /* a private directory per instance */
     c->database = dupstr("coil.db");
     c->model = dupstr(default_model);
     c->device = dupstr("cpu");
@@ -518,6 +518,17 @@ static int read_map(pctx_t *x, const ckey_t *keys)
     }
 }
 
+/* tcp://HOST:* and tcp://HOST:0 (the system picks a free port), ipc: + // + *
+ * (coild makes a private path): two of them never collide. */
+static bool wildcard(const char *ep)
+{
+    size_t n = strlen(ep);
+    if (strcmp(ep, "ipc://*") == 0)
+        return true;
+    return strncmp(ep, "tcp://", 6) == 0 && n > 8 &&
+           (strcmp(ep + n - 2, ":*") == 0 || strcmp(ep + n - 2, ":0") == 0);
+}
+
 /* Checks that need the whole file. */
 static int check_whole(pctx_t *x)
 {
@@ -530,7 +541,7 @@ static int check_whole(pctx_t *x)
     }
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)
-            if (strcmp(ep[i], ep[j]) == 0) {
+            if (strcmp(ep[i], ep[j]) == 0 && !wildcard(ep[i])) { /* each "*" binds its own */
                 int at = x->ep_set[j] ? j : i;
                 snprintf(x->path, sizeof x->path, "endpoints.%s", endpoint_keys[at].name);
                 return errat(x, x->ep_mark[at], "the same endpoint as endpoints.%s",

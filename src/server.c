@@ -22,7 +22,8 @@
 #define MAX_WORKERS 64
 #define MAX_JOB_DEATHS 3 /* a job is given up after this many workers died running it */
 #define MAX_CLIENT_FRAMES 2
-#define ROUTE_MAX 300
+#define ROUTE_MAX 300 /* 1 + a ZeroMQ routing id (at most 255 bytes) */
+#define EP_MAX 1100      /* a bound endpoint: the configured one (<= 256 bytes) or a private ipc path */
 
 typedef struct job {
     struct job *next;
@@ -56,7 +57,7 @@ typedef struct spool {
     struct spool *next;
     unsigned char route[ROUTE_MAX];
     size_t route_len;
-    char name[300];
+    char *name; /* the document name (owned) */
     char *path;
     int fd;
     int64_t next_part, bytes;
@@ -72,13 +73,16 @@ typedef struct {
     int n_jobs;         /* queued + running */
     int write_busy;
     spool_t *spools;
-    char spool_dir[4096];
+    char *spool_dir;    /* DATABASE.spool */
+    char ep[3][EP_MAX]; /* the bound endpoints: clients, events, workers */
+    char ipc_dir[512];  /* the private directory of the default workers endpoint, or "" */
+    int ready_written;  /* the --ready-file is written */
     coil_proto_limits_t lim;
     uint64_t spool_seq;
     uint64_t run_nonce, key_seq; /* request keys coild gives appends: "coild.<nonce>.<seq>" */
     double started, last_heartbeat;
     /* stats */
-    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths;
+    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths, n_handed_back;
 } srv_t;
 
 static double now_s(void)
@@ -226,13 +230,15 @@ static void dispatch(srv_t *s)
             s->head = next;
         if (s->tail == j)
             s->tail = prev;
-        char meta[4400];
-        if (j->spool)
-            snprintf(meta, sizeof meta, "{\"spool\":\"%s\"}", j->spool);
-        else if (j->key[0]) /* the key's characters need no JSON escaping */
-            snprintf(meta, sizeof meta, "{\"key\":\"%s\"}", j->key);
-        else
-            snprintf(meta, sizeof meta, "{}");
+        json_t *mj = j->spool ? json_pack("{s:s}", "spool", j->spool)
+                              : j->key[0] ? json_pack("{s:s}", "key", j->key) : json_object();
+        char *meta = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
+        json_decref(mj);
+        if (!meta) {
+            logf_(s, COIL_LOG_ERROR, "out of memory dispatching a job");
+            enqueue(s, j, 1);
+            return;
+        }
         int fl = ZMQ_DONTWAIT | ZMQ_SNDMORE;
         if (zmq_send(s->workers, w->name, strlen(w->name), fl) < 0 || zmq_send(s->workers, "JOB", 3, fl) < 0 ||
             zmq_send(s->workers, j->route, j->route_len, fl) < 0 ||
@@ -240,10 +246,12 @@ static void dispatch(srv_t *s)
             zmq_send(s->workers, meta, strlen(meta), j->blob ? fl : ZMQ_DONTWAIT) < 0 ||
             (j->blob && zmq_send(s->workers, j->blob, j->blob_len, ZMQ_DONTWAIT) < 0)) {
             logf_(s, COIL_LOG_WARN, "cannot send a job to %s: %s", w->name, zmq_strerror(zmq_errno()));
+            free(meta);
             w->ready = 0;
             enqueue(s, j, 1);
             return;
         }
+        free(meta);
         w->job = j;
         if (j->write)
             s->write_busy = 1;
@@ -279,7 +287,7 @@ static int spawn(srv_t *s, worker_t *w)
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        char *argv[] = {(char *)s->o->worker_bin, "--connect", c->endpoints.workers, "--db", c->database,
+        char *argv[] = {(char *)s->o->worker_bin, "--connect", s->ep[2], "--db", c->database,
                         "--model", c->model, "--name", w->name, "--threads", threads, "--chunk", chunk,
                         "--interval", interval, "--dense", dense, "--backend", c->device, NULL};
         execv(s->o->worker_bin, argv);
@@ -347,7 +355,7 @@ static spool_t **find_spool(srv_t *s, const unsigned char *route, size_t route_l
 {
     for (spool_t **p = &s->spools; *p; p = &(*p)->next)
         if ((*p)->route_len == route_len && memcmp((*p)->route, route, route_len) == 0 &&
-            strcmp((*p)->name, name) == 0)
+            (*p)->name && strcmp((*p)->name, name) == 0)
             return p;
     return NULL;
 }
@@ -358,8 +366,10 @@ static void spool_drop(spool_t **p)
     *p = sp->next;
     if (sp->fd >= 0)
         close(sp->fd);
-    unlink(sp->path);
+    if (sp->path)
+        unlink(sp->path);
     free(sp->path);
+    free(sp->name);
     free(sp);
 }
 
@@ -393,11 +403,12 @@ static int spool_ingest(srv_t *s, job_t *j, const coil_proto_request_t *r)
             return -1;
         memcpy(sp->route, j->route, j->route_len);
         sp->route_len = j->route_len;
-        snprintf(sp->name, sizeof sp->name, "%s", r->name);
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%016" PRIx64 "-%" PRIu64 ".txt", s->spool_dir,
-                 XXH3_64bits(r->name, strlen(r->name)), ++s->spool_seq);
-        sp->path = strdup(path);
+        sp->name = strdup(r->name);
+        size_t pl = strlen(s->spool_dir) + 64;
+        sp->path = sp->name ? malloc(pl) : NULL;
+        if (sp->path)
+            snprintf(sp->path, pl, "%s/%016" PRIx64 "-%" PRIu64 ".txt", s->spool_dir,
+                     XXH3_64bits(r->name, strlen(r->name)), ++s->spool_seq);
         sp->fd = sp->path ? open(sp->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
         sp->next = s->spools;
         s->spools = sp;
@@ -444,6 +455,7 @@ static int spool_ingest(srv_t *s, job_t *j, const coil_proto_request_t *r)
     j->spool = sp->path; /* the job owns the file now */
     sp->path = NULL;
     *pp = sp->next;
+    free(sp->name);
     free(sp);
     return 1;
 }
@@ -459,8 +471,9 @@ static json_t *health(srv_t *s)
     int queued = 0;
     for (job_t *j = s->head; j; j = j->next)
         queued++;
-    return json_pack("{s:s, s:i, s:i, s:i, s:f}", "status", ready ? "ok" : "degraded", "workers", ready, "busy",
-                     busy, "queued", queued, "uptime_s", now_s() - s->started);
+    return json_pack("{s:s, s:i, s:I, s:i, s:i, s:f}", "status", ready ? "ok" : "degraded", "workers", ready,
+                     "workers_configured", (json_int_t)s->cfg->workers, "busy", busy, "queued", queued, "uptime_s",
+                     now_s() - s->started);
 }
 
 static void on_client(srv_t *s)
@@ -509,14 +522,19 @@ static void on_client(srv_t *s)
     if (route_len == 0)
         goto done;
     if (payload < 1 || payload > MAX_CLIENT_FRAMES || n > 8) {
-        reply_error(s, route, route_len, NULL, COIL_EPROTO,
+        /* frame 0 may still carry a readable id: echo it */
+        json_t *id = payload < 1 ? NULL : coil_proto_recover_id(zmq_msg_data(&fr[first]), zmq_msg_size(&fr[first]), 0);
+        reply_error(s, route, route_len, id, COIL_EPROTO,
                     payload < 1 ? "empty message" : "too many frames: a request is 1 JSON frame and at most 1 binary frame");
+        json_decref(id);
         goto done;
     }
     const void *json = zmq_msg_data(&fr[first]);
     size_t jl = zmq_msg_size(&fr[first]);
+    /* An error reply echoes the request's id whenever frame 0 can be read,
+     * however large it is (libzmq's ZMQ_MAXMSGSIZE bounds what arrives). */
     if (total > s->lim.max_message_bytes) {
-        json_t *id = coil_proto_recover_id(json, jl, 1 << 16);
+        json_t *id = coil_proto_recover_id(json, jl, 0);
         reply_error(s, route, route_len, id, COIL_ETOOBIG, "message larger than limits.max_message_bytes");
         json_decref(id);
         goto done;
@@ -525,7 +543,7 @@ static void on_client(srv_t *s)
     size_t bl = payload == 2 ? zmq_msg_size(&fr[first + 1]) : 0;
     int rc = coil_proto_parse_request(json, jl, blob, bl, (size_t)payload, &s->lim, &r, &err);
     if (rc) {
-        json_t *id = coil_proto_recover_id(json, jl, 1 << 16);
+        json_t *id = coil_proto_recover_id(json, jl, 0);
         reply_error(s, route, route_len, id, rc, err.msg);
         json_decref(id);
         goto done;
@@ -544,6 +562,7 @@ static void on_client(srv_t *s)
         json_object_set_new(h, "errors", json_integer((json_int_t)s->n_errors));
         json_object_set_new(h, "dropped_sends", json_integer((json_int_t)s->n_dropped));
         json_object_set_new(h, "worker_deaths", json_integer((json_int_t)s->n_worker_deaths));
+        json_object_set_new(h, "jobs_handed_back", json_integer((json_int_t)s->n_handed_back));
         json_object_set_new(h, "jobs", json_integer(s->n_jobs));
         reply_ok(s, route, route_len, r->id, h);
         goto done;
@@ -680,6 +699,7 @@ static void on_worker(srv_t *s)
         w->job = NULL;
         w->ready = 0;
         if (j) {
+            s->n_handed_back++;
             if (j->write)
                 s->write_busy = 0;
             enqueue(s, j, 1);
@@ -707,12 +727,14 @@ static int key_allowed(srv_t *s, const unsigned char *key32)
             return 1;
     if (c->curve.allowed_client_keys_file) {
         FILE *f = fopen(c->curve.allowed_client_keys_file, "r");
-        char line[128];
+        char *line = NULL;
+        size_t cap = 0;
         int ok = 0;
-        while (f && !ok && fgets(line, sizeof line, f)) {
+        while (f && !ok && getline(&line, &cap, f) >= 0) { /* lines of any length */
             line[strcspn(line, " \t\r\n")] = '\0';
             ok = strcmp(line, z85) == 0;
         }
+        free(line);
         if (f)
             fclose(f);
         return ok;
@@ -797,6 +819,99 @@ static void on_monitor(srv_t *s)
     zmq_msg_close(&b);
 }
 
+/* Every second, a job still waiting for a worker tells its (DEALER) client
+ * so with a partial reply {"queued": its place, 1 = next}: a client with a
+ * timeout knows the request is alive (REQ clients take one reply only). */
+static void tell_queued(srv_t *s)
+{
+    int k = 0;
+    for (job_t *j = s->head; j; j = j->next) {
+        char *out = NULL;
+        size_t len = 0;
+        coil_err_t err = {0};
+        json_t *res = json_pack("{s:i}", "queued", ++k);
+        if (j->route[0] == 0 && coil_proto_reply_partial(j->id, &res, &out, &len, &err) == 0)
+            send_client(s, j->route, j->route_len, out, len, NULL, 0);
+        json_decref(res);
+        free(out);
+    }
+}
+
+/* ---- endpoints and the ready file ----------------------------------------------------------- */
+
+/* The default workers endpoint ("ipc:" "//" "*"): a directory only this user can enter, made for this instance
+ * under $XDG_RUNTIME_DIR (or $TMPDIR, or /tmp), removed at exit. */
+static int private_ipc(srv_t *s, char *ep, size_t cap, coil_err_t *err)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    struct stat sb;
+    if (!base || !*base || stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(base, W_OK) != 0)
+        base = getenv("TMPDIR");
+    if (!base || !*base || stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        base = "/tmp";
+    /* sockaddr_un holds 107 bytes: "ipc://" + dir + "/workers" must fit */
+    if (snprintf(s->ipc_dir, sizeof s->ipc_dir, "%s/coild-XXXXXX", base) >= 90)
+        return coil_err_set(err, COIL_ECONFIG,
+                            "endpoints.workers \"ipc://*\": the runtime directory path is too long for a socket "
+                            "(more than 80 bytes); set endpoints.workers to an ipc:// path");
+    if (!mkdtemp(s->ipc_dir)) {
+        int e = errno;
+        s->ipc_dir[0] = '\0';
+        return coil_err_set(err, COIL_EIO, "cannot make a private directory for the worker socket in %s: %s", base,
+                            strerror(e));
+    }
+    snprintf(ep, cap, "ipc://%s/workers", s->ipc_dir);
+    return 0;
+}
+
+/* At exit: the worker socket file (libzmq leaves it) and its private directory. */
+static void remove_ipc(srv_t *s)
+{
+    if (strncmp(s->ep[2], "ipc://", 6) == 0 && s->ep[2][6] && s->ep[2][6] != '*' && s->ep[2][6] != '@')
+        unlink(s->ep[2] + 6);
+    if (s->ipc_dir[0])
+        rmdir(s->ipc_dir);
+}
+
+static int all_ready(srv_t *s)
+{
+    int ready = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        ready += s->w[i].present && s->w[i].ready;
+    return ready >= s->cfg->workers;
+}
+
+/* --ready-file: {"clients","events","workers","pid"} written (atomically) once
+ * every socket is bound and every configured worker is ready. */
+static int write_ready(srv_t *s, coil_err_t *err)
+{
+    s->ready_written = 1;
+    if (!s->o->ready_file)
+        return 0;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "clients", s->ep[0], "events", s->ep[1], "workers", s->ep[2],
+                          "pid", (json_int_t)getpid());
+    size_t tl = strlen(s->o->ready_file) + 16;
+    char *tmp = malloc(tl);
+    int ok = j && tmp;
+    if (ok) {
+        snprintf(tmp, tl, "%s.tmp", s->o->ready_file);
+        FILE *f = fopen(tmp, "w");
+        ok = f && json_dumpf(j, f, JSON_COMPACT) == 0 && fputc('\n', f) != EOF;
+        ok = f && fclose(f) == 0 && ok;
+        ok = ok && rename(tmp, s->o->ready_file) == 0;
+        if (!ok)
+            unlink(tmp);
+    }
+    json_decref(j);
+    free(tmp);
+    if (!ok) {
+        s->ready_written = 0;
+        return coil_err_set(err, COIL_EIO, "%s: cannot write the ready file: %s", s->o->ready_file, strerror(errno));
+    }
+    logf_(s, COIL_LOG_INFO, "ready (%s)", s->o->ready_file);
+    return 0;
+}
+
 /* ---- main loop ---------------------------------------------------------------------------- */
 
 int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
@@ -810,9 +925,15 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
     if (getrandom(&s.run_nonce, sizeof s.run_nonce, 0) != (ssize_t)sizeof s.run_nonce) /* keys of this run */
         s.run_nonce = XXH3_64bits_withSeed(&s.started, sizeof s.started, (uint64_t)getpid());
     coil_config_proto_limits(s.cfg, &s.lim);
-    snprintf(s.spool_dir, sizeof s.spool_dir, "%s.spool", s.cfg->database);
-    if (mkdir(s.spool_dir, 0700) != 0 && errno != EEXIST)
-        return coil_err_set(err, COIL_EIO, "%s: %s", s.spool_dir, strerror(errno));
+    size_t sdl = strlen(s.cfg->database) + sizeof ".spool";
+    if (!(s.spool_dir = malloc(sdl)))
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    snprintf(s.spool_dir, sdl, "%s.spool", s.cfg->database);
+    if (mkdir(s.spool_dir, 0700) != 0 && errno != EEXIST) {
+        rc = coil_err_set(err, COIL_EIO, "%s: %s", s.spool_dir, strerror(errno));
+        free(s.spool_dir);
+        return rc;
+    }
     s.ctx = zmq_ctx_new();
     s.clients = zmq_socket(s.ctx, ZMQ_ROUTER);
     s.events = zmq_socket(s.ctx, ZMQ_PUB);
@@ -844,11 +965,22 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
     }
     const char *eps[3] = {s.cfg->endpoints.clients, s.cfg->endpoints.events, s.cfg->endpoints.workers};
     void *socks[3] = {s.clients, s.events, s.workers};
-    for (int i = 0; i < 3; i++)
+    char wep[EP_MAX];
+    if (strcmp(eps[2], "ipc://*") == 0) { /* the default: a private directory of this instance */
+        if ((rc = private_ipc(&s, wep, sizeof wep, err)))
+            goto out;
+        eps[2] = wep;
+    }
+    for (int i = 0; i < 3; i++) {
+        size_t l = sizeof s.ep[i];
         if (zmq_bind(socks[i], eps[i]) != 0) {
             rc = coil_err_set(err, COIL_EIO, "cannot bind %s: %s", eps[i], zmq_strerror(zmq_errno()));
             goto out;
         }
+        /* port 0 / "*": what was actually bound */
+        if (zmq_getsockopt(socks[i], ZMQ_LAST_ENDPOINT, s.ep[i], &l) != 0)
+            snprintf(s.ep[i], sizeof s.ep[i], "%s", eps[i]);
+    }
     if (o->worker_bin)
         for (int i = 0; i < s.cfg->workers && i < MAX_WORKERS; i++) {
             snprintf(s.w[i].name, sizeof s.w[i].name, "w%d", i);
@@ -858,8 +990,10 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
                 goto out;
             }
         }
-    logf_(&s, COIL_LOG_INFO, "serving clients on %s, events on %s, %" PRId64 " workers", eps[0], eps[1],
+    logf_(&s, COIL_LOG_INFO, "serving clients on %s, events on %s, %" PRId64 " workers", s.ep[0], s.ep[1],
           s.cfg->workers);
+    if (!o->worker_bin && (rc = write_ready(&s, err)))
+        goto out;
     while (!(o->stop && *o->stop)) {
         zmq_pollitem_t it[4] = {{.socket = s.clients, .events = ZMQ_POLLIN},
                                 {.socket = s.workers, .events = ZMQ_POLLIN},
@@ -883,6 +1017,11 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
                 if (zmq_getsockopt(s.workers, ZMQ_EVENTS, &ev, &evl) != 0 || !(ev & ZMQ_POLLIN))
                     break;
             }
+            if (s.monitor) { /* connections first: a request is judged by max_clients as of its arrival */
+                zmq_pollitem_t mi = {.socket = s.monitor, .events = ZMQ_POLLIN};
+                while (zmq_poll(&mi, 1, 0) > 0)
+                    on_monitor(&s);
+            }
             for (int k = 0; k < 64 && (it[0].revents & ZMQ_POLLIN); k++) {
                 int ev;
                 size_t evl = sizeof ev;
@@ -901,6 +1040,8 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
             }
         }
         reap(&s);
+        if (!s.ready_written && all_ready(&s) && (rc = write_ready(&s, err)))
+            break;
         double t = now_s();
         if (t - s.last_heartbeat >= 1.0) {
             json_t *h = health(&s);
@@ -915,6 +1056,7 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
                 free(out);
             }
             json_decref(h);
+            tell_queued(&s);
         }
         for (int i = 0; o->worker_bin && i < MAX_WORKERS; i++)
             if (s.w[i].present && s.w[i].pid == 0 && s.w[i].respawn_at > 0 && t >= s.w[i].respawn_at) {
@@ -954,6 +1096,10 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
         job_free(j);
     }
 out:
+    remove_ipc(&s);
+    if (o->ready_file && s.ready_written)
+        unlink(o->ready_file);
+    free(s.spool_dir);
     while (s.spools) {
         spool_t **p = &s.spools;
         spool_drop(p);

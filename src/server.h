@@ -28,10 +28,15 @@ typedef struct coil_server_options {
     const char *worker_bin;             /* path of coil-worker; NULL = no local workers */
     const volatile sig_atomic_t *stop;  /* set by SIGTERM/SIGINT */
     int quiet;
+    const char *ready_file; /* NULL, or a file to write once every socket is bound and every
+                             * worker is ready: {"clients","events","workers","pid"} with the
+                             * bound endpoints (a tcp port 0 or "*" resolved); removed at exit */
 } coil_server_options_t;
 
-/* Binds, starts the workers, serves until *stop.  Non-zero only when it
- * cannot start (bind failure, bad keys). */
+/* Binds (a workers endpoint of ipc: + // + * is a socket in a new private
+ * directory; the socket file and the directory are removed at exit),
+ * starts the workers, serves until *stop.  Non-zero only when it cannot
+ * start (bind failure, bad keys). */
 int coil_server_run(const coil_server_options_t *o, coil_err_t *err);
 
 #endif

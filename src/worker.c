@@ -34,6 +34,8 @@ typedef struct {
     const coil_proto_request_t *req;
     const char *key;      /* the job's request key (coild's or the client's), or NULL */
     const char *doc_name; /* for ingest events */
+    const char *spool;    /* the job's spooled text file, or NULL */
+    char *db_dir;         /* the directory of o->db, for scrub() */
     int fault_after_commit; /* test hook: COIL_WORKER_FAULT=after-append-commit */
 } wk_t;
 
@@ -80,6 +82,49 @@ static int replayed(wk_t *w, json_t **result, coil_err_t *err)
 
 /* ---- sending ---------------------------------------------------------------- */
 
+/* Error text for a remote client: says what was wrong with the request, not
+ * where the server keeps its files.  The store and the loaders prefix their
+ * messages with a file path ("/srv/coil.db: no session ..."): such a prefix
+ * is dropped and any other mention becomes a neutral name.  malloc'd (NULL
+ * on ENOMEM). */
+static char *scrub(const wk_t *w, const char *msg)
+{
+    struct {
+        const char *path, *label;
+    } known[] = {{w->spool, "the spooled document"}, {w->o->db, "the database"},
+                 {w->o->model, "the model directory"}, {w->db_dir, "the database directory"}};
+    char *cur = strdup(msg ? msg : "");
+    for (size_t k = 0; cur && k < sizeof known / sizeof known[0]; k++) {
+        const char *p = known[k].path;
+        size_t pl = p ? strlen(p) : 0;
+        if (pl == 0 || (pl == 1 && p[0] == '.'))
+            continue;
+        for (int prefix = 1; prefix >= 0 && cur; prefix--) {
+            const char *hit;
+            size_t from = 0; /* past what was put in already (a label may contain the path) */
+            while (cur && (hit = strstr(cur + from, p))) {
+                size_t at = (size_t)(hit - cur), cut = pl;
+                const char *with = known[k].label;
+                if (prefix) { /* "PATH: " (or "PATH/x: ") as a message's lead: drop it */
+                    const char *colon = strstr(hit + pl, ": ");
+                    if (!colon || memchr(hit + pl, ' ', (size_t)(colon - hit - pl)))
+                        break;
+                    cut = (size_t)(colon - hit) + 2;
+                    with = "";
+                }
+                size_t wl = strlen(with), n = strlen(cur) - cut + wl + 1;
+                char *nx = malloc(n);
+                if (nx)
+                    snprintf(nx, n, "%.*s%s%s", (int)at, cur, with, hit + cut);
+                free(cur);
+                cur = nx;
+                from = at + wl;
+            }
+        }
+    }
+    return cur;
+}
+
 static int send_frames(void *sock, const void *const *data, const size_t *len, int n)
 {
     for (int i = 0; i < n; i++)
@@ -117,10 +162,12 @@ static void send_result(wk_t *w, const char *kind, json_t *result, const void *b
 
 static void send_error(wk_t *w, const json_t *id, int code, const char *msg)
 {
-    char *out = NULL;
+    char *out = NULL, *clean = scrub(w, msg);
     size_t len = 0;
     coil_err_t err = {0};
-    if (coil_proto_reply_error(id, code, msg, &out, &len, &err) != 0)
+    int rc = coil_proto_reply_error(id, code, clean ? clean : coil_strerror(code), &out, &len, &err);
+    free(clean);
+    if (rc != 0)
         return;
     const void *d[3] = {"REPLY", w->client, out};
     size_t l[3] = {5, w->client_len, len};
@@ -140,6 +187,14 @@ static void on_progress(const coil_ingest_progress_t *p, void *ud)
     if (coil_proto_event_ingest_progress(w->doc_name, p->tokens, p->bytes, p->total_bytes, p->tokens_per_s, &out,
                                          &len, &err) == 0)
         send_event(w, "ingest.progress", out, len);
+    /* and to the client that asked, as a partial reply: it knows the ingest
+     * is alive without subscribing to events (coil --connect's --timeout) */
+    json_t *res = json_pack("{s:I, s:I, s:f}", "tokens", (json_int_t)p->tokens, "bytes", (json_int_t)p->bytes,
+                            "tokens_per_s", p->tokens_per_s);
+    if (res)
+        json_object_set_new(res, "total_bytes", p->total_bytes >= 0 ? json_integer(p->total_bytes) : json_null());
+    if (res)
+        send_result(w, "PARTIAL", res, NULL, 0);
 }
 
 static int op_ingest(wk_t *w, const char *spool, json_t **result, coil_err_t *err)
@@ -162,8 +217,10 @@ static int op_ingest(wk_t *w, const char *spool, json_t **result, coil_err_t *er
         return rc;
     if (rc) {
         coil_err_t e2 = {0};
-        if (coil_proto_event_doc_failed(w->req->name, rc, err->msg, &out, &len, &e2) == 0)
+        char *clean = scrub(w, err->msg); /* events go to remote subscribers too */
+        if (coil_proto_event_doc_failed(w->req->name, rc, clean ? clean : coil_strerror(rc), &out, &len, &e2) == 0)
             send_event(w, "doc.failed", out, len);
+        free(clean);
         return rc;
     }
     coil_err_t e2 = {0};
@@ -536,9 +593,16 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     wk_t w;
     void *ctx = NULL;
     int rc = 0;
-    char path[4096];
+    char *path = NULL;
     memset(&w, 0, sizeof w);
     w.o = o;
+    if (o->db && (w.db_dir = strdup(o->db))) {
+        char *sl = strrchr(w.db_dir, '/');
+        if (sl && sl != w.db_dir)
+            *sl = '\0';
+        else
+            w.db_dir[0] = '\0'; /* relative name or "/x": nothing to hide */
+    }
     snprintf(w.name, sizeof w.name, "%s", o->name ? o->name : "");
     if (!w.name[0])
         snprintf(w.name, sizeof w.name, "w%ld", (long)getpid());
@@ -546,7 +610,12 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     w.fault_after_commit = fault && strcmp(fault, "after-append-commit") == 0;
     coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads,
                                 .backend = o->backend};
-    snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
+    size_t pl = strlen(o->model) + sizeof "/tokenizer.json";
+    if (!(path = malloc(pl))) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(path, pl, "%s/tokenizer.json", o->model);
     if (!(w.m = coil_model_load(o->model, err)) || !(w.e = coil_engine_new(w.m, &eo, err)) ||
         !(w.state = coil_state_new(w.m, err)) || !(w.tok = coil_tokenizer_load(path, err)) ||
         !(w.st = coil_store_open(o->db, o->store, err))) {
@@ -571,10 +640,10 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     size_t l[2] = {5, strlen(info)};
     send_frames(w.sock, d, l, 2);
 
+    /* coild applied the configured limits (which may exceed the protocol's
+     * defaults) before it sent the job: none again here */
     coil_proto_limits_t lim;
-    coil_proto_limits_default(&lim);
-    lim.max_message_bytes = (size_t)1 << 30;
-    lim.max_document_bytes = (size_t)1 << 30;
+    lim.max_message_bytes = lim.max_text_bytes = lim.max_document_bytes = SIZE_MAX;
     while (!(o->stop && *o->stop)) {
         zmq_pollitem_t it = {.socket = w.sock, .events = ZMQ_POLLIN};
         int pr = zmq_poll(&it, 1, 200);
@@ -605,7 +674,7 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         int prc = coil_proto_parse_request(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), blob, blob_len,
                                            f.n > 4 ? 2 : 1, &lim, &req, &perr);
         if (prc) {
-            json_t *rid = coil_proto_recover_id(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), 1 << 20);
+            json_t *rid = coil_proto_recover_id(zmq_msg_data(&f.part[2]), zmq_msg_size(&f.part[2]), 0);
             send_error(&w, rid, prc, perr.msg);
             json_decref(rid);
             frames_close(&f);
@@ -616,8 +685,10 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         const char *mkey = meta ? json_string_value(json_object_get(meta, "key")) : NULL;
         w.key = req->key ? req->key : mkey;
         w.req = req;
+        w.spool = spool;
         int hrc = handle_job(&w, spool);
         w.req = NULL;
+        w.spool = NULL;
         json_decref(meta);
         coil_proto_request_free(&req);
         frames_close(&f);
@@ -625,6 +696,8 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
             break;
     }
 out:
+    free(path);
+    free(w.db_dir);
     if (w.sock)
         zmq_close(w.sock);
     if (ctx)

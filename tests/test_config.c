@@ -43,7 +43,7 @@ START_TEST(test_defaults)
     ck_assert_ptr_null(c->source);
     ck_assert_str_eq(c->endpoints.clients, "tcp://127.0.0.1:5555");
     ck_assert_str_eq(c->endpoints.events, "tcp://127.0.0.1:5556");
-    ck_assert_str_eq(c->endpoints.workers, "ipc:///tmp/coild-workers");
+    ck_assert_str_eq(c->endpoints.workers, "ipc://*");
     ck_assert_str_eq(c->database, "coil.db");
     ck_assert_str_eq(c->model, "/opt/model");
     ck_assert_int_eq(c->workers, 1);
@@ -343,7 +343,35 @@ START_TEST(test_big_and_odd_input)
     c = coil_config_load_string(big, n, "big.yaml", NULL, &err);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(err.code, COIL_ECONFIG);
+    ck_assert_msg(strstr(err.msg, "more than a config file may have (1048576)") != NULL, "%s", err.msg);
     free(big);
+
+    /* every documented limit is an error naming it (schemas/coild.example.yaml) */
+    char *lng = malloc(9000);
+    ck_assert_ptr_nonnull(lng);
+    memset(lng, 'p', 4097);
+    snprintf(lng + 4097, 100, "\n");
+    char *y = malloc(9100);
+    snprintf(y, 9100, "database: %s", lng);
+    c = load(y, &err);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err.msg, "database: expected a string without NUL of at most 4096 bytes") != NULL, "%s",
+                  err.msg);
+    memset(lng, 'p', 4096); /* exactly the limit: fine */
+    snprintf(lng + 4096, 100, "\n");
+    snprintf(y, 9100, "database: %s", lng);
+    c = load(y, &err);
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_int_eq(strlen(c->database), 4096);
+    coil_config_destroy(&c);
+    memset(lng, 'h', 260);
+    lng[260] = '\0';
+    snprintf(y, 9100, "endpoints:\n  clients: tcp://%s:1\n", lng);
+    c = load(y, &err);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err.msg, "(at most 256 bytes)") != NULL, "%s", err.msg);
+    free(y);
+    free(lng);
 
     /* a NUL byte inside the text */
     c = coil_config_load_string("workers: 2\0\n", 12, "nul.yaml", NULL, &err);
@@ -353,6 +381,24 @@ START_TEST(test_big_and_odd_input)
     c = load("limits: {a: {b: {c: {d: 1}}}}\n", &err);
     ck_assert_ptr_null(c);
     ck_assert_ptr_nonnull(strstr(err.msg, "limits.a: unknown key"));
+}
+END_TEST
+
+/* Endpoints the system completes (a free port, a private socket) never
+ * collide, so two of them are not "the same endpoint". */
+START_TEST(test_wildcard_endpoints)
+{
+    coil_err_t err;
+    coil_config_t *c = load("endpoints:\n  clients: tcp://127.0.0.1:*\n  events: tcp://127.0.0.1:*\n", &err);
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    ck_assert_str_eq(c->endpoints.workers, "ipc://*");
+    coil_config_destroy(&c);
+    c = load("endpoints:\n  clients: tcp://127.0.0.1:0\n  events: tcp://127.0.0.1:0\n", &err);
+    ck_assert_msg(c != NULL, "%s", err.msg);
+    coil_config_destroy(&c);
+    c = load("endpoints:\n  clients: tcp://127.0.0.1:10\n  events: tcp://127.0.0.1:10\n", &err);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(err.msg, "the same endpoint"));
 }
 END_TEST
 
@@ -411,6 +457,7 @@ int main(void)
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_big_and_odd_input);
     tcase_add_test(tc, test_fuzz);
+    tcase_add_test(tc, test_wildcard_endpoints);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

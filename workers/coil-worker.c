@@ -15,7 +15,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "worker.h"
+
+static const char usage_line[] =
+    "usage: coil-worker --connect ENDPOINT --db FILE --model DIR [--name NAME] [--threads N]\n"
+    "                   [--chunk N] [--interval N] [--dense N] [--sync full|normal]\n"
+    "                   [--backend cpu|cpu-portable|cuda[:f32|tf32|bf16]]\n";
+
+static void help(void)
+{
+    fputs(usage_line, stdout);
+    fputs("\n"
+          "A coild worker: loads the model once, takes jobs from coild, does the model work.\n"
+          "coild starts these itself; start one by hand for a worker on another host.  SIGTERM:\n"
+          "the current chunk finishes and is checkpointed, the job goes back to coild, exit 0.\n"
+          "\n"
+          "  --connect ENDPOINT  coild's worker endpoint (endpoints.workers)\n"
+          "  --db FILE           the database (this host's path to it)\n"
+          "  --model DIR         the model directory (config.json, safetensors, tokenizer.json)\n"
+          "  --name NAME         its name in logs and events (default w<pid>)\n"
+          "  --threads N         compute threads (default: the usable CPUs / $COIL_WORKERS)\n"
+          "  --chunk N           tokens per chunk when ingesting (default 512)\n"
+          "  --interval N        a checkpoint every N tokens\n"
+          "  --dense N           checkpoint intervals kept at full density (0 = never thin)\n"
+          "  --sync full|normal  SQLite synchronous mode (default full)\n"
+          "  --backend B         cpu (default), cpu-portable, or cuda[:f32|tf32|bf16] (CUDA builds)\n"
+          "  --help, --version\n",
+          stdout);
+}
 
 static volatile sig_atomic_t g_stop;
 
@@ -32,7 +60,8 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"connect", 1, 0, 'c'}, {"db", 1, 0, 'd'},    {"model", 1, 0, 'm'},
                                        {"name", 1, 0, 'n'},    {"threads", 1, 0, 't'}, {"chunk", 1, 0, 'k'},
                                        {"sync", 1, 0, 's'},    {"interval", 1, 0, 'i'}, {"dense", 1, 0, 'D'},
-                                       {"backend", 1, 0, 'b'}, {0, 0, 0, 0}};
+                                       {"backend", 1, 0, 'b'}, {"help", 0, 0, 'h'},    {"version", 0, 0, 'V'},
+                                       {0, 0, 0, 0}};
     int c;
     coil_store_options_default(&so);
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -58,6 +87,8 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "full") != 0)
                 goto usage;
             break;
+        case 'h': help(); return 0;
+        case 'V': printf("coil-worker %s\n", PACKAGE_VERSION); return 0;
         default: goto usage;
         }
     }
@@ -76,7 +107,6 @@ int main(int argc, char **argv)
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: coil-worker --connect ENDPOINT --db FILE --model DIR [--name NAME] [--threads N] "
-                    "[--chunk N] [--interval N] [--dense N] [--sync full|normal] [--backend cpu|cuda...]\n");
+    fputs(usage_line, stderr);
     return 2;
 }

@@ -5,22 +5,28 @@ Run by tests/test_protocol_schemas (make check), which first runs the C parser
 over the corpus and builds replies and events with the C builders:
 
   check_protocol_schemas.py SCHEMA_DIR CASES_JSON VERDICTS_JSONL OUTPUTS_JSONL
-  check_protocol_schemas.py --replies SCHEMA_DIR REPLIES_JSONL
+  check_protocol_schemas.py --replies SCHEMA_DIR REPLIES_JSONL [REQUIRE_JSON]
 
   SCHEMA_DIR      schemas/protocol (request.<op>, reply, event.<topic> schemas)
   CASES_JSON      tests/data/protocol/cases.json: [{name, json|raw, valid, schema?...}]
   VERDICTS_JSONL  one {"name", "valid"} a line: what coil_proto_parse_request said
   OUTPUTS_JSONL   one {"kind": "reply"|"event", "topic"?, "text"} a line: C-built output
 
-  REPLIES_JSONL   one {"op", "reply"} a line: replies a live coild sent
-                  (tests/test_service records them)
+  REPLIES_JSONL   one {"case", "op", "reply"} a line: replies a live coild sent
+                  (tests/test_service records every one it receives; op is
+                  null when the request's op is unknown, e.g. malformed)
+  REQUIRE_JSON    what the replies must cover: {"cases": {CASE: min replies},
+                  "ok_ops": [...], "partials": [partial schema names],
+                  "errors": {CASE: min error replies}}
 
 Checks: every schema is a valid draft 2020-12 schema with $id and
 additionalProperties false; for every case with "schema" not false, the
 schema's verdict equals the C parser's and the expected one; every C-built
 output validates.  With --replies: every reply validates against the reply
-schema and every ok reply's result against result.<op>.  Exit 0 = agree,
-1 = disagree, 77 = jsonschema missing (skip).
+schema, every ok reply's result against result.<op>, and every partial's
+result against partial.token (generate), partial.progress (ingest) or
+partial.queued (any op); and the replies cover REQUIRE_JSON.  Exit 0 =
+agree, 1 = disagree, 77 = jsonschema missing (skip).
 """
 import json
 import os
@@ -49,7 +55,7 @@ def load_schemas(schema_dir):
             schema = json.load(f)
         Draft202012Validator.check_schema(schema)
         assert "$id" in schema, fname + ": no $id"
-        if fname.startswith(("request.", "event.")) or (fname.startswith("result.") and "oneOf" not in schema):
+        if fname.startswith(("request.", "event.", "partial.")) or (fname.startswith("result.") and "oneOf" not in schema):
             assert schema.get("additionalProperties") is False, fname + ": not strict"
         else:
             for alt in schema["oneOf"]:
@@ -76,34 +82,67 @@ def schema_verdict(schemas, case):
     return not errors, "; ".join(e.message for e in errors[:2])
 
 
-def check_replies(schema_dir, replies_path):
-    """Validates the replies a live coild sent: envelope and per-op result."""
+PARTIALS = {"generate": ("partial.token", "partial.queued"), "ingest": ("partial.progress", "partial.queued")}
+
+
+def check_replies(schema_dir, replies_path, require=None):
+    """Validates the replies a live coild sent: envelope, per-op result, partials; and their coverage."""
     schemas = load_schemas(schema_dir)
     failures, n, ops = 0, 0, set()
+    cases, errs, partials = {}, {}, set()
     with open(replies_path, encoding="utf-8") as f:
         for line in f:
             rec = json.loads(line)
-            op, reply = rec["op"], rec["reply"]
+            op, reply, case = rec.get("op"), rec["reply"], rec.get("case", "?")
             n += 1
+            cases[case] = cases.get(case, 0) + 1
             errors = list(schemas["reply"].iter_errors(reply))
             if not errors and reply.get("ok") is True:
-                if "result." + op not in schemas:
-                    print("FAIL no result schema for op %r" % op)
+                if op is None or "result." + op not in schemas:
+                    print("FAIL [%s] an ok reply to an unknown op %r: %s" % (case, op, json.dumps(reply)[:200]))
                     failures += 1
                     continue
                 errors = list(schemas["result." + op].iter_errors(reply["result"]))
                 ops.add(op)
+            elif not errors and reply.get("partial") is True:
+                allowed = PARTIALS.get(op, ("partial.queued",))
+                results = [(name, list(schemas[name].iter_errors(reply["result"]))) for name in allowed]
+                ok = [name for name, e in results if not e]
+                if ok:
+                    partials.update(ok)
+                else:
+                    errors = results[0][1]
+            elif not errors:
+                errs[case] = errs.get(case, 0) + 1
             if errors:
-                print("FAIL %s reply %s: %s" % (op, json.dumps(reply)[:300], errors[0].message))
+                print("FAIL [%s] %s reply %s: %s" % (case, op, json.dumps(reply)[:300], errors[0].message))
                 failures += 1
-    print("%d replies validated (ok results of %d ops: %s), %d failures" % (n, len(ops), " ".join(sorted(ops)),
-                                                                            failures))
+    print("%d replies validated (ok results of %d ops: %s; partials: %s; errors by case: %s), %d failures" % (
+        n, len(ops), " ".join(sorted(ops)), " ".join(sorted(partials)),
+        " ".join("%s=%d" % kv for kv in sorted(errs.items())), failures))
+    if require:
+        for case, least in require.get("cases", {}).items():
+            if cases.get(case, 0) < least:
+                print("FAIL case %s: %d replies recorded, %d required" % (case, cases.get(case, 0), least))
+                failures += 1
+        for case, least in require.get("errors", {}).items():
+            if errs.get(case, 0) < least:
+                print("FAIL case %s: %d error replies recorded, %d required" % (case, errs.get(case, 0), least))
+                failures += 1
+        for op in require.get("ok_ops", []):
+            if op not in ops:
+                print("FAIL no ok reply to %s was checked" % op)
+                failures += 1
+        for name in require.get("partials", []):
+            if name not in partials:
+                print("FAIL no partial reply matching %s was checked" % name)
+                failures += 1
     return 1 if failures else 0
 
 
 def main(argv):
-    if len(argv) == 4 and argv[1] == "--replies":
-        return check_replies(argv[2], argv[3])
+    if len(argv) in (4, 5) and argv[1] == "--replies":
+        return check_replies(argv[2], argv[3], json.loads(argv[4]) if len(argv) == 5 else None)
     if len(argv) != 5:
         print(__doc__)
         return 2
