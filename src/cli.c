@@ -339,6 +339,12 @@ static int parse_opts(int argc, char **argv, int n_sub, cli_opts_t *o)
             return cli_usage("too many arguments");
         o->pos[o->n_pos++] = argv[optind];
     }
+    /* options that belong to the other side of --connect are errors, not ignored */
+    if (o->connect && o->model)
+        return cli_usage("--model names a local model, but with --connect the server's model runs (coild's "
+                         "config chooses it): drop --model, or drop --connect");
+    if (!o->connect && o->timeout)
+        return cli_usage("--timeout is for --connect (how long to wait for the server)");
     if (!o->model)
         o->model = coil_model_default_dir();
     return 0;

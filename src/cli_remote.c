@@ -187,7 +187,12 @@ static int r_ingest(remote_t *r, const cli_opts_t *o, coil_err_t *err)
         rc = remote_call(r, "ingest", f, NULL, 0, NULL, &res, NULL, NULL, err);
         at = end;
     }
-    if (!rc && !o->quiet) {
+    if (!rc && !o->quiet && json_is_true(json_object_get(res, "already"))) {
+        printf("already ingested %s: %" JSON_INTEGER_FORMAT " tokens, %" JSON_INTEGER_FORMAT
+               " bytes (same input, model and chunking; nothing to do)\n",
+               o->name, json_integer_value(json_object_get(res, "tokens")),
+               json_integer_value(json_object_get(res, "bytes")));
+    } else if (!rc && !o->quiet) {
         printf("ingested %s: %" JSON_INTEGER_FORMAT " tokens, %" JSON_INTEGER_FORMAT " bytes in %.2f s",
                o->name, json_integer_value(json_object_get(res, "tokens")),
                json_integer_value(json_object_get(res, "bytes")), json_number_value(json_object_get(res, "seconds")));

@@ -72,7 +72,7 @@ coil_config_t *coil_config_defaults(const char *default_model, coil_err_t *err)
     c->model = dupstr(default_model);
     c->device = dupstr("cpu");
     c->workers = 1;
-    c->chunk_tokens = 256;
+    c->chunk_tokens = 512; /* the grid `coil ingest` uses: one grid for both */
     c->checkpoint.interval_tokens = 4096;
     c->checkpoint.dense = 8;
     c->limits.max_message_bytes = (int64_t)64 << 20;

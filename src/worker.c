@@ -226,9 +226,10 @@ static int op_ingest(wk_t *w, const char *spool, json_t **result, coil_err_t *er
     coil_err_t e2 = {0};
     if (coil_proto_event_doc_complete(w->req->name, res.tokens, res.bytes, res.seconds, &out, &len, &e2) == 0)
         send_event(w, "doc.complete", out, len);
-    *result = json_pack("{s:s, s:I, s:I, s:f, s:I, s:I}", "doc", w->req->name, "tokens", (json_int_t)res.tokens,
+    *result = json_pack("{s:s, s:I, s:I, s:f, s:I, s:I, s:b}", "doc", w->req->name, "tokens", (json_int_t)res.tokens,
                         "bytes", (json_int_t)res.bytes, "seconds", res.seconds, "resumed_at",
-                        (json_int_t)res.resumed_at, "checkpoints", (json_int_t)res.checkpoints);
+                        (json_int_t)res.resumed_at, "checkpoints", (json_int_t)res.checkpoints, "already",
+                        res.already);
     return 0;
 }
 

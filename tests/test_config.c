@@ -47,7 +47,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c->database, "coil.db");
     ck_assert_str_eq(c->model, "/opt/model");
     ck_assert_int_eq(c->workers, 1);
-    ck_assert_int_eq(c->chunk_tokens, 256);
+    ck_assert_int_eq(c->chunk_tokens, 512);
     ck_assert_int_eq(c->checkpoint.interval_tokens, 4096);
     ck_assert_int_eq(c->checkpoint.dense, 8);
     ck_assert_int_eq(c->limits.max_message_bytes, 64 << 20);

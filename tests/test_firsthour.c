@@ -232,6 +232,13 @@ START_TEST(test_help_and_version)
     const char *m[] = {"state", NULL};
     ck_assert_int_eq(run(m), 2);
     expect_in(err_path, "missing sub-command");
+    /* options for the other side of --connect are errors, never silently ignored */
+    const char *cm[] = {"--connect", "tcp://127.0.0.1:9", "search", "ghost", "--model", model, NULL};
+    ck_assert_int_eq(run(cm), 2);
+    expect_in(err_path, "--model names a local model");
+    const char *to[] = {"search", "--db", db, "ghost", "--timeout", "3", NULL};
+    ck_assert_int_eq(run(to), 2);
+    expect_in(err_path, "--timeout is for --connect");
 }
 END_TEST
 
