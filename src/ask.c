@@ -4,6 +4,7 @@
 #include "ask.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +45,30 @@ void coil_ask_result_free(coil_ask_result_t *r)
     free(r->answer_logprobs);
     free(r->fed);
     memset(r, 0, sizeof *r);
+}
+
+json_t *coil_ask_result_json(const coil_ask_result_t *r, const char *answer_text, size_t len, int scored)
+{
+    json_t *ev = json_array(), *ids = json_array();
+    for (size_t i = 0; ev && i < r->n_evidence; i++) {
+        const coil_ask_evidence_t *e = &r->evidence[i];
+        json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:s}", "chunk", (json_int_t)e->seq, "token_start",
+                              (json_int_t)e->token_start, "token_end", (json_int_t)e->token_end, "byte_start",
+                              (json_int_t)e->byte_start, "byte_end", (json_int_t)e->byte_end, "bm25", e->bm25,
+                              "chosen", e->chosen, "snippet", e->snippet);
+        if (o && !isnan(e->entropy))
+            json_object_set_new(o, "entropy", json_real(e->entropy));
+        json_array_append_new(ev, o);
+    }
+    for (int64_t i = 0; ids && i < r->n_answer; i++)
+        json_array_append_new(ids, json_integer(r->answer[i]));
+    json_t *out = json_pack("{s:s, s:s, s:s, s:s%, s:o, s:o, s:I, s:f}", "strategy", coil_ask_strategy_name(r->strategy),
+                            "why", r->why, "search", r->fts_query, "answer", answer_text ? answer_text : "",
+                            answer_text ? len : 0, "ids", ids, "evidence", ev, "reread_tokens",
+                            (json_int_t)r->reread_tokens, "seconds", r->seconds);
+    if (out && scored)
+        json_object_set_new(out, "answer_logprob", json_real(r->answer_logprob));
+    return out;
 }
 
 /* ---- the question as an FTS5 query ------------------------------------------------ */

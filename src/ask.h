@@ -95,6 +95,14 @@ typedef struct coil_ask_result {
 
 void coil_ask_result_free(coil_ask_result_t *r);
 
+/* The result as the protocol's ask reply carries it (schemas/protocol/
+ * result.ask.schema.json): strategy, why, search, answer (answer_text, len
+ * bytes), ids, evidence [{chunk, token_start, token_end, byte_start,
+ * byte_end, bm25, chosen, snippet[, entropy]}], reread_tokens, seconds, and
+ * answer_logprob when an answer was scored.  NULL when out of memory. */
+struct json_t;
+struct json_t *coil_ask_result_json(const coil_ask_result_t *r, const char *answer_text, size_t len, int scored);
+
 /* Turns question text into a safe FTS5 query: its words (letters and
  * digits; ASCII folded to lower case), stop-words and 1-letter words
  * dropped, duplicates removed, each quoted, joined by OR.  Never a syntax

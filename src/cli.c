@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ static const char usage_text[] =
     "  check                                        verify the database, every checkpoint and the index\n"
     "  ask       --doc NAME QUESTION [--strategy auto|state|reread|select]   answer by re-reading\n"
     "common: --model DIR  --threads N  --backend cpu|cpu-portable|cuda[:f32|tf32|bf16]  --sync full|normal  --quiet\n"
-    "remote: --connect tcp://HOST:PORT [--timeout S] runs ingest, docs, search, session, generate,\n"
+    "remote: --connect tcp://HOST:PORT [--timeout S] runs ingest, docs, search, session, generate, ask,\n"
     "        score and state against a coild server (no --db or --model)\n"
     "also:   coil --version, coil help COMMAND\n";
 
@@ -518,6 +519,45 @@ void cli_print_hit(int k, const char *doc, int64_t chunk, int64_t token_start, i
     }
     cli_put_text(stdout, snippet + at, len - at);
     printf("\n");
+}
+
+void cli_print_ask_tail(const json_t *res, int scored)
+{
+    const json_t *ev;
+    size_t i;
+    const char *strategy = json_string_value(json_object_get(res, "strategy"));
+    if (scored)
+        printf("answer logprob: %.6f", json_number_value(json_object_get(res, "answer_logprob")));
+    printf("\nstrategy: %s\n%s\n", strategy ? strategy : "?", json_string_value(json_object_get(res, "why")));
+    const char *search = json_string_value(json_object_get(res, "search"));
+    if (search && *search)
+        printf("search: %s\n", search);
+    json_array_foreach(json_object_get(res, "evidence"), i, ev)
+    {
+        const json_t *h = json_object_get(ev, "entropy");
+        const char *snip = json_string_value(json_object_get(ev, "snippet"));
+        printf("evidence %zu: chunk %" JSON_INTEGER_FORMAT "  tokens [%" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
+               ")  bytes [%" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT ")  bm25 %.3f",
+               i + 1, json_integer_value(json_object_get(ev, "chunk")),
+               json_integer_value(json_object_get(ev, "token_start")),
+               json_integer_value(json_object_get(ev, "token_end")),
+               json_integer_value(json_object_get(ev, "byte_start")),
+               json_integer_value(json_object_get(ev, "byte_end")), json_number_value(json_object_get(ev, "bm25")));
+        if (h)
+            printf("  entropy %.3f", json_number_value(h));
+        if (json_is_true(json_object_get(ev, "chosen")))
+            printf(strategy && !strcmp(strategy, "select") ? "  (answered)" : "  (re-read)");
+        printf("\n   ");
+        cli_put_text(stdout, snip ? snip : "", snip ? strlen(snip) : 0);
+        printf("\n");
+    }
+    if (json_object_get(res, "appended"))
+        printf("%s: appended %" JSON_INTEGER_FORMAT " tokens, head %" JSON_INTEGER_FORMAT "\n",
+               json_string_value(json_object_get(res, "session")), json_integer_value(json_object_get(res, "appended")),
+               json_integer_value(json_object_get(res, "position")));
+    if (json_is_true(json_object_get(res, "replayed")))
+        printf("(already asked with this request key: nothing appended again)\n");
+    printf("read %" JSON_INTEGER_FORMAT " passage tokens\n", json_integer_value(json_object_get(res, "reread_tokens")));
 }
 
 static int print_token(int32_t id, const char *text, size_t len, void *ud)

@@ -69,6 +69,11 @@ void cli_put_text(FILE *f, const char *s, size_t n);
 void cli_print_hit(int k, const char *doc, int64_t chunk, int64_t token_start, int64_t token_end,
                    int64_t byte_start, int64_t byte_end, double score, const char *snippet, const int64_t *marks,
                    size_t n_marks);
+/* What ask prints after the answer's text (local and remote alike): the
+ * scored answer's log-probability (when scored), the strategy and why, the
+ * search, the evidence, from an ask result in its protocol form. */
+struct json_t;
+void cli_print_ask_tail(const struct json_t *res, int scored);
 /* What search prints when nothing matched. */
 #define CLI_NO_MATCHES "no matches"
 

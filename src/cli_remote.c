@@ -157,7 +157,7 @@ static void print_text_partial(json_t *res)
 {
     const char *t = json_string_value(json_object_get(res, "text"));
     if (t) {
-        fputs(t, stdout);
+        cli_put_text(stdout, t, strlen(t));
         fflush(stdout);
     }
 }
@@ -342,6 +342,42 @@ int cli_remote(const char *cmd, const cli_opts_t *o)
         if (!(rc = target(o, f, &err)) &&
             !(rc = remote_call(&r, "generate", f, NULL, 0, print_text_partial, &res, NULL, NULL, &err)))
             printf("\n");
+    } else if (!strcmp(cmd, "ask")) {
+        json_t *f = o->n_pos == 1 ? json_pack("{s:s}", "question", o->pos[0]) : NULL;
+        if (!f) {
+            rc = coil_err_set(&err, COIL_EINVAL, "ask needs one QUESTION argument");
+        } else {
+            if (o->answer)
+                json_object_set_new(f, "answer", json_string(o->answer));
+            else
+                json_object_set_new(f, "n", json_integer(o->n_new));
+            if (o->strategy)
+                json_object_set_new(f, "strategy", json_string(o->strategy));
+            if (o->evidence)
+                json_object_set_new(f, "evidence", json_integer(o->evidence));
+            if (o->candidates)
+                json_object_set_new(f, "candidates", json_integer(o->candidates));
+            if (o->budget)
+                json_object_set_new(f, "budget", json_integer(o->budget));
+            if (o->temperature_set)
+                json_object_set_new(f, "temperature", json_real(o->temperature));
+            if (o->key)
+                json_object_set_new(f, "key", json_string(o->key));
+            json_object_set_new(f, "seed", json_integer((json_int_t)o->seed));
+            if (!o->answer)
+                printf("answer: ");
+            fflush(stdout);
+            if (!(rc = target(o, f, &err)) &&
+                !(rc = remote_call(&r, "ask", f, NULL, 0, print_text_partial, &res, NULL, NULL, &err))) {
+                if (json_is_true(json_object_get(res, "replayed"))) {
+                    const char *a = json_string_value(json_object_get(res, "answer"));
+                    cli_put_text(stdout, a ? a : "", a ? strlen(a) : 0);
+                }
+                cli_print_ask_tail(res, o->answer != NULL);
+            } else if (!o->answer) {
+                printf("\n");
+            }
+        }
     } else if (!strcmp(cmd, "score")) {
         char *text = NULL;
         size_t len;

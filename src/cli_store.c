@@ -563,13 +563,32 @@ int cli_cmd_check(const cli_opts_t *o)
 
 /* ---- ask -------------------------------------------------------------------------------- */
 
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text_acc_t;
+
+/* Prints each answer token as it comes and keeps the text for the reply. */
 static int print_answer_token(int32_t id, const char *text, size_t len, void *ud)
 {
+    text_acc_t *t = ud;
     (void)id;
-    (void)ud;
-    if (text && len)
-        cli_put_text(stdout, text, len);
+    if (!text || !len)
+        return 0;
+    cli_put_text(stdout, text, len);
     fflush(stdout);
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *nb = realloc(t->buf, cap);
+        if (!nb)
+            return 1;
+        t->buf = nb;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, text, len);
+    t->len += len;
     return 0;
 }
 
@@ -582,6 +601,8 @@ int cli_cmd_ask(const cli_opts_t *o)
     int32_t *aids = NULL;
     size_t na = 0;
     void *blob = NULL;
+    json_t *reply = NULL;
+    text_acc_t acc = {0};
     if (o->n_pos != 1 || !!o->doc == !!o->session)
         return cli_usage("ask needs --db FILE, one of --doc NAME and --session ID, and one QUESTION argument");
     int strategy = o->strategy ? coil_ask_strategy_parse(o->strategy) : COIL_ASK_AUTO;
@@ -589,6 +610,8 @@ int cli_cmd_ask(const cli_opts_t *o)
         return cli_usage("--strategy: expected auto, state, reread or select");
     if (o->answer && o->session)
         return cli_usage("--answer scores an answer; it does not continue a session (drop --session or --answer)");
+    if (o->key && !o->session)
+        return cli_usage("--key makes a session's ask happen once: it needs --session");
     if (cli_rt_open(o, &r, &err))
         return cli_fail(&err);
     int rc = 1;
@@ -600,20 +623,23 @@ int cli_cmd_ask(const cli_opts_t *o)
         coil_err_set(&err, COIL_EINVAL, "--answer encodes to no tokens");
         goto out;
     }
-    if (o->session && o->key) { /* asked before with this key: its answer, nothing appended again */
+    if (o->session && o->key) { /* asked before with this key: that reply, nothing appended again */
         coil_store_request_info_t ri;
         int frc = coil_store_request_find(st, o->key, o->session, &ri, &err);
         if (frc != COIL_ENOTFOUND) {
             if (frc)
                 goto out;
-            json_t *j = ri.result ? json_loads(ri.result, 0, NULL) : NULL;
-            const char *a = json_string_value(json_object_get(j, "answer"));
+            reply = ri.result ? json_loads(ri.result, 0, NULL) : NULL;
+            free(ri.result);
+            if (!reply) {
+                coil_err_set(&err, COIL_EDB, "request key '%s': no ask reply was recorded with it", o->key);
+                goto out;
+            }
+            json_object_set_new(reply, "replayed", json_true());
+            const char *a = json_string_value(json_object_get(reply, "answer"));
             printf("answer: ");
             cli_put_text(stdout, a ? a : "", a ? strlen(a) : 0);
-            printf("\n(already asked with this key: nothing appended again; session head %" PRId64 ")\n",
-                   ri.head_after);
-            json_decref(j);
-            free(ri.result);
+            cli_print_ask_tail(reply, 0);
             rc = 0;
             goto out;
         }
@@ -630,7 +656,8 @@ int cli_cmd_ask(const cli_opts_t *o)
                                          .n_valid = r.n_valid},
                              .answer_ids = aids,
                              .n_answer = na,
-                             .on_token = o->answer ? NULL : print_answer_token};
+                             .on_token = print_answer_token,
+                             .on_token_ud = &acc};
     const char *q = o->pos[0];
     if (!o->answer)
         printf("answer: ");
@@ -640,54 +667,36 @@ int cli_cmd_ask(const cli_opts_t *o)
             printf("\n");
         goto out;
     }
-    if (o->answer)
-        printf("answer logprob: %.6f (%zu tokens)", res.answer_logprob, na);
-    printf("\nstrategy: %s\n%s\n", coil_ask_strategy_name(res.strategy), res.why);
-    if (res.fts_query[0])
-        printf("search: %s\n", res.fts_query);
-    for (size_t i = 0; i < res.n_evidence; i++) {
-        const coil_ask_evidence_t *ev = &res.evidence[i];
-        printf("evidence %zu: chunk %" PRId64 "  tokens [%" PRId64 ", %" PRId64 ")  bytes [%" PRId64 ", %" PRId64
-               ")  bm25 %.3f",
-               i + 1, ev->seq, ev->token_start, ev->token_end, ev->byte_start, ev->byte_end, ev->bm25);
-        if (!isnan(ev->entropy))
-            printf("  entropy %.3f", ev->entropy);
-        printf("%s\n   ", ev->chosen ? (res.strategy == COIL_ASK_SELECT ? "  (answered)" : "  (re-read)") : "");
-        cli_put_text(stdout, ev->snippet, strlen(ev->snippet));
-        printf("\n");
+    if (!(reply = coil_ask_result_json(&res, acc.buf, acc.len, o->answer != NULL))) {
+        coil_err_set(&err, COIL_ENOMEM, "out of memory");
+        goto out;
     }
     if (o->session && res.n_fed) {
         /* the session's timeline gains what its state read: passages, question, answer */
-        size_t bs = coil_state_blob_size(r.st), tl = 0;
-        char *text = NULL, *reply = NULL;
-        if (coil_tokenizer_decode(r.tok, res.answer, (size_t)res.n_answer, 0, &text, &tl, &err))
-            goto out;
-        json_t *j = json_pack("{s:s%, s:I}", "answer", text, tl, "appended", (json_int_t)res.n_fed);
-        free(text);
-        reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        coil_store_request_t rq = {.key = o->key, .result = reply};
-        if (!reply || !(blob = malloc(bs))) {
-            free(reply);
-            coil_err_set(&err, COIL_ENOMEM, "out of memory");
-            goto out;
-        }
+        size_t bs = coil_state_blob_size(r.st);
+        json_object_set_new(reply, "session", json_string(o->session));
+        json_object_set_new(reply, "appended", json_integer((json_int_t)res.n_fed));
+        json_object_set_new(reply, "position", json_integer((json_int_t)coil_state_position(r.st)));
+        char *text = json_dumps(reply, JSON_COMPACT);
+        coil_store_request_t rq = {.key = o->key, .result = text};
         coil_store_ckpt_t ck = {.position = coil_state_position(r.st), .fingerprint = coil_state_fingerprint(r.st),
-                                .data = blob, .size = bs};
-        int arc = coil_state_serialize(r.st, blob, bs, &err) ||
-                  coil_store_session_append(st, o->session, res.fed, res.n_fed, &ck, o->key ? &rq : NULL, &err);
-        free(reply);
+                                .size = bs};
+        int arc = !text || !(blob = malloc(bs)) ? coil_err_set(&err, COIL_ENOMEM, "out of memory")
+                                                : coil_state_serialize(r.st, blob, bs, &err);
+        ck.data = blob;
+        if (!arc)
+            arc = coil_store_session_append(st, o->session, res.fed, res.n_fed, &ck, o->key ? &rq : NULL, &err);
+        free(text);
         if (arc)
             goto out;
-        if (!o->quiet)
-            printf("%s: appended %zu tokens, head %" PRId64 "\n", o->session, res.n_fed, ck.position);
     }
-    if (!o->quiet)
-        printf("read %" PRId64 " passage tokens in %.3f s\n", res.reread_tokens, res.seconds);
+    cli_print_ask_tail(reply, o->answer != NULL);
     rc = 0;
 out:
     if (rc)
         cli_fail(&err);
+    json_decref(reply);
+    free(acc.buf);
     free(blob);
     free(aids);
     coil_ask_result_free(&res);

@@ -29,6 +29,7 @@ static const char *const op_names[COIL_OP_COUNT_] = {
     [COIL_OP_STATE_IMPORT] = "state.import",
     [COIL_OP_HEALTH] = "health",
     [COIL_OP_STATS] = "stats",
+    [COIL_OP_ASK] = "ask",
 };
 
 const char *coil_proto_op_name(coil_proto_op_t op)
@@ -68,6 +69,7 @@ enum fkind {
     F_INT,     /* integer in [imin, imax] */
     F_NUM,     /* number in [dmin, dmax] (dmin exclusive if excl_min) */
     F_BOOL,
+    F_STRATEGY, /* "auto", "state", "reread" or "select" */
 };
 
 typedef struct fspec {
@@ -96,7 +98,7 @@ enum { RULE_SESSION_XOR_DOC = 1, RULE_PART_WITH_LAST = 2 };
 typedef struct opspec {
     int rules;
     int frames; /* frames this op's request has: 1, or 2 for state.import */
-    fspec_t fields[12];
+    fspec_t fields[16];
 } opspec_t;
 
 static const opspec_t op_specs[COIL_OP_COUNT_] = {
@@ -142,6 +144,15 @@ static const opspec_t op_specs[COIL_OP_COUNT_] = {
     [COIL_OP_STATE_IMPORT] = {0, 2, {STR("name", F_NAME, true, name), END}},
     [COIL_OP_HEALTH] = {0, 1, {END}},
     [COIL_OP_STATS] = {0, 1, {END}},
+    [COIL_OP_ASK] = {RULE_SESSION_XOR_DOC, 1,
+                     {STR("session", F_SESSION, false, session), STR("doc", F_NAME, false, doc),
+                      STRL("question", F_TEXT1, true, question, question_len),
+                      STRL("answer", F_TEXT1, false, answer, answer_len), STR("strategy", F_STRATEGY, false, strategy),
+                      INT("n", false, 0, 4096, n), INT("evidence", false, 1, 16, evidence),
+                      INT("candidates", false, 1, 16, candidates), INT("budget", false, 1, 8192, budget),
+                      NUM("temperature", 0, 10, false, temperature), NUM("top_p", 0, 1, true, top_p),
+                      INT("seed", false, 0, I64MAX, seed), BOOL("stream", false, stream),
+                      STR("key", F_KEY, false, key), END}},
 };
 
 /* --- value helpers ----------------------------------------------------------- */
@@ -286,6 +297,12 @@ static int check_field(const char *opn, const fspec_t *f, const json_t *v,
                                 "characters",
                                 opn, f->key, COIL_PROTO_SESSION_LEN);
         break;
+    case F_STRATEGY:
+        if (strcmp(s, "auto") && strcmp(s, "state") && strcmp(s, "reread") && strcmp(s, "select"))
+            return coil_err_set(err, COIL_EINVAL,
+                                "%s: field '%s': expected one of \"auto\", \"state\", \"reread\", \"select\"", opn,
+                                f->key);
+        break;
     case F_KEY:
         if (n < 1 || n > COIL_PROTO_KEY_MAX ||
             strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != n)
@@ -410,6 +427,17 @@ static int validate(const json_t *root, size_t n_frames, const coil_proto_limits
     }
     if (r->key && r->op == COIL_OP_GENERATE && !r->append)
         return coil_err_set(err, COIL_EINVAL, "%s: field 'key' is only allowed with \"append\": true", opn);
+    if (r->op == COIL_OP_ASK) {
+        if (r->key && !r->session)
+            return coil_err_set(err, COIL_EINVAL, "%s: field 'key' is only allowed with 'session'", opn);
+        /* ask's own defaults: a short greedy answer */
+        if (!json_object_get(root, "n"))
+            r->n = 16;
+        if (!json_object_get(root, "temperature"))
+            r->temperature = 0;
+        if (!json_object_get(root, "top_p"))
+            r->top_p = 1;
+    }
     if (os->rules & RULE_PART_WITH_LAST) {
         bool has_part = json_object_get(root, "part") != NULL;
         bool has_last = json_object_get(root, "last") != NULL;

@@ -54,6 +54,7 @@ typedef enum coil_proto_op {
     COIL_OP_STATE_IMPORT,
     COIL_OP_HEALTH,
     COIL_OP_STATS,
+    COIL_OP_ASK,
     COIL_OP_COUNT_ /* number of values, not an op */
 } coil_proto_op_t;
 
@@ -83,8 +84,8 @@ typedef struct coil_proto_request {
     const json_t *json; /* the whole frame 0 object */
 
     const char *name;    /* ingest, doc.status, state.import; NULL if absent */
-    const char *doc;     /* search, session.new, generate, score, state.export; NULL if absent */
-    const char *session; /* session.*, generate, score, state.export; NULL if absent */
+    const char *doc;     /* search, session.new, generate, score, state.export, ask; NULL if absent */
+    const char *session; /* session.*, generate, score, state.export, ask; NULL if absent */
     const char *query;   /* search */
     const char *text;    /* ingest, session.append, score; NULL if absent */
     size_t text_len;     /* bytes; strings never contain NUL */
@@ -98,14 +99,21 @@ typedef struct coil_proto_request {
     int64_t at;          /* session.new/fork, state.export: position; -1 = absent (head) */
     int64_t limit;       /* search: 1..1000, default 20 */
     bool cascade;        /* session.delete: default false */
-    int64_t n;           /* generate: 1..4096, default 32 */
+    int64_t n;           /* generate: 1..4096, default 32; ask: 0..4096, default 16 */
     double temperature;  /* generate: 0..10, default 0.8 */
     double top_p;        /* generate: (0, 1], default 0.95 */
     int64_t seed;        /* generate: >= 0, default 0 */
     bool append;         /* generate: default false (the session is unchanged) */
     bool stream;         /* generate: default true (partial replies) */
-    const char *key;     /* session.append, generate with append: request key
+    const char *key;     /* session.append, generate with append, ask with a session: request key
                           * (the write happens at most once per key); NULL if absent */
+
+    const char *question; /* ask */
+    size_t question_len;
+    const char *answer;  /* ask: an answer to score instead of generating; NULL if absent */
+    size_t answer_len;
+    const char *strategy; /* ask: "auto" (default), "state", "reread", "select" */
+    int64_t evidence, candidates, budget; /* ask: 0 = the defaults of src/ask.h */
 
     const void *blob;    /* state.import: frame 1, BORROWED from the caller's
                           * buffer (valid while that is); NULL otherwise */

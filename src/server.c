@@ -602,10 +602,13 @@ static void on_client(srv_t *s)
     case COIL_OP_STATE_IMPORT: j->write = 1; break;
     case COIL_OP_SESSION_APPEND:
     case COIL_OP_GENERATE:
+    case COIL_OP_ASK:
         /* an append carries a request key (the client's, or one coild makes
          * up), recorded in the append's transaction: after a worker death the
-         * job runs again and finds the key if the first run committed */
-        j->write = r->op == COIL_OP_SESSION_APPEND || r->append;
+         * job runs again and finds the key if the first run committed (an ask
+         * of a session appends what it read and answered) */
+        j->write = r->op == COIL_OP_SESSION_APPEND || (r->op == COIL_OP_GENERATE && r->append) ||
+                   (r->op == COIL_OP_ASK && r->session);
         j->retry = 1;
         if (j->write) {
             if (r->key)

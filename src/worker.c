@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ask.h"
 #include "engine.h"
 #include "ingest.h"
 #include "model.h"
@@ -406,6 +408,73 @@ out:
     return rc;
 }
 
+/* ask: coil_ask (src/ask.h) on the request's document or session; answer
+ * tokens streamed as partials; an ask of a session appends what its state
+ * read (passages, question, answer) with the request key, exactly once. */
+static int op_ask(wk_t *w, json_t **result, coil_err_t *err)
+{
+    const coil_proto_request_t *r = w->req;
+    coil_ask_result_t res = {0};
+    int32_t *aids = NULL;
+    size_t na = 0;
+    void *blob = NULL;
+    gen_ctx_t g = {.w = w};
+    int rc;
+    if (r->session && (rc = replayed(w, result, err)))
+        return rc < 0 ? rc : 0;
+    if (r->answer && r->session)
+        return coil_err_set(err, COIL_EINVAL, "ask: 'answer' scores an answer; it does not continue a session");
+    if (r->answer && (rc = encode(w, r->answer, r->answer_len, &aids, &na, err)))
+        return rc;
+    coil_ask_options_t ao = {.strategy = r->strategy ? coil_ask_strategy_parse(r->strategy) : COIL_ASK_AUTO,
+                             .evidence_k = (int)r->evidence,
+                             .candidates_m = (int)r->candidates,
+                             .max_reread_tokens = r->budget,
+                             .n_new = r->answer ? 0 : r->n,
+                             .sampler = {.temperature = (float)r->temperature, .top_p = (float)r->top_p,
+                                         .seed = (uint64_t)r->seed, .n_valid = w->n_valid},
+                             .answer_ids = aids,
+                             .n_answer = na,
+                             .on_token = on_token,
+                             .on_token_ud = &g};
+    if ((rc = coil_ask(w->st, w->e, w->tok, r->session, r->doc, r->question, r->question_len, &ao, w->state, &res,
+                       err)))
+        goto out;
+    json_t *out = coil_ask_result_json(&res, g.buf, g.len, r->answer != NULL);
+    if (!out) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory building the reply");
+        goto out;
+    }
+    if (r->session && res.n_fed) {
+        size_t bs = coil_state_blob_size(w->state);
+        json_object_set_new(out, "session", json_string(r->session));
+        json_object_set_new(out, "appended", json_integer((json_int_t)res.n_fed));
+        json_object_set_new(out, "position", json_integer((json_int_t)coil_state_position(w->state)));
+        char *text = w->key ? json_dumps(out, JSON_COMPACT) : NULL;
+        coil_store_request_t rq = {.key = w->key, .result = text};
+        if (!(blob = malloc(bs)) || (w->key && !text)) {
+            rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        } else if (!(rc = coil_state_serialize(w->state, blob, bs, err))) {
+            coil_store_ckpt_t ck = {.position = coil_state_position(w->state),
+                                    .fingerprint = coil_state_fingerprint(w->state), .data = blob, .size = bs};
+            rc = coil_store_session_append(w->st, r->session, res.fed, res.n_fed, &ck, w->key ? &rq : NULL, err);
+        }
+        free(text);
+        if (rc) {
+            json_decref(out);
+            goto out;
+        }
+        fault_point(w);
+    }
+    *result = out;
+out:
+    free(g.buf);
+    free(blob);
+    free(aids);
+    coil_ask_result_free(&res);
+    return rc;
+}
+
 static int op_score(wk_t *w, json_t **result, coil_err_t *err)
 {
     int32_t *ids = NULL;
@@ -491,6 +560,7 @@ static int handle_job(wk_t *w, const char *spool)
             result = json_pack("{s:s}", "deleted", r->session);
         break;
     case COIL_OP_GENERATE: rc = op_generate(w, &result, &err); break;
+    case COIL_OP_ASK: rc = op_ask(w, &result, &err); break;
     case COIL_OP_SCORE: rc = op_score(w, &result, &err); break;
     case COIL_OP_STATE_EXPORT: {
         int64_t grid;

@@ -615,6 +615,36 @@ START_TEST(test_end_to_end_equals_local)
         free(lo);
         free(ro);
     }
+    /* ask over --connect prints what the local ask prints, byte for byte */
+    static const char *strategies[] = {"reread", "select", "state"};
+    for (int k = 0; k < 3; k++) {
+        char *la[] = {(char *)build("coil"), "ask", "--db", db, "--model", model, "--doc", "book",
+                      "Where is the zebra quartermaster?", "-n", "6", "--strategy", (char *)strategies[k], NULL};
+        char *ra[] = {(char *)build("coil"), "--connect", ep_clients, "ask", "--doc", "book",
+                      "Where is the zebra quartermaster?", "-n", "6", "--strategy", (char *)strategies[k], NULL};
+        int st2;
+        char *lo = run_local(la, &st), *ro = run_local(ra, &st2);
+        ck_assert_int_eq(st, 0);
+        ck_assert_int_eq(st2, 0);
+        ck_assert_msg(strcmp(lo, ro) == 0, "ask %s: local\n%s\nremote\n%s", strategies[k], lo, ro);
+        ck_assert_ptr_nonnull(strstr(ro, strategies[k]));
+        free(lo);
+        free(ro);
+    }
+    /* the reply itself, for the result schema (evidence, search, answer ids) */
+    json_t *ask = call(c, "{\"v\":1,\"id\":\"ask\",\"op\":\"ask\",\"doc\":\"book\",\"question\":\"the zebra "
+                          "quartermaster?\",\"n\":3,\"strategy\":\"select\",\"candidates\":2}",
+                       NULL, NULL, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(ask, "strategy")), "select");
+    ck_assert_int_eq(json_array_size(json_object_get(ask, "ids")), 3);
+    ck_assert_int_ge(json_array_size(json_object_get(ask, "evidence")), 1);
+    json_decref(ask);
+    json_decref(call(c, "{\"v\":1,\"id\":\"ask2\",\"op\":\"ask\",\"doc\":\"book\",\"question\":\"zebra?\","
+                        "\"answer\":\" quartermaster\"}",
+                     NULL, NULL, NULL));
+    ck_assert_str_eq(call_err(c, "{\"v\":1,\"id\":\"ask3\",\"op\":\"ask\",\"doc\":\"nope\",\"question\":\"q\"}",
+                              msg, sizeof msg),
+                     "COIL_ENOTFOUND");
     /* --db (or --model) with --connect would be ignored: an error */
     char *dbc[] = {(char *)build("coil"), "--connect", ep_clients, "search", "ghost", "--db", db, NULL};
     char *dberr = NULL;
@@ -699,6 +729,24 @@ START_TEST(test_end_to_end_equals_local)
     ck_assert_msg(strstr(k2, "(already done with this key)") != NULL, "%s", k2);
     free(k1);
     free(k2);
+    /* an ask of a session with a key appends once; the repeat says so and changes nothing */
+    char *aargv[] = {(char *)build("coil"), "--connect", ep_clients, "ask", "--session", sid, "the quartermaster?",
+                     "-n", "3", "--strategy", "reread", "--key", "ask-1", NULL};
+    char *a1 = run_local(aargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(strstr(a1, ": appended ") != NULL, "%s", a1);
+    snprintf(buf, sizeof buf, "{\"v\":1,\"id\":\"sg\",\"op\":\"generate\",\"session\":\"%s\",\"n\":1,\"temperature\":0}",
+             sid);
+    json_t *g1 = call(c, buf, NULL, NULL, NULL);
+    char *a2 = run_local(aargv, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(strstr(a2, "(already asked with this request key") != NULL, "%s", a2);
+    json_t *g2 = call(c, buf, NULL, NULL, NULL);
+    ck_assert_int_eq(json_integer_value(json_object_get(g1, "position")), json_integer_value(json_object_get(g2, "position")));
+    json_decref(g1);
+    json_decref(g2);
+    free(a1);
+    free(a2);
     /* the remaining ops, for the result schemas */
     json_decref(call(c, "{\"v\":1,\"id\":\"ds\",\"op\":\"doc.status\",\"name\":\"book\"}", NULL, NULL, NULL));
     json_decref(call(c, "{\"v\":1,\"id\":\"dl\",\"op\":\"doc.list\"}", NULL, NULL, NULL));

@@ -24,7 +24,7 @@ additionalProperties false; for every case with "schema" not false, the
 schema's verdict equals the C parser's and the expected one; every C-built
 output validates.  With --replies: every reply validates against the reply
 schema, every ok reply's result against result.<op>, and every partial's
-result against partial.token (generate), partial.progress (ingest) or
+result against partial.token (generate, ask), partial.progress (ingest) or
 partial.queued (any op); and the replies cover REQUIRE_JSON.  Exit 0 =
 agree, 1 = disagree, 77 = jsonschema missing (skip).
 """
@@ -82,7 +82,8 @@ def schema_verdict(schemas, case):
     return not errors, "; ".join(e.message for e in errors[:2])
 
 
-PARTIALS = {"generate": ("partial.token", "partial.queued"), "ingest": ("partial.progress", "partial.queued")}
+PARTIALS = {"generate": ("partial.token", "partial.queued"), "ask": ("partial.token", "partial.queued"),
+            "ingest": ("partial.progress", "partial.queued")}
 
 
 def check_replies(schema_dir, replies_path, require=None):
