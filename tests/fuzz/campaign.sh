@@ -4,7 +4,7 @@
 #   ./configure --enable-fuzzing && make fuzz     # builds tests/fuzz/fuzz_* with clang
 #   tests/fuzz/campaign.sh [SECONDS_PER_HARNESS] [HARNESS...]
 #
-# Default: 3600 s (one CPU-hour) per harness, all harnesses, one after the
+# Default: 3600 s (wall clock: one CPU-hour on an idle core) per harness, all harnesses, one after the
 # other, each with one process (-workers=0, nice 19 or $NICE).  JOBS=N runs N harnesses
 # at once.  Each run starts from tests/fuzz/corpus/NAME (read-only) and
 # writes new inputs to tests/fuzz/out/NAME/corpus and crashes to
