@@ -173,6 +173,11 @@ int coil_state_blob_peek(const void *blob, size_t len, uint64_t *fingerprint, in
         return coil_err_set(err, COIL_ECHECKSUM, "state blob checksum mismatch (damaged or truncated)");
     if (get32(p + 48) != 0)
         return coil_err_set(err, COIL_EDTYPE, "state blob dtype %u (only float32 is defined)", get32(p + 48));
+    if (get32(p + 52) & ~1u)
+        return coil_err_set(err, COIL_EFORMAT, "state blob flags 0x%x (only bit 0 is defined)", get32(p + 52));
+    for (size_t i = 72; i < COIL_STATE_HEADER_SIZE; i++)
+        if (p[i])
+            return coil_err_set(err, COIL_EFORMAT, "state blob reserved byte %zu is not zero", i);
     if (fingerprint)
         *fingerprint = get64(p + 16);
     if (position)
@@ -196,6 +201,9 @@ int coil_state_deserialize(coil_state_t *s, const void *blob, size_t len, coil_e
                             get32(p + 24), get32(p + 28), get32(p + 32), get32(p + 36), get32(p + 40),
                             (long long)s->n_layer, (long long)s->d_model, (long long)s->d_inner,
                             (long long)s->d_state, (long long)s->d_conv);
+    if (get64(p + 64) != n_floats(s) * sizeof(float))
+        return coil_err_set(err, COIL_EFORMAT, "state blob payload is %llu bytes, its shape needs %zu",
+                            (unsigned long long)get64(p + 64), n_floats(s) * sizeof(float));
     if (fp != s->fingerprint)
         return coil_err_set(err, COIL_EMISMATCH,
                             "state blob belongs to model %016llx, the loaded model is %016llx",

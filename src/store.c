@@ -284,7 +284,7 @@ coil_store_t *coil_store_open(const char *path, const coil_store_options_t *opt,
     rc = sqlite3_open_v2(path, &st->db,
                          SQLITE_OPEN_READWRITE | (st->opt.must_exist ? 0 : SQLITE_OPEN_CREATE) |
                              SQLITE_OPEN_NOMUTEX,
-                         NULL);
+                         st->opt.vfs);
     if (rc != SQLITE_OK) {
         coil_store__fail(st, err, rc, "opening the database");
         goto fail;

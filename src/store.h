@@ -100,6 +100,8 @@ typedef struct coil_store_options {
                                  would pass it fail with COIL_EFULL */
     coil_store_policy_t policy; /* checkpoint thinning, applied at each commit */
     bool must_exist;          /* a missing file is COIL_ENOTFOUND instead of a new database */
+    const char *vfs;          /* SQLite VFS name (sqlite3_vfs_register); NULL = the default.
+                                 For tests: tests/faultvfs.h injects I/O errors and crashes */
 } coil_store_options_t;
 
 /* Fills the defaults (FULL, 5000 ms, no quota, default policy). */

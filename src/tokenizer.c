@@ -953,7 +953,7 @@ static int bpe_cached(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *w, 
     }
     size_t koff = c->cache_keys.len, ioff = c->cache_ids.len;
     if (tk_buf_append(&c->cache_keys, w, n) ||
-        tk_ids_append(&c->cache_ids, out->data + before, nid))
+        tk_ids_append(&c->cache_ids, nid ? out->data + before : NULL, nid))
         return 0; /* the cache is an optimisation; the ids are already out */
     tk_cache_entry_t *e = &c->cache[i];
     e->hash = h;
@@ -1076,6 +1076,9 @@ int tk_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
 int tk_encode_chunk(const coil_tokenizer_t *t, tk_ctx_t *c, const uint8_t *s, size_t n,
                     int continuation, tk_ids_t *out)
 {
+    static const uint8_t empty[1];
+    if (!s) /* n == 0: no pointer arithmetic on NULL below */
+        s = empty;
     int rc = split_added(t, 0, s, n, &c->segs_raw);
     if (rc)
         return rc;

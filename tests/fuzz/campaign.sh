@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# campaign.sh -- a fuzzing campaign over every harness in tests/fuzz/ (issue 16).
+#
+#   ./configure --enable-fuzzing && make fuzz     # builds tests/fuzz/fuzz_* with clang
+#   tests/fuzz/campaign.sh [SECONDS_PER_HARNESS] [HARNESS...]
+#
+# Default: 3600 s (wall clock: one CPU-hour on an idle core) per harness, all harnesses, one after the
+# other, each with one process (-workers=0, nice 19 or $NICE).  JOBS=N runs N harnesses
+# at once.  Each run starts from tests/fuzz/corpus/NAME (read-only) and
+# writes new inputs to tests/fuzz/out/NAME/corpus and crashes to
+# tests/fuzz/out/NAME/ (crash-*, leak-*, timeout-*, oom-*); its log with
+# libFuzzer's final stats (-print_final_stats) is tests/fuzz/out/NAME/log and
+# a one-line summary (CPU seconds, executions, exec/s, corpus, cov, ft,
+# findings) goes to tests/fuzz/out/summary.tsv.
+# Keep what it found: add crashes to tests/fuzz/corpus/NAME/ once fixed, and
+# merge the new corpus in (minimised):
+#   tests/fuzz/fuzz_NAME -merge=1 tests/fuzz/corpus/NAME tests/fuzz/out/NAME/corpus
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-3600}
+shift || true
+all=(safetensors model tokenizer_load tokenizer_encode config protocol state search)
+names=("${@:-${all[@]}}")
+jobs=${JOBS:-1}
+out=tests/fuzz/out
+mkdir -p "$out"
+[ -f "$out/summary.tsv" ] || printf 'harness\tcpu_s\texecs\texec_per_s\tcorpus_new\tcov\tft\tfindings\n' > "$out/summary.tsv"
+
+dict_for() {
+    case $1 in
+    safetensors) echo safetensors ;; model) echo model ;; tokenizer_load) echo tokenizer ;;
+    tokenizer_encode) echo text ;; config) echo yaml ;; protocol) echo protocol ;;
+    state) echo state ;; search) echo search ;;
+    esac
+}
+
+run_one() {
+    local h=$1 bin=tests/fuzz/fuzz_$1 d="$out/$1"
+    [ -x "$bin" ] || { echo "campaign: $bin not built (./configure --enable-fuzzing && make fuzz)" >&2; return 1; }
+    mkdir -p "$d/corpus"
+    local t0 t1
+    t0=$(awk '{print $14+$15}' /proc/self/stat 2>/dev/null || echo 0)
+    # -max_len 65536: tokenizer.json and safetensors seeds are larger than the 4 KiB default
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    /usr/bin/time -f '%U %S' -o "$d/time" \
+        nice -n "${NICE:-19}" "$bin" -max_total_time="$secs" -print_final_stats=1 -workers=0 \
+            -rss_limit_mb=2048 -timeout=10 -max_len=65536 -use_value_profile=1 \
+            -dict=tests/fuzz/dict/"$(dict_for "$h")".dict -artifact_prefix="$d/" \
+            "$d/corpus" tests/fuzz/corpus/"$h" > "$d/log" 2>&1 || true
+    local cpu execs eps cov ft ncorp finds
+    cpu=$(awk '{printf "%.0f", $1+$2}' "$d/time")
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
+    eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
+    cov=$(grep -o 'cov: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
+    ft=$(grep -o 'ft: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
+    ncorp=$(find "$d/corpus" -type f | wc -l)
+    finds=$(find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$cpu" "$execs" "$eps" "$ncorp" "$cov" "$ft" "$finds" | tee -a "$out/summary.tsv"
+}
+
+running=0
+for h in "${names[@]}"; do
+    run_one "$h" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait
