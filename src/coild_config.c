@@ -675,6 +675,12 @@ static void put_quoted(FILE *f, const char *s)
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
             fprintf(f, "\\%c", *p);
+        /* YAML reads U+0085, U+2028 and U+2029 as line breaks even inside
+         * quotes: write them as its escapes \N, \L, \P */
+        else if (p[0] == 0xc2 && p[1] == 0x85)
+            fputs("\\N", f), p++;
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+            fputs(p[2] == 0xa8 ? "\\L" : "\\P", f), p += 2;
         else if (*p < 0x20 || *p == 0x7f)
             fprintf(f, "\\x%02x", *p);
         else

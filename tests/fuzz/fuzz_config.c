@@ -32,14 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     coil_config_proto_limits(c, &lim);
     size_t n1 = 0, n2 = 0;
     char *y1 = write_yaml(c, &n1);
-    /* KNOWN BUG, not fixed here (src/coild_config.c is another engineer's):
-     * coil_config_write copies U+0085, U+2028 and U+2029 raw into a double-quoted
-     * scalar, and YAML reads them as line breaks: folded to a space (the value
-     * does not round-trip) or, before "---" or "...", a document marker (the
-     * written file does not load).  Inputs: tests/fuzz/pending/config/.  Not
-     * checked until put_quoted() escapes them as \N, \L, \P; then drop this. */
-    int known = memmem(y1, n1, "\xc2\x85", 2) || memmem(y1, n1, "\xe2\x80\xa8", 3) ||
-                memmem(y1, n1, "\xe2\x80\xa9", 3);
+    /* U+0085, U+2028, U+2029 are written as \N, \L, \P (YAML reads them raw
+     * as line breaks even inside quotes): tests/fuzz/corpus/config/config-write-* */
+    const int known = 0;
     coil_config_t *c2 = coil_config_load_string(y1, n1, "rewritten.yaml", "/model", &err);
     FUZZ_CHECK(c2 || known, "the written config does not load back: %s\n---\n%s---", err.msg, y1);
     if (!c2) {
