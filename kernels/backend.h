@@ -115,6 +115,14 @@ void coil_matrix_info(coil_matrix_lib_t l, coil_matrix_info_t *mi);
 /* Switches the library for the whole process (benchmarks): 0, or -1 when the
  * build lacks it.  Not while another thread runs linear(). */
 int coil_matrix_select(const char *name);
+/* 0 when the active library can run here.  OpenBLAS maps a buffer of about
+ * 128 MiB on its first product and, when a limit on the address space
+ * (ulimit -v) refuses it, retries forever: with less than
+ * COIL_OPENBLAS_ADDRESS_SPACE bytes of room it is not used -- oneDNN instead
+ * when the build has it (said on stderr), else COIL_ENOMEM with err saying so. */
+#define COIL_OPENBLAS_ADDRESS_SPACE ((size_t)256 << 20)
+struct coil_err;
+int coil_matrix_ready(struct coil_err *err);
 
 /* Prints the lines `coil info` and the benchmarks show: CPU, features, kernel
  * set, matrix library with version and kernels, and any warning. */

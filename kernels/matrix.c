@@ -23,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend.h"
 #include "config.h"
 #include "cpu_internal.h"
+#include "error.h"
 #ifdef COIL_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 #endif
@@ -169,6 +171,31 @@ int coil_matrix_select(const char *name)
     }
 #endif
     return -1;
+}
+
+int coil_matrix_ready(coil_err_t *err)
+{
+    if (coil_matrix_active() != COIL_MATRIX_OPENBLAS)
+        return 0;
+    /* room for OpenBLAS's buffer?  Reserve (not commit) the address space and give it back */
+    void *p = mmap(NULL, COIL_OPENBLAS_ADDRESS_SPACE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) {
+        munmap(p, COIL_OPENBLAS_ADDRESS_SPACE);
+        return 0;
+    }
+#ifdef COIL_HAVE_ONEDNN
+    (void)err;
+    fprintf(stderr, "coil: the address-space limit (ulimit -v) leaves less than %zu MiB, which OpenBLAS's buffers "
+                    "need: using oneDNN\n",
+            COIL_OPENBLAS_ADDRESS_SPACE >> 20);
+    active = COIL_MATRIX_ONEDNN;
+    return 0;
+#else
+    return coil_err_set(err, COIL_ENOMEM,
+                        "the address-space limit (ulimit -v) leaves less than %zu MiB, which OpenBLAS's buffers need "
+                        "(it would wait forever for them): raise the limit",
+                        COIL_OPENBLAS_ADDRESS_SPACE >> 20);
+#endif
 }
 
 const char *coil_matrix_lib_name(coil_matrix_lib_t l)

@@ -55,6 +55,10 @@ coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_
         coil_err_set(err, COIL_EINVAL, "max_chunk %lld is larger than 1048576", (long long)opt->max_chunk);
         return NULL;
     }
+    if (coil_matrix_ready(err)) { /* the matrix library can run under this process's limits */
+        free(e);
+        return NULL;
+    }
     const char *b = opt && opt->backend ? opt->backend : "cpu";
     if (strcmp(b, "cpu") == 0) {
         e->ops = coil_backend_cpu();
