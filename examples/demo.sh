@@ -92,6 +92,19 @@ done
 python3 -c 'import math,sys; m = float(sys.argv[1]) - float(sys.argv[2]); print("  the stored state makes the phrase %.1f nats (%.0fx) more likely" % (m, math.exp(m)))' \
     "$(cat "$work/lp.dream")" "$(cat "$work/lp.control")"
 
+step "ask the document a question whose answer is on its first page: the end state vs re-reading"
+# the list of persons says "Horatio, Friend to Hamlet."; score that answer after the
+# document's end state, then after re-reading the one passage the search finds
+q=$'Who is Horatio, the friend?\nHoratio,'
+for s in state reread; do
+    $C ask --doc hamlet "$q" --answer " Friend to Hamlet." --strategy "$s" --evidence 1 > "$work/ask.$s"
+    printf '  %-7s log p(" Friend to Hamlet.") = %s nats\n' "$s" "$(sed -n 's/^answer logprob: //p' "$work/ask.$s")"
+done
+echo "  the evidence re-read:"
+grep -A1 '^evidence' "$work/ask.reread" | sed 's/^/    /'
+echo "  and the model's own answer after re-reading:"
+$C ask --doc hamlet "$q" --strategy reread --evidence 1 -n 8 | head -1 | sed 's/^/    /'
+
 step "fork the session and take another turn; the parent is unchanged"
 kid=$($C session fork "$sid")
 $C session append "$kid" --text $'\n\nMARCELLUS.\n' --quiet
