@@ -36,6 +36,10 @@ typedef struct coil_backend_ops {
     /* y(T, H) = x / sqrt(mean(x^2) + eps) * w   (MambaRMSNorm, float32) */
     void (*rmsnorm)(const float *x, const float *w, float eps, float *y, int64_t T, int64_t H);
 
+    /* In place, rows of x(T, H) with row stride ldx: x / sqrt(mean(x^2) + eps)
+     * (the weightless RMS norm Falcon-Mamba applies to dt, B and C). */
+    void (*rmsnorm_weightless)(float *x, int64_t ldx, float eps, int64_t T, int64_t H);
+
     /* Causal depthwise conv1d with carried state, then SiLU:
      *   u[t,d] = silu(b[d] + sum_k w[d,k] * xin[t-(K-1)+k, d])
      * where xin rows before 0 come from state (K-1, D), oldest first.

@@ -282,6 +282,22 @@ static void rmsnorm(const float *x, const float *w, float eps, float *y, int64_t
     par_range(T, 16, T * H > 65536, rmsnorm_rows, &j);
 }
 
+/* x(T, H), row stride ldx, in place: x / sqrt(mean(x^2) + eps), float32 out
+ * (FalconMambaWeightlessRMSNorm: x * rsqrt(x.pow(2).mean(-1) + eps)).  Rows
+ * are short (d_state, dt_rank): one plain loop, the same in every kernel set. */
+static void rmsnorm_weightless(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float *xr = x + t * ldx;
+        double ss = 0.0;
+        for (int64_t i = 0; i < H; i++)
+            ss += (double)xr[i] * xr[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)H) + eps);
+        for (int64_t i = 0; i < H; i++)
+            xr[i] = xr[i] * r;
+    }
+}
+
 #ifdef COIL_HAVE_AVX512
 static void rmsnorm_rows_avx512(void *c, int64_t t0, int64_t t1)
 {
@@ -511,6 +527,7 @@ static const coil_backend_ops_t cpu_portable = {
     .name = "cpu",
     .linear = linear_portable,
     .rmsnorm = rmsnorm,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_portable,
     .scan = scan_portable,
     .add = add,
@@ -521,6 +538,7 @@ static const coil_backend_ops_t cpu_avx2 = {
     .name = "cpu-avx2",
     .linear = linear_avx2,
     .rmsnorm = rmsnorm,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_avx2,
     .scan = scan_avx2,
     .add = add,
@@ -531,6 +549,7 @@ static const coil_backend_ops_t cpu_avx512 = {
     .name = "cpu-avx512",
     .linear = linear_avx512,
     .rmsnorm = rmsnorm_avx512,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_avx512,
     .scan = scan_avx512,
     .add = add,

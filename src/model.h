@@ -1,4 +1,8 @@
-/* model.h -- a Hugging Face Mamba-1 checkpoint, loaded as published.
+/* model.h -- a Hugging Face checkpoint of a family coil runs, loaded as published.
+ *
+ * config.json's model_type / architectures pick the family (src/family.h:
+ * mamba = MambaForCausalLM, falcon_mamba = FalconMambaForCausalLM, which
+ * share the Mamba-1 layout below); any other is refused by name.
  *
  * A model directory holds config.json (MambaConfig) and either
  * model.safetensors or model.safetensors.index.json + shards (any number),
@@ -42,7 +46,10 @@
 #define COIL_MODEL_MAX_CONV 64                   /* conv_kernel */
 #define COIL_MODEL_MAX_VOCAB ((int64_t)1 << 24)  /* vocab_size, and token ids below it */
 
+typedef struct coil_family coil_family_t; /* src/family.h */
+
 typedef struct coil_model_config {
+    const coil_family_t *family; /* picked by model_type / architectures */
     int64_t d_model;      /* hidden_size */
     int64_t d_inner;      /* intermediate_size (= expand * hidden_size) */
     int64_t d_state;      /* state_size */
@@ -56,6 +63,7 @@ typedef struct coil_model_config {
     bool residual_in_fp32;
     bool tie_embeddings;  /* tie_word_embeddings */
     int64_t pad_id, bos_id, eos_id; /* -1 when absent */
+    double mixer_rms_eps; /* falcon_mamba: eps of the weightless RMS norms on dt, B, C; 0 = none (mamba) */
 } coil_model_config_t;
 
 /* A matrix (rows, cols), row-major, in its stored dtype (F32, F16 or BF16). */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "family.h"
 #include "testutil.h"
 
 static char *dir;
@@ -185,6 +186,49 @@ START_TEST(test_bad_models)
 }
 END_TEST
 
+/* Falcon-Mamba: the family by model_type / architectures, mixer_rms_eps and
+ * its errors; the Mamba-1 tensor checks apply with the family named. */
+START_TEST(test_falcon_mamba)
+{
+    coil_err_t err = {0};
+    coil_model_t *fm = coil_model_load(tu_data("models/falcon_untied_odd_f32"), &err);
+    ck_assert_msg(fm != NULL, "%s", err.msg);
+    ck_assert_str_eq(coil_model_config(fm)->family->model_type, "falcon_mamba");
+    ck_assert(coil_model_config(fm)->mixer_rms_eps == 1e-4);
+    coil_model_destroy(&fm);
+
+    tu_model_shape_t sh = small;
+    sh.family = "falcon_mamba";
+    ck_assert_int_eq(tu_write_random_model(dir, &sh, 1), 0);
+    ck_assert_int_eq(load_code(&err), 0);
+    patch("config.json", "\"mixer_rms_eps\": 1e-06", "\"mixer_rms_eps\": 2e+00");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'mixer_rms_eps' must be a number in (0, 1]"));
+    patch("config.json", "\"mixer_rms_eps\": 2e+00", "\"mixer_rms_eps\": \"tin\"");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "mixer_rms_eps"));
+    patch("config.json", "\"mixer_rms_eps\": \"tin\"", "\"mixer_rms_eps\": 1e-06");
+    /* model_type and architectures[0] must name the same family */
+    patch("config.json", "\"model_type\": \"falcon_mamba\"", "\"model_type\": \"mamba\"       ");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'mamba' disagrees with architectures[0] 'FalconMambaForCausalLM'"));
+    patch("config.json", "\"model_type\": \"mamba\"       ", "\"model_type\": \"rwkv\"        ");
+    ck_assert_int_eq(load_code(&err), COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' (FalconMambaForCausalLM) is not a family coil runs"));
+    patch("config.json", "\"model_type\": \"rwkv\"        ", "\"model_type\": \"falcon_mamba\"");
+    /* a mis-shaped and a missing tensor, named */
+    patch("config.json", "\"state_size\": 8", "\"state_size\": 4");
+    ck_assert_int_eq(load_code(&err), COIL_ESHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backbone.layers.0.mixer.A_log"));
+    patch("config.json", "\"state_size\": 4", "\"state_size\": 8");
+    patch("model.safetensors", "backbone.layers.1.mixer.D\"", "backbone.layers.1.mixer.Q\"");
+    ck_assert_int_eq(load_code(&err), COIL_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backbone.layers.1.mixer.D"));
+    patch("model.safetensors", "backbone.layers.1.mixer.Q\"", "backbone.layers.1.mixer.D\"");
+    ck_assert_int_eq(load_code(&err), 0);
+}
+END_TEST
+
 START_TEST(test_bad_shard_index)
 {
     coil_err_t err = {0};
@@ -311,8 +355,16 @@ START_TEST(test_published_configs)
     ck_assert_ptr_nonnull(strstr(err.msg, "time_step_rank"));
     ck_assert_int_eq(parse_variant("\"time_step_rank\": 48", "\"time_step_rank\": \"auto\"", &c, &err), 0);
     ck_assert_int_eq(c.dt_rank, 48); /* ceil(768 / 16) */
+    /* the family: model_type and architectures[0] must agree; an unknown one is refused by name */
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"falcon_mamba\"", &c, &err),
+                     COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'falcon_mamba' disagrees with architectures[0] 'MambaForCausalLM'"));
+    ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"llama\"", &c, &err),
                      COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(
+        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba"));
+    ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\",", "", &c, &err), 0); /* by architectures[0] */
+    ck_assert_str_eq(c.family->model_type, "mamba");
     ck_assert_int_eq(parse_variant("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", &c, &err),
                      COIL_EUNSUPPORTED);
     /* the documented maxima (src/model.h), each named */
@@ -600,6 +652,7 @@ int main(void)
     tcase_add_test(tc, test_config_fields);
     tcase_add_test(tc, test_load_golden_models);
     tcase_add_test(tc, test_bad_models);
+    tcase_add_test(tc, test_falcon_mamba);
     tcase_add_test(tc, test_bad_shard_index);
     tcase_add_test(tc, test_published_configs);
     tcase_add_test(tc, test_published_directories);

@@ -288,16 +288,30 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
     f = fopen(path, "w");
     if (!f)
         goto out;
+    /* the family: shape->family, else $COIL_TEST_FAMILY (tests/families.sh), else mamba;
+     * the two Mamba-1 families share the tensor layout written above */
+    const char *fam = sh->family ? sh->family : getenv("COIL_TEST_FAMILY");
+    const char *arch = "MambaForCausalLM", *extra = "";
+    if (!fam || !*fam || strcmp(fam, "mamba") == 0) {
+        fam = "mamba";
+    } else if (strcmp(fam, "falcon_mamba") == 0) {
+        arch = "FalconMambaForCausalLM";
+        extra = "  \"mixer_rms_eps\": 1e-06,\n";
+    } else {
+        fprintf(stderr, "tu_write_random_model: unknown family '%s'\n", fam);
+        fclose(f);
+        goto out;
+    }
     fprintf(f,
-            "{\n  \"architectures\": [\"MambaForCausalLM\"],\n  \"model_type\": \"mamba\",\n"
+            "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n%s"
             "  \"hidden_size\": %lld,\n  \"state_size\": %lld,\n  \"num_hidden_layers\": %lld,\n"
             "  \"expand\": %lld,\n  \"intermediate_size\": %lld,\n  \"conv_kernel\": %lld,\n"
             "  \"time_step_rank\": %lld,\n  \"vocab_size\": %lld,\n  \"layer_norm_epsilon\": 1e-05,\n"
             "  \"use_bias\": false,\n  \"use_conv_bias\": true,\n  \"residual_in_fp32\": true,\n"
             "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n  \"pad_token_id\": 0,\n"
             "  \"bos_token_id\": 0,\n  \"eos_token_id\": 0\n}\n",
-            (long long)H, (long long)N, (long long)sh->n_layer, (long long)sh->expand, (long long)D,
-            (long long)K, (long long)R, (long long)V, sh->tied ? "true" : "false");
+            arch, fam, extra, (long long)H, (long long)N, (long long)sh->n_layer, (long long)sh->expand,
+            (long long)D, (long long)K, (long long)R, (long long)V, sh->tied ? "true" : "false");
     rc = fclose(f) == 0 ? 0 : -1;
 out:
     free(spec);
