@@ -59,6 +59,24 @@ typedef struct coil_backend_ops {
                  const float *bc, int64_t ldbc, const float *Dskip, const float *z, int64_t ldz, float *h,
                  float *y);
 
+    /* Mamba-2's multi-head selective scan with the D skip (reference:
+     * transformers' Mamba2Mixer, recurrent form), sequential in t:
+     *   dt  = clamp(softplus(dtr[t,h] + dt_bias[h]), dt_lo, dt_hi)
+     *   h[h,p,n] = exp(dt * A[h]) * h[h,p,n] + dt * B[t,g,n] * x[t,h,p]
+     *   y[t,h,p] = sum_n h[h,p,n] * C[t,g,n] + Dskip[h] * x[t,h,p]
+     * with g = h / (H / G).  x: (T, H*P) stride ldx; B at bc[t*ldbc + g*N + n],
+     * C at bc[t*ldbc + G*N + g*N + n]; dtr: (T, H) stride lddt; st: (H, P, N)
+     * in/out; y: (T, H*P). */
+    void (*scan_heads)(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                       const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                       float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y);
+
+    /* Gated RMSNorm in groups (MambaRMSNormGated, gate before norm):
+     *   v = y[t,:] * silu(z[t,:]);  per group of gs: v / sqrt(mean(v^2) + eps) * w
+     * y: (T, D) in place; z: (T, D) stride ldz. */
+    void (*rmsnorm_gated)(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs, int64_t T,
+                          int64_t D);
+
     /* y(T, H) += x(T, H) */
     void (*add)(float *y, const float *x, int64_t n);
 

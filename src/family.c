@@ -5,12 +5,12 @@
 
 /* Every family coil runs; the first is the default for a config.json that
  * names neither model_type nor architectures (hand-written Mamba-1 ones). */
-static const coil_family_t *const families[] = {&coil_family_mamba, &coil_family_falcon_mamba};
+static const coil_family_t *const families[] = {&coil_family_mamba, &coil_family_falcon_mamba, &coil_family_mamba2};
 #define NFAM (sizeof families / sizeof families[0])
 
 const char *coil_family_list(void)
 {
-    return "mamba, falcon_mamba";
+    return "mamba, falcon_mamba, mamba2";
 }
 
 const coil_family_t *coil_family_by_blob_id(uint32_t id)

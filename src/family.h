@@ -63,6 +63,7 @@ struct coil_family {
 
 extern const coil_family_t coil_family_mamba;
 extern const coil_family_t coil_family_falcon_mamba;
+extern const coil_family_t coil_family_mamba2;
 
 /* The family config.json names; 0, or COIL_EUNSUPPORTED + err naming the
  * model_type / architecture and the families coil runs. */
@@ -71,7 +72,7 @@ int coil_family_pick(json_t *root, const char *what, const coil_family_t **out, 
 /* The family a state blob's id names, or NULL. */
 const coil_family_t *coil_family_by_blob_id(uint32_t id);
 
-/* "mamba, falcon_mamba" */
+/* "mamba, falcon_mamba, mamba2" */
 const char *coil_family_list(void);
 
 #endif

@@ -199,22 +199,9 @@ static int mamba1_bind(coil_model_t *m, coil_err_t *err)
             A[j] = -expf(A[j]);
         L->A = A;
     }
-    int64_t dH[1] = {H};
-    if (coil_model__need_f32(m, "backbone.norm_f.weight", 1, dH, &m->norm_f, err))
+    m->dtype = m->layers[0].in_proj.dtype;
+    if (coil_model__bind_head(m, err))
         return bind_failed(err);
-    if (c->tie_embeddings) {
-        m->lm_head = m->embeddings;
-        const coil_tensor_info_t *t = coil_model__lookup(m, "lm_head.weight", NULL);
-        if (t) { /* transformers ties it to the embeddings anyway; accept a copy of the right shape */
-            int64_t dims[2] = {V, H};
-            const coil_tensor_info_t *tt;
-            if (coil_model__need(m, "lm_head.weight", 2, dims, &tt, err))
-                return bind_failed(err);
-            m->params -= tt->numel;
-        }
-    } else if (coil_model__need_matrix(m, "lm_head.weight", V, H, &m->lm_head, err)) {
-        return bind_failed(err);
-    }
     return 0;
 }
 

@@ -93,7 +93,29 @@ int coil_cfg_bool(json_t *root, const char *key, bool dflt, bool *out, const cha
 int coil_model_config_parse(const char *text, const char *what, coil_model_config_t *c, coil_err_t *err)
 {
     json_error_t je;
-    json_t *root = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &je);
+    /* Python's json writes float("inf") as a bare Infinity (Mamba2Config's
+     * time_step_limit (0.0, inf)); JSON has none: read it as 1e308, which
+     * the families take as +inf (COIL_CFG_INF). */
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", what);
+    memcpy(copy, text, len + 1);
+    for (size_t i = 0, in_str = 0; i < len; i++) {
+        if (in_str) {
+            if (copy[i] == '\\' && i + 1 < len)
+                i++;
+            else if (copy[i] == '"')
+                in_str = 0;
+        } else if (copy[i] == '"') {
+            in_str = 1;
+        } else if (len - i >= 8 && memcmp(copy + i, "Infinity", 8) == 0) {
+            memcpy(copy + i, "1e308   ", 8);
+            i += 7;
+        }
+    }
+    json_t *root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+    free(copy);
     int rc = 0;
 
     memset(c, 0, sizeof *c);
@@ -257,6 +279,29 @@ int coil_model__need_f32(coil_model_t *m, const char *name, int ndim, const int6
     m->pool_used += (size_t)t->numel;
     *out = dst;
     return 0;
+}
+
+int coil_model__bind_head(coil_model_t *m, coil_err_t *err)
+{
+    const coil_model_config_t *c = &m->cfg;
+    const int64_t H = c->d_model, V = c->vocab_size;
+    int64_t dH[1] = {H};
+    if (coil_model__need_f32(m, "backbone.norm_f.weight", 1, dH, &m->norm_f, err))
+        return err && err->code ? err->code : COIL_EFORMAT;
+    if (c->tie_embeddings) {
+        m->lm_head = m->embeddings;
+        const coil_tensor_info_t *t = coil_model__lookup(m, "lm_head.weight", NULL);
+        if (t) { /* transformers ties it to the embeddings anyway; accept a copy of the right shape */
+            int64_t dims[2] = {V, H};
+            const coil_tensor_info_t *tt;
+            int rc = coil_model__need(m, "lm_head.weight", 2, dims, &tt, err);
+            if (rc)
+                return rc;
+            m->params -= tt->numel;
+        }
+        return 0;
+    }
+    return coil_model__need_matrix(m, "lm_head.weight", V, H, &m->lm_head, err);
 }
 
 /* dir + "/" + file, malloc'd (no length limit); NULL + err when out of memory. */
@@ -429,6 +474,12 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
     fp_update_i64(h, c->vocab_size);
     fp_update_i64(h, (int64_t)(c->eps * 1e12));
     fp_update_i64(h, c->use_bias | c->use_conv_bias << 1 | c->tie_embeddings << 2);
+    if (c->n_heads > 0) { /* mamba2: head_dim, n_groups, time_step_limit */
+        fp_update_i64(h, c->head_dim);
+        fp_update_i64(h, c->n_groups);
+        fp_update_i64(h, (int64_t)(c->dt_limit_lo * 1e12));
+        fp_update_i64(h, isinf(c->dt_limit_hi) ? -1 : (int64_t)(c->dt_limit_hi * 1e12));
+    }
     if (c->mixer_rms_eps > 0) /* falcon_mamba (absent from Mamba-1 fingerprints, which stay as they were) */
         fp_update_i64(h, (int64_t)(c->mixer_rms_eps * 1e15));
     for (size_t i = 0; i < m->n_bound; i++) { /* binding order is fixed by the code */
@@ -508,6 +559,7 @@ void coil_model_destroy(coil_model_t **pm)
         coil_safetensors_close(&m->files[i]);
     free(m->files);
     free(m->layers);
+    free(m->fam_layers);
     free(m->f32_pool);
     free(m->bound);
     free(m->dir);
@@ -526,7 +578,7 @@ int64_t coil_model_param_count(const coil_model_t *m) { return m->params; }
 
 coil_dtype_t coil_model_dtype(const coil_model_t *m)
 {
-    return m->layers[0].in_proj.dtype;
+    return m->dtype;
 }
 
 int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)

@@ -64,6 +64,10 @@ typedef struct coil_model_config {
     bool tie_embeddings;  /* tie_word_embeddings */
     int64_t pad_id, bos_id, eos_id; /* -1 when absent */
     double mixer_rms_eps; /* falcon_mamba: eps of the weightless RMS norms on dt, B, C; 0 = none (mamba) */
+    /* mamba2 (0 for the others): num_heads x head_dim = d_inner, n_groups for B and C,
+     * time_step_limit (dt clamped to [lo, hi]; hi may be +inf) */
+    int64_t n_heads, head_dim, n_groups;
+    double dt_limit_lo, dt_limit_hi;
 } coil_model_config_t;
 
 /* A matrix (rows, cols), row-major, in its stored dtype (F32, F16 or BF16). */
@@ -107,7 +111,7 @@ const coil_matrix_t *coil_model_lm_head(const coil_model_t *m);    /* == embeddi
 const float *coil_model_norm_f(const coil_model_t *m);              /* (d_model) */
 const char *coil_model_dir(const coil_model_t *m);
 
-/* The weights' dtype ("F32" if mixed, that of the in_proj of layer 0 otherwise). */
+/* The weights' dtype (that of layer 0's in_proj). */
 coil_dtype_t coil_model_dtype(const coil_model_t *m);
 /* 64-bit fingerprint over the config and every tensor's name, dtype, shape and bytes. */
 uint64_t coil_model_fingerprint(const coil_model_t *m);

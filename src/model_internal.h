@@ -18,7 +18,9 @@ struct coil_model {
     coil_model_config_t cfg;
     coil_safetensors_t **files;    /* every weight file (no limit on the count) */
     int n_files, cap_files;
-    coil_layer_t *layers;          /* (n_layer) */
+    coil_layer_t *layers;          /* (n_layer), Mamba-1 layout families */
+    void *fam_layers;              /* another family's per-layer tensors (malloc'd by its bind, freed here) */
+    coil_dtype_t dtype;            /* set by the family's bind: layer 0's in_proj */
     coil_matrix_t embeddings;
     coil_matrix_t lm_head;
     const float *norm_f;
@@ -44,6 +46,14 @@ int coil_model__need_matrix(coil_model_t *m, const char *name, int64_t rows, int
 /* A small tensor converted to float32 into m->f32_pool (sized by the family). */
 int coil_model__need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *dims, const float **out,
                          coil_err_t *err);
+
+/* Binds backbone.norm_f.weight (d_model) into the pool and the LM head:
+ * lm_head.weight (vocab, d_model), or the embeddings when tied (a copy of
+ * the right shape is accepted, as transformers ties it anyway). */
+int coil_model__bind_head(coil_model_t *m, coil_err_t *err);
+
+/* A bare Infinity in config.json reads as this (see coil_model_config_parse). */
+#define COIL_CFG_INF 1e308
 
 /* config.json fields (what: the file, for messages).  An absent or null
  * field takes dflt (or is an error when required); see model.c. */

@@ -25,7 +25,8 @@
 static const char *cases[] = {"tied_f32",   "untied_bias_sharded",  "tied_bf16",
                               "untied_f16", "odd_dinner",           "published_130m_shape",
                               "published_sharded_shape", "falcon_tied_f32", "falcon_untied_odd_f32",
-                              "falcon_untied_bf16"};
+                              "falcon_untied_bf16", "mamba2_groups_f32", "mamba2_tied_bf16",
+                              "mamba2_odd_f16"};
 static const char *backends[] = {"cpu", "cpu-portable"};
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 #define NBACKENDS ((int)(sizeof backends / sizeof backends[0]))

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,12 @@ START_TEST(test_config_fields)
                                              "\"intermediate_size\": 20, \"expand\": 2}", "cfg", &c, &err),
                      COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "intermediate_size"));
-    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"mamba2\", \"hidden_size\": 8}", "cfg", &c, &err),
+    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"rwkv\", \"hidden_size\": 8}", "cfg", &c, &err),
                      COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' is not a family coil runs: mamba, falcon_mamba, mamba2"));
+    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"mamba2\", \"hidden_size\": 8}", "cfg", &c, &err),
+                     COIL_ECONFIG); /* a family coil runs: now its fields are checked */
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_hidden_layers"));
     ck_assert_int_eq(coil_model_config_parse("{\"hidden_size\": 8, \"num_hidden_layers\": 1, \"vocab_size\": 1, "
                                              "\"use_bias\": 1}", "cfg", &c, &err), COIL_ECONFIG);
     ck_assert_int_eq(coil_model_config_parse("not json", "cfg", &c, &err), COIL_EFORMAT);
@@ -297,6 +302,97 @@ static int parse_variant(const char *from, const char *to, coil_model_config_t *
     return rc;
 }
 
+/* Mamba-2: config.json as transformers 5 saves it ({"__float__": "Infinity"}
+ * in time_step_limit; older ones wrote a bare Infinity), its checks, named. */
+static int parse_m2(const char *cfgtext, const char *from, const char *to, coil_model_config_t *c, coil_err_t *err)
+{
+    char *t = subst(cfgtext, from, to);
+    ck_assert_ptr_nonnull(t);
+    int rc = coil_model_config_parse(t, "config.json", c, err);
+    free(t);
+    return rc;
+}
+
+START_TEST(test_mamba2_config)
+{
+    coil_err_t err = {0};
+    coil_model_config_t c;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.json", tu_data("models/mamba2_groups_f32"));
+    size_t n;
+    char *text = tu_read(path, &n);
+    ck_assert_ptr_nonnull(text);
+    text = realloc(text, n + 1);
+    text[n] = '\0';
+    const char *inf = "{\n      \"__float__\": \"Infinity\"\n    }";
+    ck_assert_msg(strstr(text, inf), "the golden config no longer has transformers' Infinity form");
+    ck_assert_msg(coil_model_config_parse(text, "config.json", &c, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(c.family->model_type, "mamba2");
+    ck_assert_int_eq(c.n_heads, 6);
+    ck_assert_int_eq(c.head_dim, 10);
+    ck_assert_int_eq(c.n_groups, 2);
+    ck_assert_int_eq(c.d_inner, 60);
+    ck_assert(isinf(c.dt_limit_hi) && c.dt_limit_lo == 0);
+    ck_assert(!c.tie_embeddings); /* Mamba2Config's default */
+    ck_assert_int_eq(parse_m2(text, inf, "Infinity", &c, &err), 0); /* older transformers */
+    ck_assert(isinf(c.dt_limit_hi));
+    ck_assert_int_eq(parse_m2(text, inf, "0.5", &c, &err), 0);
+    ck_assert(c.dt_limit_hi == 0.5);
+    ck_assert_int_eq(parse_m2(text, inf, "\"big\"", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'time_step_limit' must be a list of two numbers"));
+    ck_assert_int_eq(parse_m2(text, "0.0,", "0.7,", &c, &err), 0);
+    ck_assert_int_eq(parse_m2(text, inf, "0.5", &c, &err), 0);
+    char *t2 = subst(text, inf, "0.5");
+    ck_assert_int_eq(parse_m2(t2, "0.0,", "0.7,", &c, &err), COIL_ECONFIG); /* lo > hi */
+    ck_assert_ptr_nonnull(strstr(err.msg, "0 <= lo <= hi"));
+    free(t2);
+    ck_assert_int_eq(parse_m2(text, "\"num_heads\": 6", "\"num_heads\": 5", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_heads x head_dim = 5 x 10 must equal expand x hidden_size = 60"));
+    char *t3 = subst(text, "\"num_heads\": 6", "\"num_heads\": 4"), *t4 = subst(t3, "\"head_dim\": 10", "\"head_dim\": 15");
+    ck_assert_int_eq(parse_m2(t4, "\"n_groups\": 2", "\"n_groups\": 2", &c, &err), 0); /* 4 x 15, 2 groups */
+    ck_assert_int_eq(parse_m2(t4, "\"n_groups\": 2", "\"n_groups\": 3", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_heads 4 is not a multiple of n_groups 3"));
+    free(t3);
+    free(t4);
+    ck_assert_int_eq(parse_m2(text, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"relu\"", &c, &err),
+                     COIL_EUNSUPPORTED);
+    free(text);
+
+    /* a missing and a mis-shaped Mamba-2 tensor, named */
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/m2", dir);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/mamba2_groups_f32"), sub), 0);
+    coil_model_t *m2 = coil_model_load(sub, &err);
+    ck_assert_msg(m2 != NULL, "%s", err.msg);
+    coil_model_destroy(&m2);
+    snprintf(path, sizeof path, "%s/model.safetensors", sub);
+    char *st = tu_read(path, &n);
+    char *hit = NULL;
+    for (size_t i = 0; i + 31 <= n && !hit; i++)
+        if (memcmp(st + i, "backbone.layers.2.mixer.dt_bias", 31) == 0)
+            hit = st + i;
+    ck_assert_ptr_nonnull(hit);
+    memcpy(hit, "backbone.layers.2.mixer.dt_bia_", 31);
+    ck_assert_int_eq(tu_write(path, st, n), 0);
+    ck_assert_ptr_null(coil_model_load(sub, &err));
+    ck_assert_int_eq(err.code, COIL_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "backbone.layers.2.mixer.dt_bias"), "%s", err.msg);
+    free(st);
+    snprintf(path, sizeof path, "%s/config.json", sub);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/mamba2_groups_f32"), sub), 0);
+    char *cf = tu_read(path, &n);
+    cf = realloc(cf, n + 1);
+    cf[n] = '\0';
+    char *cf2 = subst(cf, "\"state_size\": 8", "\"state_size\": 9");
+    ck_assert_int_eq(tu_write(path, cf2, strlen(cf2)), 0);
+    ck_assert_ptr_null(coil_model_load(sub, &err));
+    ck_assert_int_eq(err.code, COIL_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "backbone.layers.0.mixer.in_proj.weight"), "%s", err.msg);
+    free(cf);
+    free(cf2);
+}
+END_TEST
+
 START_TEST(test_published_configs)
 {
     coil_model_config_t c;
@@ -362,7 +458,7 @@ START_TEST(test_published_configs)
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"llama\"", &c, &err),
                      COIL_EUNSUPPORTED);
     ck_assert_ptr_nonnull(
-        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba"));
+        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba, mamba2"));
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\",", "", &c, &err), 0); /* by architectures[0] */
     ck_assert_str_eq(c.family->model_type, "mamba");
     ck_assert_int_eq(parse_variant("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", &c, &err),
@@ -653,6 +749,7 @@ int main(void)
     tcase_add_test(tc, test_load_golden_models);
     tcase_add_test(tc, test_bad_models);
     tcase_add_test(tc, test_falcon_mamba);
+    tcase_add_test(tc, test_mamba2_config);
     tcase_add_test(tc, test_bad_shard_index);
     tcase_add_test(tc, test_published_configs);
     tcase_add_test(tc, test_published_directories);

@@ -158,6 +158,19 @@ START_TEST(test_families_and_v1)
                                   "(MambaForCausalLM)"), "%s", err.msg);
     /* the engine refuses a state of the other family too */
     ck_assert_int_eq(coil_engine_forward(e, st, ids, 1, NULL, &err), COIL_EMISMATCH);
+    /* a Mamba-2 state (family id 2, its own tensor sizes) is refused by family first */
+    coil_model_t *m2 = coil_model_load(tu_data("models/mamba2_groups_f32"), &err);
+    ck_assert_msg(m2 != NULL, "%s", err.msg);
+    coil_state_t *s2b = coil_state_new(m2, &err);
+    size_t n2 = coil_state_blob_size(s2b);
+    void *b2 = malloc(n2);
+    ck_assert_int_eq(coil_state_serialize(s2b, b2, n2, &err), 0);
+    ck_assert_int_eq(coil_state_deserialize(st, b2, n2, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'mamba2', the loaded model is a 'mamba'"), "%s",
+                  err.msg);
+    free(b2);
+    coil_state_destroy(&s2b);
+    coil_model_destroy(&m2);
     free(fb);
     free(v1);
     free(again);

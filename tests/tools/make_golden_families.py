@@ -10,7 +10,8 @@ chunk the tests cut (64), and the greedy continuation.
 Falcon-Mamba (FalconMambaForCausalLM): tied and untied heads, F32 and BF16,
 several layers, one case with no dimension a multiple of 8 (d_model 27,
 d_inner 81, d_state 7, dt_rank 5) and use_bias, and a non-default
-mixer_rms_eps.
+mixer_rms_eps.  Mamba-2 (Mamba2ForCausalLM): n_groups > 1, head_dim not a
+power of two, tied and untied, F32, BF16 and F16, a clamping time_step_limit.
 
     python3 tests/tools/make_golden_families.py [--out tests/data/models]
 """
@@ -22,7 +23,7 @@ import sys
 
 import torch
 import transformers
-from transformers import FalconMambaConfig, FalconMambaForCausalLM
+from transformers import FalconMambaConfig, FalconMambaForCausalLM, Mamba2Config, Mamba2ForCausalLM
 
 sys.path.insert(0, os.path.dirname(__file__))
 from make_golden import GREEDY, T, perturb  # noqa: E402
@@ -43,9 +44,27 @@ CASES = [
                   conv_kernel=4, time_step_rank="auto", vocab_size=200,
                   use_bias=False, use_conv_bias=False, tie_word_embeddings=False,
                   layer_norm_epsilon=1e-5, mixer_rms_eps=1e-6)),
+    # Mamba-2: n_groups 2 (3 heads a group), head_dim 10, untied (its default),
+    # time_step_limit (0, inf) as saved: a bare Infinity in config.json
+    dict(name="mamba2_groups_f32", dtype="float32", family="mamba2",
+         cfg=dict(hidden_size=30, state_size=8, num_hidden_layers=3, expand=2, num_heads=6,
+                  head_dim=10, n_groups=2, conv_kernel=4, vocab_size=211, use_bias=False,
+                  use_conv_bias=True, tie_word_embeddings=False, layer_norm_epsilon=1e-5)),
+    # tied, BF16, use_bias, no conv bias, dt clamped to [0.02, 0.4]
+    dict(name="mamba2_tied_bf16", dtype="bfloat16", family="mamba2",
+         cfg=dict(hidden_size=32, state_size=16, num_hidden_layers=2, expand=2, num_heads=4,
+                  head_dim=16, n_groups=1, conv_kernel=4, vocab_size=200, use_bias=True,
+                  use_conv_bias=False, tie_word_embeddings=True, layer_norm_epsilon=1e-5,
+                  time_step_limit=(0.02, 0.4))),
+    # F16, head_dim 9, n_groups 4, d_state 5, conv 3
+    dict(name="mamba2_odd_f16", dtype="float16", family="mamba2",
+         cfg=dict(hidden_size=24, state_size=5, num_hidden_layers=2, expand=3, num_heads=8,
+                  head_dim=9, n_groups=4, conv_kernel=3, vocab_size=203, use_bias=False,
+                  use_conv_bias=True, tie_word_embeddings=False, layer_norm_epsilon=1e-6)),
 ]
 
-FAMILIES = {"falcon_mamba": (FalconMambaConfig, FalconMambaForCausalLM)}
+FAMILIES = {"falcon_mamba": (FalconMambaConfig, FalconMambaForCausalLM),
+            "mamba2": (Mamba2Config, Mamba2ForCausalLM)}
 
 
 def main():
@@ -60,6 +79,10 @@ def main():
         cfg = Config(**case["cfg"], pad_token_id=0, bos_token_id=0, eos_token_id=0)
         model = Model(cfg).float().eval()
         perturb(model, gen)
+        with torch.no_grad():  # Mamba-2's dt_bias (perturb() knows Mamba-1's dt_proj.bias)
+            for name, p in sorted(model.named_parameters()):
+                if name.endswith("dt_bias"):
+                    p.add_(0.5 * torch.randn(p.shape, generator=gen))
         dtype = getattr(torch, case["dtype"])
         out = os.path.join(args.out, case["name"])
         shutil.rmtree(out, ignore_errors=True)
