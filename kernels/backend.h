@@ -36,6 +36,10 @@ typedef struct coil_backend_ops {
     /* y(T, H) = x / sqrt(mean(x^2) + eps) * w   (MambaRMSNorm, float32) */
     void (*rmsnorm)(const float *x, const float *w, float eps, float *y, int64_t T, int64_t H);
 
+    /* In place, rows of x(T, H) with row stride ldx: x / sqrt(mean(x^2) + eps)
+     * (the weightless RMS norm Falcon-Mamba applies to dt, B and C). */
+    void (*rmsnorm_weightless)(float *x, int64_t ldx, float eps, int64_t T, int64_t H);
+
     /* Causal depthwise conv1d with carried state, then SiLU:
      *   u[t,d] = silu(b[d] + sum_k w[d,k] * xin[t-(K-1)+k, d])
      * where xin rows before 0 come from state (K-1, D), oldest first.
@@ -54,6 +58,24 @@ typedef struct coil_backend_ops {
     void (*scan)(int64_t T, int64_t D, int64_t N, const float *u, const float *dt, const float *A,
                  const float *bc, int64_t ldbc, const float *Dskip, const float *z, int64_t ldz, float *h,
                  float *y);
+
+    /* Mamba-2's multi-head selective scan with the D skip (reference:
+     * transformers' Mamba2Mixer, recurrent form), sequential in t:
+     *   dt  = clamp(softplus(dtr[t,h] + dt_bias[h]), dt_lo, dt_hi)
+     *   h[h,p,n] = exp(dt * A[h]) * h[h,p,n] + dt * B[t,g,n] * x[t,h,p]
+     *   y[t,h,p] = sum_n h[h,p,n] * C[t,g,n] + Dskip[h] * x[t,h,p]
+     * with g = h / (H / G).  x: (T, H*P) stride ldx; B at bc[t*ldbc + g*N + n],
+     * C at bc[t*ldbc + G*N + g*N + n]; dtr: (T, H) stride lddt; st: (H, P, N)
+     * in/out; y: (T, H*P). */
+    void (*scan_heads)(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                       const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                       float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y);
+
+    /* Gated RMSNorm in groups (MambaRMSNormGated, gate before norm):
+     *   v = y[t,:] * silu(z[t,:]);  per group of gs: v / sqrt(mean(v^2) + eps) * w
+     * y: (T, D) in place; z: (T, D) stride ldz. */
+    void (*rmsnorm_gated)(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs, int64_t T,
+                          int64_t D);
 
     /* y(T, H) += x(T, H) */
     void (*add)(float *y, const float *x, int64_t n);

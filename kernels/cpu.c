@@ -282,6 +282,72 @@ static void rmsnorm(const float *x, const float *w, float eps, float *y, int64_t
     par_range(T, 16, T * H > 65536, rmsnorm_rows, &j);
 }
 
+/* x(T, H), row stride ldx, in place: x / sqrt(mean(x^2) + eps), float32 out
+ * (FalconMambaWeightlessRMSNorm: x * rsqrt(x.pow(2).mean(-1) + eps)).  Rows
+ * are short (d_state, dt_rank): one plain loop, the same in every kernel set. */
+static void rmsnorm_weightless(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float *xr = x + t * ldx;
+        double ss = 0.0;
+        for (int64_t i = 0; i < H; i++)
+            ss += (double)xr[i] * xr[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)H) + eps);
+        for (int64_t i = 0; i < H; i++)
+            xr[i] = xr[i] * r;
+    }
+}
+
+static float softplus_f(float x)
+{
+    return x > 20.0f ? x : log1pf(expf(x)); /* F.softplus, threshold 20 */
+}
+
+static void scan_heads(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                       const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                       float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y)
+{
+    const int64_t hpg = H / G;
+    for (int64_t t = 0; t < T; t++) {
+        const float *Bt = bc + t * ldbc, *Ct = Bt + G * N;
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t g = h / hpg;
+            float dt = softplus_f(dtr[t * lddt + h] + dt_bias[h]);
+            dt = dt < dt_lo ? dt_lo : dt > dt_hi ? dt_hi : dt;
+            const float dA = expf(dt * A[h]);
+            const float *Bg = Bt + g * N, *Cg = Ct + g * N;
+            for (int64_t p = 0; p < P; p++) {
+                const float xv = x[t * ldx + h * P + p], dx = dt * xv;
+                float *s = st + (h * P + p) * N, acc = 0.0f;
+                for (int64_t n = 0; n < N; n++) {
+                    s[n] = s[n] * dA + dx * Bg[n];
+                    acc += s[n] * Cg[n];
+                }
+                y[t * H * P + h * P + p] = acc + Dskip[h] * xv;
+            }
+        }
+    }
+}
+
+static void rmsnorm_gated(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs, int64_t T,
+                          int64_t D)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float *yr = y + t * D;
+        const float *zr = z + t * ldz;
+        for (int64_t i = 0; i < D; i++)
+            yr[i] = yr[i] * (zr[i] / (1.0f + expf(-zr[i])));
+        for (int64_t g0 = 0; g0 < D; g0 += gs) {
+            double ss = 0.0;
+            for (int64_t i = g0; i < g0 + gs; i++)
+                ss += (double)yr[i] * yr[i];
+            float r = 1.0f / sqrtf((float)(ss / (double)gs) + eps);
+            for (int64_t i = g0; i < g0 + gs; i++)
+                yr[i] = w[i] * (yr[i] * r);
+        }
+    }
+}
+
 #ifdef COIL_HAVE_AVX512
 static void rmsnorm_rows_avx512(void *c, int64_t t0, int64_t t1)
 {
@@ -511,7 +577,10 @@ static const coil_backend_ops_t cpu_portable = {
     .name = "cpu",
     .linear = linear_portable,
     .rmsnorm = rmsnorm,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_portable,
+    .scan_heads = scan_heads,
+    .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_portable,
     .add = add,
     .set_threads = set_threads,
@@ -521,7 +590,10 @@ static const coil_backend_ops_t cpu_avx2 = {
     .name = "cpu-avx2",
     .linear = linear_avx2,
     .rmsnorm = rmsnorm,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_avx2,
+    .scan_heads = scan_heads,
+    .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_avx2,
     .add = add,
     .set_threads = set_threads,
@@ -531,7 +603,10 @@ static const coil_backend_ops_t cpu_avx512 = {
     .name = "cpu-avx512",
     .linear = linear_avx512,
     .rmsnorm = rmsnorm_avx512,
+    .rmsnorm_weightless = rmsnorm_weightless,
     .conv_silu = conv_silu_avx512,
+    .scan_heads = scan_heads,
+    .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_avx512,
     .add = add,
     .set_threads = set_threads,

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "family.h"
 #include "ingest.h"
 #include "query.h"
 #include "sampling.h"
@@ -607,7 +608,7 @@ static int cmd_info(const cli_opts_t *o)
         return cli_fail(&err);
     }
     printf("model:            %s\n", coil_model_dir(m));
-    printf("architecture:     Mamba-1 (MambaForCausalLM)\n");
+    printf("architecture:     %s (model_type %s)\n", c->family->architecture, c->family->model_type);
     printf("d_model:          %" PRId64 "\n", c->d_model);
     printf("n_layer:          %" PRId64 "\n", c->n_layer);
     printf("d_inner:          %" PRId64 "\n", c->d_inner);
@@ -622,10 +623,12 @@ static int cmd_info(const cli_opts_t *o)
     printf("weights dtype:    %s\n", coil_dtype_name(coil_model_dtype(m)));
     printf("parameters:       %" PRId64 "\n", coil_model_param_count(m));
     printf("fingerprint:      %016" PRIx64 "\n", coil_model_fingerprint(m));
-    size_t floats = (size_t)(c->n_layer * ((c->d_conv - 1) * c->d_inner + c->d_inner * c->d_state) + c->d_model);
-    printf("state:            %zu bytes float32 (conv %" PRId64 " x %" PRId64 " x %" PRId64 ", ssm %" PRId64
-           " x %" PRId64 " x %" PRId64 ", hidden %" PRId64 ")\n",
-           floats * 4, c->n_layer, c->d_conv - 1, c->d_inner, c->n_layer, c->d_inner, c->d_state, c->d_model);
+    size_t conv_per, ssm_per; /* the family's state tensors, floats per layer */
+    c->family->state_shape(c, &conv_per, &ssm_per);
+    size_t floats = (size_t)c->n_layer * (conv_per + ssm_per) + (size_t)c->d_model;
+    printf("state:            %zu bytes float32 (conv %" PRId64 " x %zu, ssm %" PRId64 " x %zu, hidden %" PRId64
+           ")\n",
+           floats * 4, c->n_layer, conv_per, c->n_layer, ssm_per, c->d_model);
     printf("state blob:       %zu bytes\n", coil_state_blob_size(st));
     coil_backend_print_info(stdout); /* cpu, cpuid features, kernel set, matrix library */
     coil_state_destroy(&st);

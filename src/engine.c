@@ -1,4 +1,4 @@
-/* engine.c -- the Mamba-1 layer loop over a compute backend. */
+/* engine.c -- a model family's chunk forward over a compute backend, chunked, + the LM head. */
 #include "engine.h"
 
 #include "config.h"
@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "convert.h"
+#include "family.h"
 #ifdef COIL_HAVE_CUDA
 #include "cuda_engine.h"
 #endif
@@ -17,16 +18,10 @@
 
 struct coil_engine {
     const coil_model_t *m;
+    const coil_family_t *fam;
     const coil_backend_ops_t *ops;
     int64_t C;          /* max tokens per step */
-    float *resid;       /* (C, H) residual stream, float32 */
-    float *xn;          /* (C, H) normed input of a layer; after the loop, norm_f output */
-    float *xz;          /* (C, 2D) in_proj output: x | z */
-    float *u;           /* (C, D) conv + SiLU output */
-    float *xdbl;        /* (C, R + 2N) x_proj output: dt_in | B | C */
-    float *dt;          /* (C, D) dt_proj output (+ bias), before softplus */
-    float *y;           /* (C, D) gated scan output */
-    float *out;         /* (C, H) out_proj output */
+    float *scratch;     /* the family's activations for C tokens (family.h) */
     float *wscratch;    /* float32 copy of a half-precision matrix (or NULL) */
     size_t scratch_bytes;
 #ifdef COIL_HAVE_CUDA
@@ -49,6 +44,7 @@ coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_
         return NULL;
     }
     e->m = m;
+    e->fam = c->family;
     e->C = opt && opt->max_chunk > 0 ? opt->max_chunk : DEFAULT_CHUNK;
     if (e->C > ((int64_t)1 << 20)) {
         free(e);
@@ -66,6 +62,13 @@ coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_
         e->ops = coil_backend_cpu_portable();
     } else if (strcmp(b, "cuda") == 0 || strncmp(b, "cuda:", 5) == 0) {
 #ifdef COIL_HAVE_CUDA
+        if (!e->fam->cuda) {
+            free(e);
+            coil_err_set(err, COIL_EUNSUPPORTED,
+                         "backend '%s' does not run model family '%s' (%s) yet: use cpu or cpu-portable", b,
+                         c->family->model_type, c->family->architecture);
+            return NULL;
+        }
         /* "cuda" or "cuda:MATH" (f32, tf32, bf16): device-resident, one
          * sequence; next_logits from a state's hidden vector stays on the CPU */
         coil_cuda_engine_options_t co = {.device = 0, .max_chunk = e->C, .nseq = 1, .with_logits = 1};
@@ -102,28 +105,13 @@ coil_engine_t *coil_engine_new(const coil_model_t *m, const coil_engine_options_
     }
     e->ops->set_threads(opt ? opt->threads : 0);
 
-    const size_t C = (size_t)e->C, H = (size_t)c->d_model, D = (size_t)c->d_inner, N = (size_t)c->d_state,
-                 R = (size_t)c->dt_rank, F = sizeof(float);
-    size_t ws = 0;
-    for (int64_t i = 0; i < c->n_layer; i++) {
-        const coil_layer_t *L = coil_model_layer(m, i);
-        const coil_matrix_t *mats[4] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj};
-        for (int k = 0; k < 4; k++)
-            if (coil_backend_linear_scratch(mats[k]) > ws)
-                ws = coil_backend_linear_scratch(mats[k]);
-    }
+    const size_t C = (size_t)e->C, H = (size_t)c->d_model, F = sizeof(float);
+    size_t ws = 0, n = e->fam->scratch_floats(m, e->C, &ws);
     if (coil_model_lm_head(m)->dtype != COIL_DT_F32 && (size_t)LM_HEAD_BLOCK * H > ws)
         ws = (size_t)LM_HEAD_BLOCK * H;
-    e->resid = xalloc(C * H * F, &e->scratch_bytes);
-    e->xn = xalloc(C * H * F, &e->scratch_bytes);
-    e->xz = xalloc(C * 2 * D * F, &e->scratch_bytes);
-    e->u = xalloc(C * D * F, &e->scratch_bytes);
-    e->xdbl = xalloc(C * (R + 2 * N) * F, &e->scratch_bytes);
-    e->dt = xalloc(C * D * F, &e->scratch_bytes);
-    e->y = xalloc(C * D * F, &e->scratch_bytes);
-    e->out = xalloc(C * H * F, &e->scratch_bytes);
+    e->scratch = xalloc(n * F, &e->scratch_bytes);
     e->wscratch = ws ? xalloc(ws * F, &e->scratch_bytes) : NULL;
-    if (!e->resid || !e->xn || !e->xz || !e->u || !e->xdbl || !e->dt || !e->y || !e->out || (ws && !e->wscratch)) {
+    if (!e->scratch || (ws && !e->wscratch)) {
         coil_engine_destroy(&e);
         coil_err_set(err, COIL_ENOMEM, "out of memory for engine buffers (max_chunk %lld)", (long long)C);
         return NULL;
@@ -136,14 +124,7 @@ void coil_engine_destroy(coil_engine_t **pe)
     coil_engine_t *e;
     if (!pe || !(e = *pe))
         return;
-    free(e->resid);
-    free(e->xn);
-    free(e->xz);
-    free(e->u);
-    free(e->xdbl);
-    free(e->dt);
-    free(e->y);
-    free(e->out);
+    free(e->scratch);
     free(e->wscratch);
 #ifdef COIL_HAVE_CUDA
     coil_cuda_engine_destroy(&e->cuda);
@@ -170,46 +151,17 @@ static void lm_head(coil_engine_t *e, const float *xn, int64_t T, float *logits)
     }
 }
 
-/* One step of at most C tokens. */
+/* One step of at most C tokens: the family's chunk forward, then the LM head. */
 static void step(coil_engine_t *e, coil_state_t *st, const int32_t *ids, int64_t T, float *logits)
 {
-    const coil_model_config_t *c = coil_model_config(e->m);
-    const coil_backend_ops_t *ops = e->ops;
-    const int64_t H = c->d_model, D = c->d_inner, N = c->d_state, R = c->dt_rank, K = c->d_conv;
-    const int64_t XD = R + 2 * N;
-    const float eps = (float)c->eps;
-    const coil_matrix_t *emb = coil_model_embeddings(e->m);
-    const size_t es = coil_dtype_size(emb->dtype);
-
-    for (int64_t t = 0; t < T; t++) /* hidden = embeddings(ids) */
-        coil_convert_to_f32(emb->dtype, (const char *)emb->data + (size_t)ids[t] * (size_t)H * es,
-                            e->resid + t * H, (size_t)H);
-    for (int64_t l = 0; l < c->n_layer; l++) {
-        const coil_layer_t *L = coil_model_layer(e->m, l);
-        /* hidden_states = self.norm(residual) */
-        ops->rmsnorm(e->resid, L->norm, eps, e->xn, T, H);
-        /* projected_states = in_proj(hidden_states): x = [:, :D], gate z = [:, D:] */
-        ops->linear(&L->in_proj, L->in_bias, e->xn, H, e->xz, 2 * D, T, e->wscratch);
-        /* x = act(conv1d(x)[..., :T]) with the carried conv state */
-        ops->conv_silu(e->xz, 2 * D, coil_state_conv(st, l), L->conv_w, L->conv_b, e->u, T, D, K);
-        /* time_step, B, C = split(x_proj(x), [R, N, N]) */
-        ops->linear(&L->x_proj, NULL, e->u, D, e->xdbl, XD, T, e->wscratch);
-        /* dt = dt_proj.weight @ time_step + dt_proj.bias (softplus inside the scan) */
-        ops->linear(&L->dt_proj, L->dt_bias, e->xdbl, XD, e->dt, D, T, e->wscratch);
-        /* y = (selective_scan(x, dt, A, B, C) + D * x) * silu(z) */
-        ops->scan(T, D, N, e->u, e->dt, L->A, e->xdbl + R, XD, L->D, e->xz + D, 2 * D, coil_state_ssm(st, l),
-                  e->y);
-        /* residual + out_proj(y) */
-        ops->linear(&L->out_proj, L->out_bias, e->y, D, e->out, H, T, e->wscratch);
-        ops->add(e->resid, e->out, T * H);
-    }
-    /* hidden_states = norm_f(hidden_states) */
-    ops->rmsnorm(e->resid, coil_model_norm_f(e->m), eps, e->xn, T, H);
-    memcpy(coil_state_last_hidden(st), e->xn + (T - 1) * H, (size_t)H * sizeof(float));
+    const int64_t H = coil_model_config(e->m)->d_model;
+    const coil_family_run_t r = {e->ops, e->m, st, e->scratch, e->wscratch};
+    const float *xn = e->fam->chunk(&r, ids, T); /* (T, H) after norm_f */
+    memcpy(coil_state_last_hidden(st), xn + (T - 1) * H, (size_t)H * sizeof(float));
     coil_state_set_has_hidden(st, 1);
     coil_state_set_position(st, coil_state_position(st) + T);
     if (logits)
-        lm_head(e, e->xn, T, logits);
+        lm_head(e, xn, T, logits);
 }
 
 int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, int64_t T, float *logits,

@@ -1,8 +1,9 @@
-/* engine.h -- the Mamba-1 forward pass over a chunk of tokens, with state.
+/* engine.h -- the model family's forward pass over a chunk of tokens, with state.
  *
  *   state_in + ids[0..T) -> state_out (+ logits for each position if asked)
  *
- * Numerically the same function as transformers' MambaForCausalLM: RMSNorm,
+ * The layers are the family's (src/family.h); for Mamba-1 numerically the same
+ * function as transformers' MambaForCausalLM (Falcon-Mamba: + the B/C/dt norms): RMSNorm,
  * in_proj, causal depthwise conv1d + SiLU, x_proj, dt_proj + softplus, the
  * selective scan with A = -exp(A_log) and the D skip, the SiLU(z) gate,
  * out_proj, residual, norm_f, LM head.  T may be 1 (a recurrent step) or any

@@ -13,31 +13,17 @@
 #include <xxhash.h>
 
 #include "convert.h"
+#include "family.h"
+#include "model_internal.h"
 
 #define MAX_DIM COIL_MODEL_MAX_DIM
 #define MAX_LAYERS COIL_MODEL_MAX_LAYERS
 #define MAX_ID ((int64_t)COIL_MODEL_MAX_VOCAB)
 
-struct coil_model {
-    char *dir;
-    coil_model_config_t cfg;
-    coil_safetensors_t **files;    /* every weight file (no limit on the count) */
-    int n_files, cap_files;
-    coil_layer_t *layers;          /* (n_layer) */
-    coil_matrix_t embeddings;
-    coil_matrix_t lm_head;
-    const float *norm_f;
-    float *f32_pool;               /* owned storage for the small vectors */
-    size_t pool_used, pool_cap;
-    const coil_tensor_info_t **bound; /* every tensor used, to find unexpected ones */
-    size_t n_bound, cap_bound;
-    uint64_t fingerprint;
-    int64_t params;
-};
 
 /* ---- config ---------------------------------------------------------------- */
 
-static int get_int(json_t *root, const char *key, int64_t dflt, bool required, int64_t lo, int64_t hi,
+int coil_cfg_int(json_t *root, const char *key, int64_t dflt, bool required, int64_t lo, int64_t hi,
                    int64_t *out, const char *what, coil_err_t *err)
 {
     json_t *v = json_object_get(root, key);
@@ -58,7 +44,7 @@ static int get_int(json_t *root, const char *key, int64_t dflt, bool required, i
 
 /* A token id: an integer, null / absent (-1), or, for eos_token_id, a list
  * of integers as transformers also accepts (the first is kept). */
-static int get_token_id(json_t *root, const char *key, bool list_ok, int64_t *out, const char *what,
+int coil_cfg_token_id(json_t *root, const char *key, bool list_ok, int64_t *out, const char *what,
                         coil_err_t *err)
 {
     json_t *v = json_object_get(root, key);
@@ -74,12 +60,12 @@ static int get_token_id(json_t *root, const char *key, bool list_ok, int64_t *ou
         *out = json_integer_value(json_array_get(v, 0));
         return 0;
     }
-    return get_int(root, key, -1, false, -1, MAX_ID - 1, out, what, err);
+    return coil_cfg_int(root, key, -1, false, -1, MAX_ID - 1, out, what, err);
 }
 
 /* An alias the published checkpoints carry beside the field transformers
  * reads (d_model beside hidden_size, ...): when present it must agree. */
-static int check_alias(json_t *root, const char *alias, const char *field, int64_t value, const char *what,
+int coil_cfg_alias(json_t *root, const char *alias, const char *field, int64_t value, const char *what,
                        coil_err_t *err)
 {
     json_t *v = json_object_get(root, alias);
@@ -91,7 +77,7 @@ static int check_alias(json_t *root, const char *alias, const char *field, int64
     return 0;
 }
 
-static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const char *what, coil_err_t *err)
+int coil_cfg_bool(json_t *root, const char *key, bool dflt, bool *out, const char *what, coil_err_t *err)
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
@@ -107,7 +93,29 @@ static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const c
 int coil_model_config_parse(const char *text, const char *what, coil_model_config_t *c, coil_err_t *err)
 {
     json_error_t je;
-    json_t *root = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &je), *v;
+    /* Python's json writes float("inf") as a bare Infinity (Mamba2Config's
+     * time_step_limit (0.0, inf)); JSON has none: read it as 1e308, which
+     * the families take as +inf (COIL_CFG_INF). */
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return coil_err_set(err, COIL_ENOMEM, "%s: out of memory", what);
+    memcpy(copy, text, len + 1);
+    for (size_t i = 0, in_str = 0; i < len; i++) {
+        if (in_str) {
+            if (copy[i] == '\\' && i + 1 < len)
+                i++;
+            else if (copy[i] == '"')
+                in_str = 0;
+        } else if (copy[i] == '"') {
+            in_str = 1;
+        } else if (len - i >= 8 && memcmp(copy + i, "Infinity", 8) == 0) {
+            memcpy(copy + i, "1e308   ", 8);
+            i += 7;
+        }
+    }
+    json_t *root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+    free(copy);
     int rc = 0;
 
     memset(c, 0, sizeof *c);
@@ -116,95 +124,8 @@ int coil_model_config_parse(const char *text, const char *what, coil_model_confi
                           root ? "not a JSON object" : je.text, root ? 0 : je.line, root ? 0 : je.column);
         goto out;
     }
-    v = json_object_get(root, "model_type");
-    if (v && (!json_is_string(v) || strcmp(json_string_value(v), "mamba") != 0)) {
-        rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: model_type '%s' is not supported (only \"mamba\")", what,
-                          json_is_string(v) ? json_string_value(v) : "?");
-        goto out;
-    }
-    v = json_object_get(root, "hidden_act");
-    if (v && (!json_is_string(v) || strcmp(json_string_value(v), "silu") != 0)) {
-        rc = coil_err_set(err, COIL_EUNSUPPORTED, "%s: hidden_act must be \"silu\"", what);
-        goto out;
-    }
-    if (!json_object_get(root, "hidden_size") && json_object_get(root, "d_model")) {
-        /* state-spaces/mamba-130m (not -hf): mamba_ssm's own config and tensor names */
-        rc = coil_err_set(err, COIL_EUNSUPPORTED,
-                          "%s: has 'd_model' but no 'hidden_size': this is a mamba_ssm config (state-spaces/mamba-*), "
-                          "not a transformers MambaConfig; use the converted checkpoint (state-spaces/mamba-*-hf)",
-                          what);
-        goto out;
-    }
-    if ((rc = get_int(root, "hidden_size", 0, true, 1, MAX_DIM, &c->d_model, what, err)) ||
-        (rc = get_int(root, "state_size", 16, false, 1, COIL_MODEL_MAX_STATE, &c->d_state, what, err)) ||
-        (rc = get_int(root, "conv_kernel", 4, false, 1, COIL_MODEL_MAX_CONV, &c->d_conv, what, err)) ||
-        (rc = get_int(root, "vocab_size", 0, true, 1, MAX_ID, &c->vocab_size, what, err)) ||
-        (rc = get_token_id(root, "pad_token_id", false, &c->pad_id, what, err)) ||
-        (rc = get_token_id(root, "bos_token_id", false, &c->bos_id, what, err)) ||
-        (rc = get_token_id(root, "eos_token_id", true, &c->eos_id, what, err)) ||
-        (rc = check_alias(root, "d_model", "hidden_size", c->d_model, what, err)))
-        goto out;
-    /* num_hidden_layers is MambaConfig's field; the published configs also
-     * carry mamba_ssm's n_layer (equal), and a few hand-written ones only that. */
-    if (json_object_get(root, "num_hidden_layers"))
-        rc = get_int(root, "num_hidden_layers", 0, true, 1, MAX_LAYERS, &c->n_layer, what, err);
-    else if (json_object_get(root, "n_layer"))
-        rc = get_int(root, "n_layer", 0, true, 1, MAX_LAYERS, &c->n_layer, what, err);
-    else
-        rc = coil_err_set(err, COIL_ECONFIG, "%s: missing required field 'num_hidden_layers' (or 'n_layer')", what);
-    if (rc || (rc = check_alias(root, "n_layer", "num_hidden_layers", c->n_layer, what, err)))
-        goto out;
-    /* intermediate_size = int(expand * hidden_size), as MambaConfig computes it. */
-    v = json_object_get(root, "expand");
-    double expand = 2.0;
-    if (v && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) <= 0) {
-            rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'expand' must be a positive number", what);
-            goto out;
-        }
-        expand = json_number_value(v);
-    }
-    /* MambaConfig sets intermediate_size = int(expand * hidden_size) whatever
-     * the file says (expand defaults to 2), so a different one is an error. */
-    int64_t from_expand = (int64_t)(expand * (double)c->d_model);
-    if (from_expand < 1 || from_expand > MAX_DIM) {
-        rc = coil_err_set(err, COIL_ECONFIG, "%s: expand x hidden_size = %lld outside [1, %lld]", what,
-                          (long long)from_expand, (long long)MAX_DIM);
-        goto out;
-    }
-    if ((rc = get_int(root, "intermediate_size", from_expand, false, 1, MAX_DIM, &c->d_inner, what, err)))
-        goto out;
-    if (c->d_inner != from_expand) {
-        rc = coil_err_set(err, COIL_ECONFIG,
-                          "%s: intermediate_size %lld disagrees with expand x hidden_size = %g x %lld = %lld", what,
-                          (long long)c->d_inner, expand, (long long)c->d_model, (long long)from_expand);
-        goto out;
-    }
-    if ((rc = check_alias(root, "d_inner", "intermediate_size", c->d_inner, what, err)))
-        goto out;
-    v = json_object_get(root, "time_step_rank");
-    if (!v || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)) {
-        c->dt_rank = (c->d_model + 15) / 16; /* math.ceil(hidden_size / 16) */
-    } else if (json_is_string(v)) {
-        rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'time_step_rank' must be an integer or \"auto\", not \"%s\"",
-                          what, json_string_value(v));
-        goto out;
-    } else if ((rc = get_int(root, "time_step_rank", 0, true, 1, MAX_DIM, &c->dt_rank, what, err))) {
-        goto out;
-    }
-    v = json_object_get(root, "layer_norm_epsilon");
-    c->eps = 1e-5;
-    if (v && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) {
-            rc = coil_err_set(err, COIL_ECONFIG, "%s: field 'layer_norm_epsilon' must be a number in [0, 1]", what);
-            goto out;
-        }
-        c->eps = json_number_value(v);
-    }
-    if ((rc = get_bool(root, "use_bias", false, &c->use_bias, what, err)) ||
-        (rc = get_bool(root, "use_conv_bias", true, &c->use_conv_bias, what, err)) ||
-        (rc = get_bool(root, "residual_in_fp32", true, &c->residual_in_fp32, what, err)) ||
-        (rc = get_bool(root, "tie_word_embeddings", true, &c->tie_embeddings, what, err)))
+    if ((rc = coil_family_pick(root, what, &c->family, err)) != 0 ||
+        (rc = c->family->parse_config(root, what, c, err)) != 0)
         goto out;
 out:
     json_decref(root);
@@ -263,7 +184,7 @@ out:
 }
 
 /* Finds a tensor by name across the open files. */
-static const coil_tensor_info_t *lookup(const coil_model_t *m, const char *name, int *file_idx)
+const coil_tensor_info_t *coil_model__lookup(const coil_model_t *m, const char *name, int *file_idx)
 {
     for (int i = 0; i < m->n_files; i++) {
         const coil_tensor_info_t *t = coil_safetensors_find(m->files[i], name);
@@ -292,11 +213,11 @@ static int remember(coil_model_t *m, const coil_tensor_info_t *t, coil_err_t *er
 }
 
 /* Looks up name, checks dtype is F32/F16/BF16 and the shape is exactly dims. */
-static int check(const coil_model_t *m, const char *name, int ndim, const int64_t *dims,
+int coil_model__check(const coil_model_t *m, const char *name, int ndim, const int64_t *dims,
                  const coil_tensor_info_t **out, coil_err_t *err)
 {
     int fi = 0;
-    const coil_tensor_info_t *t = lookup(m, name, &fi);
+    const coil_tensor_info_t *t = coil_model__lookup(m, name, &fi);
     if (!t)
         return coil_err_set(err, COIL_ENOTFOUND, "%s: tensor '%s' is missing", m->dir, name);
     const char *file = coil_safetensors_path(m->files[fi]);
@@ -320,20 +241,20 @@ static int check(const coil_model_t *m, const char *name, int ndim, const int64_
     return 0;
 }
 
-/* check(), then records the tensor as used. */
-static int need(coil_model_t *m, const char *name, int ndim, const int64_t *dims,
+/* coil_model__check(), then records the tensor as used. */
+int coil_model__need(coil_model_t *m, const char *name, int ndim, const int64_t *dims,
                 const coil_tensor_info_t **out, coil_err_t *err)
 {
-    int rc = check(m, name, ndim, dims, out, err);
+    int rc = coil_model__check(m, name, ndim, dims, out, err);
     return rc ? rc : remember(m, *out, err);
 }
 
-static int need_matrix(coil_model_t *m, const char *name, int64_t rows, int64_t cols, coil_matrix_t *mat,
+int coil_model__need_matrix(coil_model_t *m, const char *name, int64_t rows, int64_t cols, coil_matrix_t *mat,
                        coil_err_t *err)
 {
     const coil_tensor_info_t *t;
     int64_t dims[2] = {rows, cols};
-    int rc = need(m, name, 2, dims, &t, err);
+    int rc = coil_model__need(m, name, 2, dims, &t, err);
     if (rc)
         return rc;
     mat->dtype = t->dtype;
@@ -344,11 +265,11 @@ static int need_matrix(coil_model_t *m, const char *name, int64_t rows, int64_t 
 }
 
 /* A small tensor converted into the float32 pool. */
-static int need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *dims, const float **out,
+int coil_model__need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *dims, const float **out,
                     coil_err_t *err)
 {
     const coil_tensor_info_t *t;
-    int rc = need(m, name, ndim, dims, &t, err);
+    int rc = coil_model__need(m, name, ndim, dims, &t, err);
     if (rc)
         return rc;
     if (m->pool_used + (size_t)t->numel > m->pool_cap)
@@ -358,6 +279,29 @@ static int need_f32(coil_model_t *m, const char *name, int ndim, const int64_t *
     m->pool_used += (size_t)t->numel;
     *out = dst;
     return 0;
+}
+
+int coil_model__bind_head(coil_model_t *m, coil_err_t *err)
+{
+    const coil_model_config_t *c = &m->cfg;
+    const int64_t H = c->d_model, V = c->vocab_size;
+    int64_t dH[1] = {H};
+    if (coil_model__need_f32(m, "backbone.norm_f.weight", 1, dH, &m->norm_f, err))
+        return err && err->code ? err->code : COIL_EFORMAT;
+    if (c->tie_embeddings) {
+        m->lm_head = m->embeddings;
+        const coil_tensor_info_t *t = coil_model__lookup(m, "lm_head.weight", NULL);
+        if (t) { /* transformers ties it to the embeddings anyway; accept a copy of the right shape */
+            int64_t dims[2] = {V, H};
+            const coil_tensor_info_t *tt;
+            int rc = coil_model__need(m, "lm_head.weight", 2, dims, &tt, err);
+            if (rc)
+                return rc;
+            m->params -= tt->numel;
+        }
+        return 0;
+    }
+    return coil_model__need_matrix(m, "lm_head.weight", V, H, &m->lm_head, err);
 }
 
 /* dir + "/" + file, malloc'd (no length limit); NULL + err when out of memory. */
@@ -520,7 +464,7 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
     if (!h)
         return coil_err_set(err, COIL_ENOMEM, "out of memory");
     XXH3_64bits_reset(h);
-    XXH3_64bits_update(h, "coil-mamba1", 11);
+    XXH3_64bits_update(h, c->family->fp_tag, strlen(c->family->fp_tag));
     fp_update_i64(h, c->d_model);
     fp_update_i64(h, c->d_inner);
     fp_update_i64(h, c->d_state);
@@ -530,6 +474,14 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
     fp_update_i64(h, c->vocab_size);
     fp_update_i64(h, (int64_t)(c->eps * 1e12));
     fp_update_i64(h, c->use_bias | c->use_conv_bias << 1 | c->tie_embeddings << 2);
+    if (c->n_heads > 0) { /* mamba2: head_dim, n_groups, time_step_limit */
+        fp_update_i64(h, c->head_dim);
+        fp_update_i64(h, c->n_groups);
+        fp_update_i64(h, (int64_t)(c->dt_limit_lo * 1e12));
+        fp_update_i64(h, isinf(c->dt_limit_hi) ? -1 : (int64_t)(c->dt_limit_hi * 1e12));
+    }
+    if (c->mixer_rms_eps > 0) /* falcon_mamba (absent from Mamba-1 fingerprints, which stay as they were) */
+        fp_update_i64(h, (int64_t)(c->mixer_rms_eps * 1e15));
     for (size_t i = 0; i < m->n_bound; i++) { /* binding order is fixed by the code */
         const coil_tensor_info_t *t = m->bound[i];
         XXH3_64bits_update(h, t->name, strlen(t->name) + 1);
@@ -546,11 +498,8 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
 coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
 {
     coil_model_t *m = calloc(1, sizeof *m);
-    /* the longest name is "backbone.layers.<n_layer - 1>.mixer.out_proj.weight":
-     * n_layer <= COIL_MODEL_MAX_LAYERS keeps it far below 128 bytes */
-    char *path = NULL, name[128];
+    char *path = NULL;
     char *text = NULL;
-    int rc;
 
     if (!m || !(m->dir = strdup(dir))) {
         free(m);
@@ -566,73 +515,8 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
     if (open_weights(m, err) != 0)
         goto fail;
 
-    const coil_model_config_t *c = &m->cfg;
-    int64_t H = c->d_model, D = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank, V = c->vocab_size;
-    /* Before sizing anything from config.json, check it against the files:
-     * the embeddings (vocab, hidden), layer 0's in_proj and A_log (inner,
-     * state), its conv (kernel) and the last layer's norm (layer count). */
-    {
-        const coil_tensor_info_t *t;
-        int64_t dVH[2] = {V, H}, dIn[2] = {2 * D, H}, dDN[2] = {D, N}, dconv[3] = {D, 1, K}, dH[1] = {H};
-        snprintf(name, sizeof name, "backbone.layers.%lld.norm.weight", (long long)(c->n_layer - 1));
-        if (check(m, "backbone.embeddings.weight", 2, dVH, &t, err) ||
-            check(m, "backbone.layers.0.mixer.in_proj.weight", 2, dIn, &t, err) ||
-            check(m, "backbone.layers.0.mixer.A_log", 2, dDN, &t, err) ||
-            check(m, "backbone.layers.0.mixer.conv1d.weight", 3, dconv, &t, err) || check(m, name, 1, dH, &t, err))
-            goto fail;
-    }
-    /* per layer: norm H, in_bias 2D, conv_w D*K, conv_b D, dt_bias D, A D*N, D D, out_bias H; + norm_f H */
-    size_t per = (size_t)(H + 2 * D + D * K + D + D + D * N + D + H);
-    m->pool_cap = per * (size_t)c->n_layer + (size_t)H;
-    m->f32_pool = malloc(m->pool_cap * sizeof(float));
-    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
-    if (!m->f32_pool || !m->layers) {
-        coil_err_set(err, COIL_ENOMEM, "%s: out of memory for the model", dir);
+    if (m->cfg.family->bind(m, err) != 0)
         goto fail;
-    }
-    if (need_matrix(m, "backbone.embeddings.weight", V, H, &m->embeddings, err))
-        goto fail;
-    for (int64_t i = 0; i < c->n_layer; i++) {
-        coil_layer_t *L = &m->layers[i];
-        const float *A_log;
-#define NAME(fmt) (snprintf(name, sizeof name, "backbone.layers.%lld." fmt, (long long)i), name)
-        int64_t dH[1] = {H}, d2D[1] = {2 * D}, dD[1] = {D}, dconv[3] = {D, 1, K}, dDN[2] = {D, N};
-        if ((rc = need_f32(m, NAME("norm.weight"), 1, dH, &L->norm, err)) ||
-            (rc = need_matrix(m, NAME("mixer.in_proj.weight"), 2 * D, H, &L->in_proj, err)) ||
-            (c->use_bias && (rc = need_f32(m, NAME("mixer.in_proj.bias"), 1, d2D, &L->in_bias, err))) ||
-            (rc = need_f32(m, NAME("mixer.conv1d.weight"), 3, dconv, &L->conv_w, err)) ||
-            (c->use_conv_bias && (rc = need_f32(m, NAME("mixer.conv1d.bias"), 1, dD, &L->conv_b, err))) ||
-            (rc = need_matrix(m, NAME("mixer.x_proj.weight"), R + 2 * N, D, &L->x_proj, err)) ||
-            (rc = need_matrix(m, NAME("mixer.dt_proj.weight"), D, R, &L->dt_proj, err)) ||
-            (rc = need_f32(m, NAME("mixer.dt_proj.bias"), 1, dD, &L->dt_bias, err)) ||
-            (rc = need_f32(m, NAME("mixer.A_log"), 2, dDN, &A_log, err)) ||
-            (rc = need_f32(m, NAME("mixer.D"), 1, dD, &L->D, err)) ||
-            (rc = need_matrix(m, NAME("mixer.out_proj.weight"), H, D, &L->out_proj, err)) ||
-            (c->use_bias && (rc = need_f32(m, NAME("mixer.out_proj.bias"), 1, dH, &L->out_bias, err))))
-            goto fail;
-#undef NAME
-        /* A = -exp(A_log.float()), in place in the pool. */
-        float *A = (float *)A_log;
-        for (int64_t j = 0; j < D * N; j++)
-            A[j] = -expf(A[j]);
-        L->A = A;
-    }
-    int64_t dH[1] = {H};
-    if (need_f32(m, "backbone.norm_f.weight", 1, dH, &m->norm_f, err))
-        goto fail;
-    if (c->tie_embeddings) {
-        m->lm_head = m->embeddings;
-        const coil_tensor_info_t *t = lookup(m, "lm_head.weight", NULL);
-        if (t) { /* transformers ties it to the embeddings anyway; accept a copy of the right shape */
-            int64_t dims[2] = {V, H};
-            const coil_tensor_info_t *tt;
-            if (need(m, "lm_head.weight", 2, dims, &tt, err))
-                goto fail;
-            m->params -= tt->numel;
-        }
-    } else if (need_matrix(m, "lm_head.weight", V, H, &m->lm_head, err)) {
-        goto fail;
-    }
     /* Anything in the files that we did not bind is a checkpoint for something else. */
     for (int f = 0; f < m->n_files; f++)
         for (size_t i = 0; i < coil_safetensors_count(m->files[f]); i++) {
@@ -642,14 +526,15 @@ coil_model_t *coil_model_load(const char *dir, coil_err_t *err)
                 used = m->bound[j] == t;
             const coil_tensor_info_t *first;
             int ff = 0;
-            if (!used && (first = lookup(m, t->name, &ff)) != t) {
+            if (!used && (first = coil_model__lookup(m, t->name, &ff)) != t) {
                 coil_err_set(err, COIL_EFORMAT, "%s: tensor '%s' is also in %s (each tensor must be in one file)",
                              coil_safetensors_path(m->files[f]), t->name, coil_safetensors_path(m->files[ff]));
                 goto fail;
             }
             if (!used) {
-                coil_err_set(err, COIL_EFORMAT, "%s: unexpected tensor '%s' (not part of a Mamba-1 checkpoint "
-                             "with this config)", coil_safetensors_path(m->files[f]), t->name);
+                coil_err_set(err, COIL_EFORMAT, "%s: unexpected tensor '%s' (not part of a %s checkpoint "
+                             "with this config)", coil_safetensors_path(m->files[f]), t->name,
+                             m->cfg.family->architecture);
                 goto fail;
             }
         }
@@ -674,6 +559,7 @@ void coil_model_destroy(coil_model_t **pm)
         coil_safetensors_close(&m->files[i]);
     free(m->files);
     free(m->layers);
+    free(m->fam_layers);
     free(m->f32_pool);
     free(m->bound);
     free(m->dir);
@@ -692,7 +578,7 @@ int64_t coil_model_param_count(const coil_model_t *m) { return m->params; }
 
 coil_dtype_t coil_model_dtype(const coil_model_t *m)
 {
-    return m->layers[0].in_proj.dtype;
+    return m->dtype;
 }
 
 int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)

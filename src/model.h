@@ -1,4 +1,8 @@
-/* model.h -- a Hugging Face Mamba-1 checkpoint, loaded as published.
+/* model.h -- a Hugging Face checkpoint of a family coil runs, loaded as published.
+ *
+ * config.json's model_type / architectures pick the family (src/family.h:
+ * mamba = MambaForCausalLM, falcon_mamba = FalconMambaForCausalLM, which
+ * share the Mamba-1 layout below); any other is refused by name.
  *
  * A model directory holds config.json (MambaConfig) and either
  * model.safetensors or model.safetensors.index.json + shards (any number),
@@ -42,7 +46,10 @@
 #define COIL_MODEL_MAX_CONV 64                   /* conv_kernel */
 #define COIL_MODEL_MAX_VOCAB ((int64_t)1 << 24)  /* vocab_size, and token ids below it */
 
+typedef struct coil_family coil_family_t; /* src/family.h */
+
 typedef struct coil_model_config {
+    const coil_family_t *family; /* picked by model_type / architectures */
     int64_t d_model;      /* hidden_size */
     int64_t d_inner;      /* intermediate_size (= expand * hidden_size) */
     int64_t d_state;      /* state_size */
@@ -56,6 +63,11 @@ typedef struct coil_model_config {
     bool residual_in_fp32;
     bool tie_embeddings;  /* tie_word_embeddings */
     int64_t pad_id, bos_id, eos_id; /* -1 when absent */
+    double mixer_rms_eps; /* falcon_mamba: eps of the weightless RMS norms on dt, B, C; 0 = none (mamba) */
+    /* mamba2 (0 for the others): num_heads x head_dim = d_inner, n_groups for B and C,
+     * time_step_limit (dt clamped to [lo, hi]; hi may be +inf) */
+    int64_t n_heads, head_dim, n_groups;
+    double dt_limit_lo, dt_limit_hi;
 } coil_model_config_t;
 
 /* A matrix (rows, cols), row-major, in its stored dtype (F32, F16 or BF16). */
@@ -99,7 +111,7 @@ const coil_matrix_t *coil_model_lm_head(const coil_model_t *m);    /* == embeddi
 const float *coil_model_norm_f(const coil_model_t *m);              /* (d_model) */
 const char *coil_model_dir(const coil_model_t *m);
 
-/* The weights' dtype ("F32" if mixed, that of the in_proj of layer 0 otherwise). */
+/* The weights' dtype (that of layer 0's in_proj). */
 coil_dtype_t coil_model_dtype(const coil_model_t *m);
 /* 64-bit fingerprint over the config and every tensor's name, dtype, shape and bytes. */
 uint64_t coil_model_fingerprint(const coil_model_t *m);

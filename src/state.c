@@ -5,7 +5,10 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "family.h"
+
 struct coil_state {
+    const coil_family_t *family;
     int64_t n_layer, d_model, d_inner, d_state, d_conv;
     uint64_t fingerprint;
     int64_t pos;
@@ -27,14 +30,14 @@ coil_state_t *coil_state_new(const coil_model_t *m, coil_err_t *err)
         coil_err_set(err, COIL_ENOMEM, "out of memory for a state");
         return NULL;
     }
+    s->family = c->family;
     s->n_layer = c->n_layer;
     s->d_model = c->d_model;
     s->d_inner = c->d_inner;
     s->d_state = c->d_state;
     s->d_conv = c->d_conv;
     s->fingerprint = coil_model_fingerprint(m);
-    s->conv_per = (size_t)(c->d_conv - 1) * (size_t)c->d_inner;
-    s->ssm_per = (size_t)c->d_inner * (size_t)c->d_state;
+    c->family->state_shape(c, &s->conv_per, &s->ssm_per);
     s->buf = calloc(n_floats(s), sizeof(float));
     if (!s->buf) {
         free(s);
@@ -147,6 +150,7 @@ int coil_state_serialize(const coil_state_t *s, void *buf, size_t cap, coil_err_
     put32(p + 52, s->has_hidden ? 1u : 0u);
     put64(p + 56, (uint64_t)s->pos);
     put64(p + 64, payload);
+    put32(p + 72, s->family->blob_id);
     memcpy(p + COIL_STATE_HEADER_SIZE, s->buf, payload);
     put64(p + need - 8, XXH3_64bits(p, need - 8));
     return 0;
@@ -159,8 +163,8 @@ int coil_state_blob_peek(const void *blob, size_t len, uint64_t *fingerprint, in
     if (len < COIL_STATE_HEADER_SIZE + 8 || memcmp(p, COIL_STATE_MAGIC, 8) != 0)
         return coil_err_set(err, COIL_EFORMAT, "not a coil state blob (%zu bytes, bad magic or too short)", len);
     uint32_t ver = get32(p + 8);
-    if (ver != COIL_STATE_VERSION)
-        return coil_err_set(err, COIL_EVERSION, "state blob format version %u (this build reads %u)", ver,
+    if (ver != COIL_STATE_VERSION && ver != 1)
+        return coil_err_set(err, COIL_EVERSION, "state blob format version %u (this build reads 1 and %u)", ver,
                             COIL_STATE_VERSION);
     if (get32(p + 12) != COIL_STATE_HEADER_SIZE)
         return coil_err_set(err, COIL_EFORMAT, "state blob header size %u, expected %u", get32(p + 12),
@@ -193,6 +197,14 @@ int coil_state_deserialize(coil_state_t *s, const void *blob, size_t len, coil_e
     int rc = coil_state_blob_peek(blob, len, &fp, &pos, err);
     if (rc)
         return rc;
+    /* v1 blobs predate families: they are Mamba-1's (id 0, in what was a reserved zero field) */
+    uint32_t fam = get32(p + 8) == 1 ? 0u : get32(p + 72);
+    if (fam != s->family->blob_id) {
+        const coil_family_t *bf = coil_family_by_blob_id(fam);
+        return coil_err_set(err, COIL_EMISMATCH,
+                            "state blob is for model family '%s', the loaded model is a '%s' (%s)",
+                            bf ? bf->model_type : "unknown", s->family->model_type, s->family->architecture);
+    }
     if (get32(p + 24) != s->n_layer || get32(p + 28) != s->d_model || get32(p + 32) != s->d_inner ||
         get32(p + 36) != s->d_state || get32(p + 40) != s->d_conv || get32(p + 44) != s->d_conv - 1)
         return coil_err_set(err, COIL_EMISMATCH,

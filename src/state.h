@@ -1,14 +1,20 @@
 /* state.h -- the recurrent state of a Mamba model after some tokens, as a value.
  *
+ * Its two tensors per layer are sized by the model family (src/family.h,
+ * state_shape); for Mamba-1 and Falcon-Mamba they are as below; Mamba-2's
+ * conv state covers its x|B|C channels, (d_conv - 1, d_inner + 2 n_groups
+ * d_state), and its SSM state is (num_heads, head_dim, d_state).
+ *
  * Per layer: the conv state, the last (d_conv - 1) inputs of the causal conv,
  * time-major (d_conv - 1, d_inner); and the SSM state (d_inner, d_state).
  * Plus the final hidden vector (after norm_f) of the last token read, so the
  * next token can be predicted from a resumed state without re-reading.
  * Always float32, whatever the weights' dtype.
  *
- * Blob format v1 (all little-endian), see coil_state_serialize():
+ * Blob format v2 (all little-endian), see coil_state_serialize():
  *   0   char[8]  magic "COILSTAT"
- *   8   u32      format version (1)
+ *   8   u32      format version (2; 1 is still read: the same layout, from
+ *                before families, always Mamba-1, offset 72 zero)
  *   12  u32      header size in bytes (96)
  *   16  u64      model fingerprint
  *   24  u32 x 6  n_layer, d_model, d_inner, d_state, d_conv, conv_cols (= d_conv-1)
@@ -16,7 +22,8 @@
  *   52  u32      flags (bit 0: last_hidden valid)
  *   56  i64      position (tokens consumed)
  *   64  u64      payload bytes
- *   72  u8[24]   reserved, zero
+ *   72  u32      model family (coil_family_t.blob_id: 0 mamba, 1 falcon_mamba, 2 mamba2)
+ *   76  u8[20]   reserved, zero
  *   96  payload: conv (n_layer, conv_cols, d_inner) f32, ssm (n_layer, d_inner,
  *                d_state) f32, last_hidden (d_model) f32
  *   end u64      XXH3-64 of every byte before it
@@ -31,7 +38,7 @@
 #include "model.h"
 
 #define COIL_STATE_MAGIC "COILSTAT"
-#define COIL_STATE_VERSION 1u
+#define COIL_STATE_VERSION 2u
 #define COIL_STATE_HEADER_SIZE 96u
 
 typedef struct coil_state coil_state_t;
@@ -63,7 +70,7 @@ size_t coil_state_blob_size(const coil_state_t *st);
 int coil_state_serialize(const coil_state_t *st, void *buf, size_t cap, coil_err_t *err);
 /* Reads a blob into st, which must be shaped for the same model: a damaged
  * blob is COIL_ECHECKSUM / COIL_EFORMAT / COIL_EVERSION, another model's is
- * COIL_EMISMATCH; st is unchanged on any error. */
+ * COIL_EMISMATCH (another family's is said by name); st is unchanged on any error. */
 int coil_state_deserialize(coil_state_t *st, const void *blob, size_t len, coil_err_t *err);
 /* Reads only the header fields of a blob (validates magic, version, size and
  * checksum).  Any out-pointer may be NULL. */

@@ -1,7 +1,8 @@
 /* test_engine.c -- parity with transformers, chunk invariance, exact resume.
  *
  * Golden data: tests/data/models/<case>/ made by tests/tools/make_golden.py
- * (transformers' MambaForCausalLM, float32 reference).  Every golden sequence
+ * (transformers' MambaForCausalLM, float32 reference) and, for falcon_*, by
+ * tests/tools/make_golden_families.py (FalconMambaForCausalLM).  Every golden sequence
  * is longer than the largest chunk size cut below (so each cut really splits
  * it), and odd_dinner has d_model 27, d_inner 81, d_state 7 (the SIMD
  * kernels' scalar tails run).
@@ -23,7 +24,9 @@
 
 static const char *cases[] = {"tied_f32",   "untied_bias_sharded",  "tied_bf16",
                               "untied_f16", "odd_dinner",           "published_130m_shape",
-                              "published_sharded_shape"};
+                              "published_sharded_shape", "falcon_tied_f32", "falcon_untied_odd_f32",
+                              "falcon_untied_bf16", "mamba2_groups_f32", "mamba2_tied_bf16",
+                              "mamba2_odd_f16"};
 static const char *backends[] = {"cpu", "cpu-portable"};
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 #define NBACKENDS ((int)(sizeof backends / sizeof backends[0]))
@@ -268,6 +271,16 @@ START_TEST(test_errors)
     coil_engine_options_t opt = {.backend = "metal"}; /* cuda: test_backend_cuda */
     ck_assert_ptr_null(coil_engine_new(g1.m, &opt, &err));
     ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
+    /* the CUDA forward is Mamba-1's: another family is refused by name (or the build has no CUDA) */
+    golden_t gf;
+    golden_load("falcon_tied_f32", &gf);
+    coil_engine_options_t cu = {.backend = "cuda"};
+    ck_assert_ptr_null(coil_engine_new(gf.m, &cu, &err));
+    ck_assert_int_eq(err.code, COIL_EUNSUPPORTED);
+#ifdef COIL_HAVE_CUDA
+    ck_assert_msg(strstr(err.msg, "does not run model family 'falcon_mamba' (FalconMambaForCausalLM)"), "%s", err.msg);
+#endif
+    golden_free(&gf);
     coil_state_destroy(&other);
     coil_state_destroy(&st);
     coil_engine_destroy(&e);

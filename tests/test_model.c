@@ -3,12 +3,14 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "family.h"
 #include "testutil.h"
 
 static char *dir;
@@ -75,8 +77,12 @@ START_TEST(test_config_fields)
                                              "\"intermediate_size\": 20, \"expand\": 2}", "cfg", &c, &err),
                      COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "intermediate_size"));
-    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"mamba2\", \"hidden_size\": 8}", "cfg", &c, &err),
+    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"rwkv\", \"hidden_size\": 8}", "cfg", &c, &err),
                      COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' is not a family coil runs: mamba, falcon_mamba, mamba2"));
+    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"mamba2\", \"hidden_size\": 8}", "cfg", &c, &err),
+                     COIL_ECONFIG); /* a family coil runs: now its fields are checked */
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_hidden_layers"));
     ck_assert_int_eq(coil_model_config_parse("{\"hidden_size\": 8, \"num_hidden_layers\": 1, \"vocab_size\": 1, "
                                              "\"use_bias\": 1}", "cfg", &c, &err), COIL_ECONFIG);
     ck_assert_int_eq(coil_model_config_parse("not json", "cfg", &c, &err), COIL_EFORMAT);
@@ -185,6 +191,49 @@ START_TEST(test_bad_models)
 }
 END_TEST
 
+/* Falcon-Mamba: the family by model_type / architectures, mixer_rms_eps and
+ * its errors; the Mamba-1 tensor checks apply with the family named. */
+START_TEST(test_falcon_mamba)
+{
+    coil_err_t err = {0};
+    coil_model_t *fm = coil_model_load(tu_data("models/falcon_untied_odd_f32"), &err);
+    ck_assert_msg(fm != NULL, "%s", err.msg);
+    ck_assert_str_eq(coil_model_config(fm)->family->model_type, "falcon_mamba");
+    ck_assert(coil_model_config(fm)->mixer_rms_eps == 1e-4);
+    coil_model_destroy(&fm);
+
+    tu_model_shape_t sh = small;
+    sh.family = "falcon_mamba";
+    ck_assert_int_eq(tu_write_random_model(dir, &sh, 1), 0);
+    ck_assert_int_eq(load_code(&err), 0);
+    patch("config.json", "\"mixer_rms_eps\": 1e-06", "\"mixer_rms_eps\": 2e+00");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'mixer_rms_eps' must be a number in (0, 1]"));
+    patch("config.json", "\"mixer_rms_eps\": 2e+00", "\"mixer_rms_eps\": \"tin\"");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "mixer_rms_eps"));
+    patch("config.json", "\"mixer_rms_eps\": \"tin\"", "\"mixer_rms_eps\": 1e-06");
+    /* model_type and architectures[0] must name the same family */
+    patch("config.json", "\"model_type\": \"falcon_mamba\"", "\"model_type\": \"mamba\"       ");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'mamba' disagrees with architectures[0] 'FalconMambaForCausalLM'"));
+    patch("config.json", "\"model_type\": \"mamba\"       ", "\"model_type\": \"rwkv\"        ");
+    ck_assert_int_eq(load_code(&err), COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' (FalconMambaForCausalLM) is not a family coil runs"));
+    patch("config.json", "\"model_type\": \"rwkv\"        ", "\"model_type\": \"falcon_mamba\"");
+    /* a mis-shaped and a missing tensor, named */
+    patch("config.json", "\"state_size\": 8", "\"state_size\": 4");
+    ck_assert_int_eq(load_code(&err), COIL_ESHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backbone.layers.0.mixer.A_log"));
+    patch("config.json", "\"state_size\": 4", "\"state_size\": 8");
+    patch("model.safetensors", "backbone.layers.1.mixer.D\"", "backbone.layers.1.mixer.Q\"");
+    ck_assert_int_eq(load_code(&err), COIL_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err.msg, "backbone.layers.1.mixer.D"));
+    patch("model.safetensors", "backbone.layers.1.mixer.Q\"", "backbone.layers.1.mixer.D\"");
+    ck_assert_int_eq(load_code(&err), 0);
+}
+END_TEST
+
 START_TEST(test_bad_shard_index)
 {
     coil_err_t err = {0};
@@ -253,6 +302,97 @@ static int parse_variant(const char *from, const char *to, coil_model_config_t *
     return rc;
 }
 
+/* Mamba-2: config.json as transformers 5 saves it ({"__float__": "Infinity"}
+ * in time_step_limit; older ones wrote a bare Infinity), its checks, named. */
+static int parse_m2(const char *cfgtext, const char *from, const char *to, coil_model_config_t *c, coil_err_t *err)
+{
+    char *t = subst(cfgtext, from, to);
+    ck_assert_ptr_nonnull(t);
+    int rc = coil_model_config_parse(t, "config.json", c, err);
+    free(t);
+    return rc;
+}
+
+START_TEST(test_mamba2_config)
+{
+    coil_err_t err = {0};
+    coil_model_config_t c;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.json", tu_data("models/mamba2_groups_f32"));
+    size_t n;
+    char *text = tu_read(path, &n);
+    ck_assert_ptr_nonnull(text);
+    text = realloc(text, n + 1);
+    text[n] = '\0';
+    const char *inf = "{\n      \"__float__\": \"Infinity\"\n    }";
+    ck_assert_msg(strstr(text, inf), "the golden config no longer has transformers' Infinity form");
+    ck_assert_msg(coil_model_config_parse(text, "config.json", &c, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(c.family->model_type, "mamba2");
+    ck_assert_int_eq(c.n_heads, 6);
+    ck_assert_int_eq(c.head_dim, 10);
+    ck_assert_int_eq(c.n_groups, 2);
+    ck_assert_int_eq(c.d_inner, 60);
+    ck_assert(isinf(c.dt_limit_hi) && c.dt_limit_lo == 0);
+    ck_assert(!c.tie_embeddings); /* Mamba2Config's default */
+    ck_assert_int_eq(parse_m2(text, inf, "Infinity", &c, &err), 0); /* older transformers */
+    ck_assert(isinf(c.dt_limit_hi));
+    ck_assert_int_eq(parse_m2(text, inf, "0.5", &c, &err), 0);
+    ck_assert(c.dt_limit_hi == 0.5);
+    ck_assert_int_eq(parse_m2(text, inf, "\"big\"", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'time_step_limit' must be a list of two numbers"));
+    ck_assert_int_eq(parse_m2(text, "0.0,", "0.7,", &c, &err), 0);
+    ck_assert_int_eq(parse_m2(text, inf, "0.5", &c, &err), 0);
+    char *t2 = subst(text, inf, "0.5");
+    ck_assert_int_eq(parse_m2(t2, "0.0,", "0.7,", &c, &err), COIL_ECONFIG); /* lo > hi */
+    ck_assert_ptr_nonnull(strstr(err.msg, "0 <= lo <= hi"));
+    free(t2);
+    ck_assert_int_eq(parse_m2(text, "\"num_heads\": 6", "\"num_heads\": 5", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_heads x head_dim = 5 x 10 must equal expand x hidden_size = 60"));
+    char *t3 = subst(text, "\"num_heads\": 6", "\"num_heads\": 4"), *t4 = subst(t3, "\"head_dim\": 10", "\"head_dim\": 15");
+    ck_assert_int_eq(parse_m2(t4, "\"n_groups\": 2", "\"n_groups\": 2", &c, &err), 0); /* 4 x 15, 2 groups */
+    ck_assert_int_eq(parse_m2(t4, "\"n_groups\": 2", "\"n_groups\": 3", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "num_heads 4 is not a multiple of n_groups 3"));
+    free(t3);
+    free(t4);
+    ck_assert_int_eq(parse_m2(text, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"relu\"", &c, &err),
+                     COIL_EUNSUPPORTED);
+    free(text);
+
+    /* a missing and a mis-shaped Mamba-2 tensor, named */
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/m2", dir);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/mamba2_groups_f32"), sub), 0);
+    coil_model_t *m2 = coil_model_load(sub, &err);
+    ck_assert_msg(m2 != NULL, "%s", err.msg);
+    coil_model_destroy(&m2);
+    snprintf(path, sizeof path, "%s/model.safetensors", sub);
+    char *st = tu_read(path, &n);
+    char *hit = NULL;
+    for (size_t i = 0; i + 31 <= n && !hit; i++)
+        if (memcmp(st + i, "backbone.layers.2.mixer.dt_bias", 31) == 0)
+            hit = st + i;
+    ck_assert_ptr_nonnull(hit);
+    memcpy(hit, "backbone.layers.2.mixer.dt_bia_", 31);
+    ck_assert_int_eq(tu_write(path, st, n), 0);
+    ck_assert_ptr_null(coil_model_load(sub, &err));
+    ck_assert_int_eq(err.code, COIL_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "backbone.layers.2.mixer.dt_bias"), "%s", err.msg);
+    free(st);
+    snprintf(path, sizeof path, "%s/config.json", sub);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/mamba2_groups_f32"), sub), 0);
+    char *cf = tu_read(path, &n);
+    cf = realloc(cf, n + 1);
+    cf[n] = '\0';
+    char *cf2 = subst(cf, "\"state_size\": 8", "\"state_size\": 9");
+    ck_assert_int_eq(tu_write(path, cf2, strlen(cf2)), 0);
+    ck_assert_ptr_null(coil_model_load(sub, &err));
+    ck_assert_int_eq(err.code, COIL_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "backbone.layers.0.mixer.in_proj.weight"), "%s", err.msg);
+    free(cf);
+    free(cf2);
+}
+END_TEST
+
 START_TEST(test_published_configs)
 {
     coil_model_config_t c;
@@ -311,8 +451,16 @@ START_TEST(test_published_configs)
     ck_assert_ptr_nonnull(strstr(err.msg, "time_step_rank"));
     ck_assert_int_eq(parse_variant("\"time_step_rank\": 48", "\"time_step_rank\": \"auto\"", &c, &err), 0);
     ck_assert_int_eq(c.dt_rank, 48); /* ceil(768 / 16) */
+    /* the family: model_type and architectures[0] must agree; an unknown one is refused by name */
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"falcon_mamba\"", &c, &err),
+                     COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'falcon_mamba' disagrees with architectures[0] 'MambaForCausalLM'"));
+    ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"llama\"", &c, &err),
                      COIL_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(
+        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba, mamba2"));
+    ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\",", "", &c, &err), 0); /* by architectures[0] */
+    ck_assert_str_eq(c.family->model_type, "mamba");
     ck_assert_int_eq(parse_variant("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", &c, &err),
                      COIL_EUNSUPPORTED);
     /* the documented maxima (src/model.h), each named */
@@ -600,6 +748,8 @@ int main(void)
     tcase_add_test(tc, test_config_fields);
     tcase_add_test(tc, test_load_golden_models);
     tcase_add_test(tc, test_bad_models);
+    tcase_add_test(tc, test_falcon_mamba);
+    tcase_add_test(tc, test_mamba2_config);
     tcase_add_test(tc, test_bad_shard_index);
     tcase_add_test(tc, test_published_configs);
     tcase_add_test(tc, test_published_directories);

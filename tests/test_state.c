@@ -104,6 +104,82 @@ START_TEST(test_damaged_blobs)
 }
 END_TEST
 
+/* Format v2 records the family; v1 blobs (before families: Mamba-1, offset 72
+ * zero) still load; a state of one family is refused by another by name. */
+static void make_v1(unsigned char *b, size_t len)
+{
+    uint32_t v1 = 1, zero = 0;
+    memcpy(b + 8, &v1, 4);
+    memcpy(b + 72, &zero, 4);
+    uint64_t h = XXH3_64bits(b, len - 8);
+    memcpy(b + len - 8, &h, 8);
+}
+
+START_TEST(test_families_and_v1)
+{
+    coil_err_t err = {0};
+    const unsigned char *b = blob;
+    uint32_t ver, fam;
+    memcpy(&ver, b + 8, 4);
+    memcpy(&fam, b + 72, 4);
+    ck_assert_uint_eq(ver, 2);
+    ck_assert_uint_eq(fam, 0); /* mamba */
+    /* a version-1 blob of the same state loads to the same bits */
+    unsigned char *v1 = malloc(n), *again = malloc(n);
+    memcpy(v1, blob, n);
+    make_v1(v1, n);
+    coil_state_t *s2 = coil_state_new(m, &err);
+    ck_assert_msg(coil_state_deserialize(s2, v1, n, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(coil_state_position(s2), 5);
+    ck_assert_int_eq(coil_state_serialize(s2, again, n, &err), 0);
+    ck_assert_int_eq(memcmp(again, blob, n), 0);
+    coil_state_destroy(&s2);
+
+    /* falcon_tied_f32 has tied_f32's shapes exactly: only the family tells them apart */
+    coil_model_t *fm = coil_model_load(tu_data("models/falcon_tied_f32"), &err);
+    ck_assert_msg(fm != NULL, "%s", err.msg);
+    ck_assert(coil_model_fingerprint(fm) != coil_model_fingerprint(m));
+    coil_state_t *fs = coil_state_new(fm, &err);
+    ck_assert_int_eq(coil_state_deserialize(fs, blob, n, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'mamba', the loaded model is a 'falcon_mamba' "
+                                  "(FalconMambaForCausalLM)"), "%s", err.msg);
+    ck_assert_int_eq(coil_state_deserialize(fs, v1, n, &err), COIL_EMISMATCH); /* v1 = mamba */
+    ck_assert_ptr_nonnull(strstr(err.msg, "family 'mamba'"));
+    coil_engine_t *e = coil_engine_new(fm, NULL, &err);
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    ck_assert_int_eq(coil_engine_forward(e, fs, ids, 5, NULL, &err), 0);
+    ck_assert_uint_eq(coil_state_blob_size(fs), n);
+    void *fb = malloc(n);
+    ck_assert_int_eq(coil_state_serialize(fs, fb, n, &err), 0);
+    memcpy(&fam, (unsigned char *)fb + 72, 4);
+    ck_assert_uint_eq(fam, 1); /* falcon_mamba */
+    ck_assert_int_eq(coil_state_deserialize(st, fb, n, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'falcon_mamba', the loaded model is a 'mamba' "
+                                  "(MambaForCausalLM)"), "%s", err.msg);
+    /* the engine refuses a state of the other family too */
+    ck_assert_int_eq(coil_engine_forward(e, st, ids, 1, NULL, &err), COIL_EMISMATCH);
+    /* a Mamba-2 state (family id 2, its own tensor sizes) is refused by family first */
+    coil_model_t *m2 = coil_model_load(tu_data("models/mamba2_groups_f32"), &err);
+    ck_assert_msg(m2 != NULL, "%s", err.msg);
+    coil_state_t *s2b = coil_state_new(m2, &err);
+    size_t n2 = coil_state_blob_size(s2b);
+    void *b2 = malloc(n2);
+    ck_assert_int_eq(coil_state_serialize(s2b, b2, n2, &err), 0);
+    ck_assert_int_eq(coil_state_deserialize(st, b2, n2, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'mamba2', the loaded model is a 'mamba'"), "%s",
+                  err.msg);
+    free(b2);
+    coil_state_destroy(&s2b);
+    coil_model_destroy(&m2);
+    free(fb);
+    free(v1);
+    free(again);
+    coil_engine_destroy(&e);
+    coil_state_destroy(&fs);
+    coil_model_destroy(&fm);
+}
+END_TEST
+
 START_TEST(test_other_model)
 {
     coil_err_t err = {0};
@@ -146,6 +222,7 @@ int main(void)
     tcase_add_test(tc, test_round_trip_and_layout);
     tcase_add_test(tc, test_damaged_blobs);
     tcase_add_test(tc, test_other_model);
+    tcase_add_test(tc, test_families_and_v1);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -202,8 +202,24 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
         snprintf(t->name, sizeof t->name, __VA_ARGS__);                                           \
         t->kind = k, t->scale = sc, t->ndim = nd, t->shape[0] = a, t->shape[1] = b, t->shape[2] = c; \
     } while (0)
+    const char *fam = sh->family ? sh->family : getenv("COIL_TEST_FAMILY");
+    const int m2 = fam && strcmp(fam, "mamba2") == 0;
+    /* mamba2: head_dim 8, n_groups 2 (D must be a multiple of 16) */
+    const int64_t NH = D / 8, G = 2, Dc = D + 2 * G * N;
     ADD(0, 0.5f, 2, V, H, 0, "backbone.embeddings.weight");
-    for (int64_t l = 0; l < sh->n_layer; l++) {
+    for (int64_t l = 0; m2 && l < sh->n_layer; l++) {
+        ADD(1, 0, 1, H, 0, 0, "backbone.layers.%lld.norm.weight", (long long)l);
+        ADD(0, 1.0f / sqrtf((float)H), 2, D + Dc + NH, H, 0, "backbone.layers.%lld.mixer.in_proj.weight", (long long)l);
+        ADD(0, 0.3f, 3, Dc, 1, K, "backbone.layers.%lld.mixer.conv1d.weight", (long long)l);
+        ADD(0, 0.1f, 1, Dc, 0, 0, "backbone.layers.%lld.mixer.conv1d.bias", (long long)l);
+        ADD(3, 0, 1, NH, 0, 0, "backbone.layers.%lld.mixer.dt_bias", (long long)l);
+        ADD(2, 0, 1, NH, 0, 0, "backbone.layers.%lld.mixer.A_log", (long long)l);
+        ADD(1, 0, 1, NH, 0, 0, "backbone.layers.%lld.mixer.D", (long long)l);
+        ADD(1, 0, 1, D, 0, 0, "backbone.layers.%lld.mixer.norm.weight", (long long)l);
+        ADD(0, 1.0f / sqrtf((float)D) / sqrtf((float)sh->n_layer), 2, H, D, 0,
+            "backbone.layers.%lld.mixer.out_proj.weight", (long long)l);
+    }
+    for (int64_t l = 0; !m2 && l < sh->n_layer; l++) {
         ADD(1, 0, 1, H, 0, 0, "backbone.layers.%lld.norm.weight", (long long)l);
         ADD(0, 1.0f / sqrtf((float)H), 2, 2 * D, H, 0, "backbone.layers.%lld.mixer.in_proj.weight", (long long)l);
         ADD(0, 0.3f, 3, D, 1, K, "backbone.layers.%lld.mixer.conv1d.weight", (long long)l);
@@ -288,16 +304,35 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
     f = fopen(path, "w");
     if (!f)
         goto out;
+    /* the family: shape->family, else $COIL_TEST_FAMILY (tests/families.sh), else mamba;
+     * the two Mamba-1 families share the tensor layout written above */
+    const char *arch = "MambaForCausalLM", *extra = "";
+    char m2extra[128];
+    if (!fam || !*fam || strcmp(fam, "mamba") == 0) {
+        fam = "mamba";
+    } else if (strcmp(fam, "falcon_mamba") == 0) {
+        arch = "FalconMambaForCausalLM";
+        extra = "  \"mixer_rms_eps\": 1e-06,\n";
+    } else if (m2) {
+        arch = "Mamba2ForCausalLM";
+        snprintf(m2extra, sizeof m2extra, "  \"num_heads\": %lld,\n  \"head_dim\": 8,\n  \"n_groups\": %lld,\n",
+                 (long long)NH, (long long)G);
+        extra = m2extra;
+    } else {
+        fprintf(stderr, "tu_write_random_model: unknown family '%s'\n", fam);
+        fclose(f);
+        goto out;
+    }
     fprintf(f,
-            "{\n  \"architectures\": [\"MambaForCausalLM\"],\n  \"model_type\": \"mamba\",\n"
+            "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n%s"
             "  \"hidden_size\": %lld,\n  \"state_size\": %lld,\n  \"num_hidden_layers\": %lld,\n"
             "  \"expand\": %lld,\n  \"intermediate_size\": %lld,\n  \"conv_kernel\": %lld,\n"
             "  \"time_step_rank\": %lld,\n  \"vocab_size\": %lld,\n  \"layer_norm_epsilon\": 1e-05,\n"
             "  \"use_bias\": false,\n  \"use_conv_bias\": true,\n  \"residual_in_fp32\": true,\n"
             "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n  \"pad_token_id\": 0,\n"
             "  \"bos_token_id\": 0,\n  \"eos_token_id\": 0\n}\n",
-            (long long)H, (long long)N, (long long)sh->n_layer, (long long)sh->expand, (long long)D,
-            (long long)K, (long long)R, (long long)V, sh->tied ? "true" : "false");
+            arch, fam, extra, (long long)H, (long long)N, (long long)sh->n_layer, (long long)sh->expand,
+            (long long)D, (long long)K, (long long)R, (long long)V, sh->tied ? "true" : "false");
     rc = fclose(f) == 0 ? 0 : -1;
 out:
     free(spec);
