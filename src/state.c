@@ -179,7 +179,8 @@ int coil_state_blob_peek(const void *blob, size_t len, uint64_t *fingerprint, in
         return coil_err_set(err, COIL_EDTYPE, "state blob dtype %u (only float32 is defined)", get32(p + 48));
     if (get32(p + 52) & ~1u)
         return coil_err_set(err, COIL_EFORMAT, "state blob flags 0x%x (only bit 0 is defined)", get32(p + 52));
-    for (size_t i = 72; i < COIL_STATE_HEADER_SIZE; i++)
+    /* reserved: from 76 (v2: 72 is the family), from 72 in v1 (before families) */
+    for (size_t i = get32(p + 8) == 1 ? 72 : 76; i < COIL_STATE_HEADER_SIZE; i++)
         if (p[i])
             return coil_err_set(err, COIL_EFORMAT, "state blob reserved byte %zu is not zero", i);
     if (fingerprint)
