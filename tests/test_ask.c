@@ -202,6 +202,57 @@ START_TEST(test_select_and_budgets)
 }
 END_TEST
 
+/* Where ids[0..n) first occurs in hay[0..nh), or -1. */
+static long find_ids(const int32_t *hay, size_t nh, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i + n <= nh; i++)
+        if (memcmp(hay + i, ids, n * sizeof *ids) == 0)
+            return (long)i;
+    return -1;
+}
+
+START_TEST(test_reread_in_document_order)
+{
+    coil_err_t err = {0};
+    coil_ask_result_t r;
+    int64_t doc;
+    const char *q = "Horatio, Marcellus and the Ghost of the King";
+    coil_ask_options_t o = {.strategy = COIL_ASK_REREAD, .evidence_k = 4, .max_reread_tokens = 8192};
+    ck_assert_msg(coil_ask(store, e, tok, NULL, "hamlet", q, strlen(q), &o, st, &r, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(coil_store_doc_find(store, "hamlet", &doc, &err), 0);
+    ck_assert_uint_ge(r.n_evidence, 3);
+    /* the evidence is best first; the test means something only if that is not document order */
+    int ranked_in_order = 1;
+    for (size_t i = 1; i < r.n_evidence; i++)
+        if (r.evidence[i].chosen && r.evidence[i].seq < r.evidence[i - 1].seq)
+            ranked_in_order = 0;
+    ck_assert_msg(!ranked_in_order, "pick a question whose best passages are not in document order");
+    /* every re-read passage is in what was fed, as its stored ids, in document order */
+    long last = -1;
+    int64_t last_seq = -1;
+    for (int pass = 0; pass < (int)r.n_evidence; pass++) {
+        /* the chosen passage with the next larger seq */
+        const coil_ask_evidence_t *ev = NULL;
+        for (size_t i = 0; i < r.n_evidence; i++)
+            if (r.evidence[i].chosen && r.evidence[i].seq > last_seq && (!ev || r.evidence[i].seq < ev->seq))
+                ev = &r.evidence[i];
+        if (!ev)
+            break;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(coil_store_doc_tokens(store, doc, ev->token_start, ev->token_end, &ids, &n, &err), 0);
+        long at = find_ids(r.fed, r.n_fed, ids, n);
+        ck_assert_msg(at > last, "chunk %lld is fed at %ld, after the previous passage's %ld", (long long)ev->seq, at,
+                      last);
+        last = at;
+        last_seq = ev->seq;
+        free(ids);
+    }
+    ck_assert_int_gt(last, -1);
+    coil_ask_result_free(&r);
+}
+END_TEST
+
 START_TEST(test_session_continues)
 {
     coil_err_t err = {0};
@@ -319,6 +370,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reread_beats_state);
     tcase_add_test(tc, test_select_and_budgets);
+    tcase_add_test(tc, test_reread_in_document_order);
     tcase_add_test(tc, test_session_continues);
     tcase_add_test(tc, test_fts_query_is_safe);
     tcase_add_test(tc, test_errors_change_nothing);
