@@ -287,11 +287,6 @@ static int spawn(srv_t *s, worker_t *w)
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        /* threads_per_worker 0: the workers share the machine's usable CPUs
-         * (the pool divides them by COIL_WORKERS), rather than each taking them all */
-        char nw[32];
-        snprintf(nw, sizeof nw, "%" PRId64, c->workers);
-        setenv("COIL_WORKERS", nw, 1);
         char *argv[] = {(char *)s->o->worker_bin, "--connect", s->ep[2], "--db", c->database,
                         "--model", c->model, "--name", w->name, "--threads", threads, "--chunk", chunk,
                         "--interval", interval, "--dense", dense, "--backend", c->device, NULL};
