@@ -115,8 +115,8 @@ static void *worker(void *arg)
 }
 
 /* OMP_NUM_THREADS, else the CPUs this process may use, shared among
- * COIL_WORKERS processes when set (coild's workers: W workers on C cores get
- * C / W threads each, at least 1). */
+ * COIL_WORKERS processes when set (W processes on C cores get C / W threads
+ * each, at least 1; coild does not set it: it runs one write job at a time). */
 static int default_threads(void)
 {
     int n = omp_get_max_threads();
