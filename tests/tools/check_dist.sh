@@ -10,6 +10,7 @@ srcdir=$1
 distdir=$2
 # tracked files that are deliberately not shipped (a pattern per line)
 not_shipped='^\.gitignore$
+^\.gitattributes$
 ^build-aux/\.gitkeep$
 ^m4/\.gitkeep$'
 top=$(git -C "$srcdir" rev-parse --show-toplevel 2>/dev/null || true)
