@@ -2,6 +2,7 @@
 #include "state.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -223,7 +224,17 @@ int coil_state_deserialize(coil_state_t *s, const void *blob, size_t len, coil_e
                             (unsigned long long)fp, (unsigned long long)s->fingerprint);
     if (pos < 0)
         return coil_err_set(err, COIL_EFORMAT, "state blob has negative position %lld", (long long)pos);
-    memcpy(s->buf, p + COIL_STATE_HEADER_SIZE, n_floats(s) * sizeof(float));
+    /* a NaN or an infinity would poison every later output: such a blob is
+     * damaged (or made to harm), refused before anything of s is changed */
+    const unsigned char *payload = p + COIL_STATE_HEADER_SIZE;
+    for (size_t i = 0, n = n_floats(s); i < n; i++) {
+        float v;
+        memcpy(&v, payload + i * sizeof v, sizeof v);
+        if (!isfinite(v))
+            return coil_err_set(err, COIL_EFORMAT, "state blob value %zu of %zu is %s", i, n,
+                                isnan(v) ? "NaN" : "infinite");
+    }
+    memcpy(s->buf, payload, n_floats(s) * sizeof(float));
     s->pos = pos;
     s->has_hidden = (get32(p + 52) & 1u) != 0;
     return 0;

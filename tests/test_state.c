@@ -4,6 +4,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -100,6 +101,21 @@ START_TEST(test_damaged_blobs)
     memcpy(b, blob, n);
     b[8] = 9;                                 /* a future format version */
     expect_error(b, n, COIL_EVERSION);
+    /* a NaN or an infinity in the payload, under a valid checksum: refused by name */
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        memcpy(b, blob, n);
+        memcpy(b + COIL_STATE_HEADER_SIZE + 4 * (size_t)(7 + i), &bad[i], 4);
+        uint64_t h = XXH3_64bits(b, n - 8);
+        memcpy(b + n - 8, &h, 8);
+        expect_error(b, n, COIL_EFORMAT);
+        coil_err_t err = {0};
+        coil_state_t *s2 = coil_state_new(m, &err);
+        ck_assert_int_eq(coil_state_deserialize(s2, b, n, &err), COIL_EFORMAT);
+        ck_assert_msg(strstr(err.msg, i ? "infinite" : "NaN") && strstr(err.msg, i == 0 ? "value 7 " : "value "), "%s",
+                      err.msg);
+        coil_state_destroy(&s2);
+    }
     free(b);
 }
 END_TEST
