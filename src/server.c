@@ -50,8 +50,18 @@ typedef struct {
     job_t *job;         /* in flight */
     double idle_since;
     double respawn_at;  /* when a dead local worker is started again */
-    int restarts;
+    int restarts;       /* deaths in a row without a READY in between (the backoff) */
+    int start_failures; /* of those, exits with an error status (not kills) */
+    int gave_up;        /* MAX_START_FAILURES of them: not started again */
+    char why[64];       /* how it last ended */
 } worker_t;
+
+/* A local worker that exits with an error this many times in a row before it
+ * is ready (a model it cannot load, a device it does not have, a store it
+ * cannot open) is not started again: the same error would repeat forever.
+ * (A worker killed by a signal is always restarted.)  When no local worker is
+ * left, coild exits with an error, for its supervisor to see. */
+#define MAX_START_FAILURES 5
 
 typedef struct spool {
     struct spool *next;
@@ -345,6 +355,15 @@ static void reap(srv_t *s)
             double backoff = 0.1 * (double)(1 << (w->restarts < 6 ? w->restarts : 6));
             w->respawn_at = now_s() + backoff;
             w->restarts++;
+            snprintf(w->why, sizeof w->why, "%s", why);
+            if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && ++w->start_failures >= MAX_START_FAILURES) {
+                w->respawn_at = 0;
+                w->gave_up = 1;
+                logf_(s, COIL_LOG_ERROR,
+                      "worker %s %s %d times in a row before it was ready; not starting it again (its own "
+                      "error is above)",
+                      w->name, why, w->start_failures);
+            }
         }
     }
 }
@@ -681,6 +700,7 @@ static void on_worker(srv_t *s)
         w->ready = 1;
         w->idle_since = now_s();
         w->restarts = 0;
+        w->start_failures = 0;
         logf_(s, COIL_LOG_INFO, "worker %s ready", w->name);
         publish_worker(s, "worker.up", w, NULL);
     } else if (IS("EVENT") && n >= 4) {
@@ -1061,11 +1081,28 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
             json_decref(h);
             tell_queued(&s);
         }
-        for (int i = 0; o->worker_bin && i < MAX_WORKERS; i++)
-            if (s.w[i].present && s.w[i].pid == 0 && s.w[i].respawn_at > 0 && t >= s.w[i].respawn_at) {
+        int local = 0, given_up = 0;
+        const worker_t *last = NULL;
+        for (int i = 0; o->worker_bin && i < MAX_WORKERS; i++) {
+            if (!s.w[i].present)
+                continue;
+            local++;
+            if (s.w[i].gave_up) {
+                given_up++;
+                last = &s.w[i];
+            }
+            if (s.w[i].pid == 0 && s.w[i].respawn_at > 0 && t >= s.w[i].respawn_at) {
                 s.w[i].respawn_at = 0;
                 spawn(&s, &s.w[i]);
             }
+        }
+        if (local > 0 && given_up == local) {
+            rc = coil_err_set(err, COIL_ECONFIG,
+                              "no worker could start: every worker exited with an error %d times in a row "
+                              "before it was ready (%s: %s); the workers' own error is above",
+                              MAX_START_FAILURES, last->name, last->why);
+            break;
+        }
     }
     /* shutdown: workers drain (checkpoint) and exit; waiting clients are told */
     logf_(&s, COIL_LOG_INFO, "shutting down");

@@ -33,13 +33,14 @@ static char out_path[4096], err_path[4096], model[4096], doc_path[4096], db[4096
 
 /* ---- running coil -------------------------------------------------------------- */
 
-/* Starts coil with args (NULL-terminated); stdin from in_fd (-1: /dev/null),
- * stdout to out_fd (-1: out_path), stderr to err_path. */
-static pid_t spawn_coil(const char *const *args, int in_fd, int out_fd)
+/* Starts the program prog of the build tree (coil, coild) with args
+ * (NULL-terminated); stdin from in_fd (-1: /dev/null), stdout to out_fd (-1:
+ * out_path), stderr to err_path. */
+static pid_t spawn_prog(const char *prog, const char *const *args, int in_fd, int out_fd)
 {
     char bin[4096];
     const char *b = getenv("COIL_BUILDDIR");
-    snprintf(bin, sizeof bin, "%s/coil", b && *b ? b : ".");
+    snprintf(bin, sizeof bin, "%s/%s", b && *b ? b : ".", prog);
     char *argv[40];
     int n = 0;
     argv[n++] = bin;
@@ -61,6 +62,11 @@ static pid_t spawn_coil(const char *const *args, int in_fd, int out_fd)
     ck_assert_int_eq(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     return pid;
+}
+
+static pid_t spawn_coil(const char *const *args, int in_fd, int out_fd)
+{
+    return spawn_prog("coil", args, in_fd, out_fd);
 }
 
 /* Waits at most timeout_s for pid; its exit status (the test fails on a signal or a hang). */
@@ -674,6 +680,45 @@ START_TEST(test_signal_then_resume)
 }
 END_TEST
 
+/* ---- coild with workers that cannot start ----------------------------------------- */
+
+/* A worker that can never start (here its model directory does not exist; in
+ * the field: a device it does not have, weights it cannot read) used to be
+ * restarted forever, coild up and useless.  Now each worker is started at most
+ * 5 times in a row, its own error shown each time, and then coild exits 1
+ * saying no worker could start. */
+START_TEST(test_coild_gives_up_on_workers_that_cannot_start)
+{
+    char cfg[4200], yaml[8400], missing[4200];
+    snprintf(cfg, sizeof cfg, "%s/coild.yaml", dir);
+    snprintf(missing, sizeof missing, "%s/no-such-model", dir);
+    snprintf(yaml, sizeof yaml,
+             "endpoints:\n  clients: \"tcp://127.0.0.1:*\"\n  events: \"tcp://127.0.0.1:*\"\n"
+             "model: \"%s\"\nworkers: 2\n",
+             missing);
+    ck_assert_int_eq(tu_write(cfg, yaml, strlen(yaml)), 0);
+    char wbin[4200];
+    const char *b = getenv("COIL_BUILDDIR");
+    snprintf(wbin, sizeof wbin, "%s/workers/coil-worker", b && *b ? b : ".");
+    setenv("COIL_WORKER_BIN", wbin, 1);
+    const char *a[] = {"--config", cfg, "--db", db, NULL};
+    ck_assert_int_eq(wait_coil(spawn_prog("coild", a, -1, -1), 90), 1);
+    unsetenv("COIL_WORKER_BIN");
+    expect_in(err_path, "no worker could start: every worker exited with an error 5 times in a row");
+    expect_in(err_path, "not starting it again");
+    expect_in(err_path, "no-such-model"); /* the workers' own error, naming what is wrong */
+    /* each worker was started exactly 5 times, no more */
+    char *log = slurp(err_path);
+    int w0 = 0, w1 = 0;
+    for (const char *p = log; (p = strstr(p, "started worker ")); p++) {
+        w0 += strncmp(p + 15, "w0 ", 3) == 0;
+        w1 += strncmp(p + 15, "w1 ", 3) == 0;
+    }
+    free(log);
+    ck_assert_msg(w0 == 5 && w1 == 5, "workers started %d and %d times", w0, w1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("firsthour");
@@ -689,6 +734,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_damaged_checkpoint_not_used);
     tcase_add_test(tc, test_check_sees_random_bytes);
     tcase_add_loop_test(tc, test_signal_then_resume, 0, 2);
+    tcase_add_test(tc, test_coild_gives_up_on_workers_that_cannot_start);
     suite_add_tcase(s, tc);
     return s;
 }
