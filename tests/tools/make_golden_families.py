@@ -71,7 +71,7 @@ CASES = [
                   use_conv_bias=True, tie_word_embeddings=False, layer_norm_epsilon=1e-6)),
     # RWKV-4: untied, hidden 27, attention 21, FFN 75, 5 blocks rescaled every 2
     # (blocks 2-3 / 4 at 1/2 / 1/4, hidden halved after blocks 1 and 3), big keys
-    dict(name="rwkv_odd_f32", dtype="float32", family="rwkv", key_gain=6.0,
+    dict(name="rwkv_odd_f32", dtype="float32", family="rwkv", key_gain=40.0,
          cfg=dict(hidden_size=27, attention_hidden_size=21, intermediate_size=75, num_hidden_layers=5,
                   vocab_size=203, rescale_every=2, layer_norm_epsilon=1e-3, tie_word_embeddings=False,
                   context_length=64)),
