@@ -2,7 +2,8 @@
  *
  * config.json's model_type / architectures pick the family (src/family.h:
  * mamba = MambaForCausalLM, falcon_mamba = FalconMambaForCausalLM, which
- * share the Mamba-1 layout below); any other is refused by name.
+ * share the Mamba-1 layout below; mamba2; rwkv = RwkvForCausalLM, RWKV-4);
+ * any other is refused by name.
  *
  * A model directory holds config.json (MambaConfig) and either
  * model.safetensors or model.safetensors.index.json + shards (any number),
