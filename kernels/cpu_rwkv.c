@@ -2,13 +2,17 @@
  * token_mix, wkv, relu_sq, sigmoid_mul_add, scale), portable C, as
  * transformers' modeling_rwkv.py computes them in float32 op by op (no
  * fused multiply-add: the build is -std=c11, whose default is
- * -ffp-contract=off).  The same code runs in every kernel set.
+ * -ffp-contract=off).  The AVX2 and AVX-512 sets run wkv and sigmoid_mul_add
+ * through kernels/cpu_rwkv_avx2.c (8 channels at a time); the rest is the
+ * same code in every set.
  *
  * Threading: rows (layernorm) or channels (wkv) are split over the pool in
  * pieces fixed by the shape; each output element is computed by one thread
  * in one order, so the bits do not depend on the thread count.
  */
 #include "cpu_rwkv.h"
+
+#include "config.h"
 
 #include <math.h>
 #include <string.h>
@@ -113,15 +117,23 @@ static void wkv_channels(const void *job, int64_t a0, int64_t a1)
         float num = j->num[a], den = j->den[a], mx = j->mx[a];
         for (int64_t t = 0; t < j->T; t++) {
             const float k = j->k[t * j->ld + a], v = j->v[t * j->ld + a];
-            /* wkv at time t */
-            const float ku = k + u, qo = mx > ku ? mx : ku;
-            float e1 = expf(mx - qo), e2 = expf(ku - qo);
+            /* wkv at time t: q = max(mx, k + u); one of e^(mx - q), e^(k + u - q) is
+             * e^0 = 1 exactly, so only the other is computed (the same bits) */
+            const float ku = k + u;
+            float e1 = 1.0f, e2 = 1.0f;
+            if (mx > ku)
+                e2 = expf(ku - mx);
+            else
+                e1 = expf(mx - ku);
             const float wkv = (e1 * num + e2 * v) / (e1 * den + e2);
             j->y[t * j->A + a] = sigmoid_ref(j->r[t * j->ld + a]) * wkv * j->scale;
             /* the state for t + 1 */
             const float mw = mx + w, qs = mw > k ? mw : k;
-            e1 = expf(mw - qs);
-            e2 = expf(k - qs);
+            e1 = e2 = 1.0f;
+            if (mw > k)
+                e2 = expf(k - mw);
+            else
+                e1 = expf(mw - k);
             num = e1 * num + e2 * v;
             den = e1 * den + e2;
             mx = qs;
@@ -139,6 +151,28 @@ void coil_cpu_wkv(int64_t T, int64_t A, const float *k, const float *v, const fl
     over(A, 64, T * A > 16384, wkv_channels, &j);
 }
 
+#ifdef COIL_HAVE_AVX2
+static void wkv_groups_avx2(const void *job, int64_t g0, int64_t g1)
+{
+    const wkv_job_t *j = job;
+    for (int64_t g = g0; g < g1; g++)
+        coil_avx2_wkv_group(j->T, j->A, g * 8, j->k, j->v, j->r, j->ld, j->decay, j->first, j->num, j->scale, j->y);
+}
+#endif
+
+/* 8 channels a group (each on one thread), the last A % 8 through the portable loop. */
+void coil_cpu_wkv_avx2(int64_t T, int64_t A, const float *k, const float *v, const float *r, int64_t ld,
+                       const float *decay, const float *first, float *state, float scale, float *y)
+{
+#ifdef COIL_HAVE_AVX2
+    wkv_job_t j = {T, A, ld, k, v, r, decay, first, state, state + A, state + 2 * A, scale, y};
+    over(A / 8, 8, T * A > 16384, wkv_groups_avx2, &j);
+    wkv_channels(&j, A / 8 * 8, A);
+#else
+    coil_cpu_wkv(T, A, k, v, r, ld, decay, first, state, scale, y);
+#endif
+}
+
 /* ---- channel mix ------------------------------------------------------------------ */
 
 void coil_cpu_relu_sq(float *x, int64_t n, float scale)
@@ -153,6 +187,16 @@ void coil_cpu_sigmoid_mul_add(float *y, const float *r, const float *v, int64_t 
 {
     for (int64_t i = 0; i < n; i++)
         y[i] += sigmoid_ref(r[i]) * v[i];
+}
+
+void coil_cpu_sigmoid_mul_add_avx2(float *y, const float *r, const float *v, int64_t n)
+{
+#ifdef COIL_HAVE_AVX2
+    const int64_t done = coil_avx2_sigmoid_mul_add(y, r, v, n);
+    coil_cpu_sigmoid_mul_add(y + done, r + done, v + done, n - done);
+#else
+    coil_cpu_sigmoid_mul_add(y, r, v, n);
+#endif
 }
 
 void coil_cpu_scale(float *x, int64_t n, float s)
