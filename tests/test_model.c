@@ -446,6 +446,22 @@ START_TEST(test_rwkv_config)
                      COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "tie_word_embeddings"));
     free(text);
+    /* the published RWKV-4 shapes (rwkv-4-169m-pile, rwkv-4-14b-pile) in the key set RwkvConfig saves */
+    static const char *const published[2] = {
+        "{\"architectures\": [\"RwkvForCausalLM\"], \"attention_hidden_size\": 768, \"bos_token_id\": 0, "
+        "\"context_length\": 1024, \"eos_token_id\": 0, \"hidden_size\": 768, \"intermediate_size\": 3072, "
+        "\"layer_norm_epsilon\": 1e-05, \"model_type\": \"rwkv\", \"num_hidden_layers\": 12, \"rescale_every\": 6, "
+        "\"tie_word_embeddings\": false, \"torch_dtype\": \"float32\", \"transformers_version\": \"4.29.0.dev0\", "
+        "\"use_cache\": true, \"vocab_size\": 50277}",
+        "{\"architectures\": [\"RwkvForCausalLM\"], \"attention_hidden_size\": 5120, \"bos_token_id\": 0, "
+        "\"context_length\": 1024, \"eos_token_id\": 0, \"hidden_size\": 5120, \"intermediate_size\": null, "
+        "\"layer_norm_epsilon\": 1e-05, \"model_type\": \"rwkv\", \"num_hidden_layers\": 40, \"rescale_every\": 6, "
+        "\"tie_word_embeddings\": false, \"use_cache\": true, \"vocab_size\": 50277}"};
+    ck_assert_msg(coil_model_config_parse(published[0], "169m", &c, &err) == 0, "%s", err.msg);
+    ck_assert(c.d_model == 768 && c.attn_dim == 768 && c.d_inner == 3072 && c.n_layer == 12 &&
+              c.rescale_every == 6 && c.vocab_size == 50277 && c.eos_id == 0 && !c.tie_embeddings);
+    ck_assert_msg(coil_model_config_parse(published[1], "14b", &c, &err) == 0, "%s", err.msg);
+    ck_assert(c.d_model == 5120 && c.attn_dim == 5120 && c.d_inner == 20480 && c.n_layer == 40);
 
     /* the tensors: a missing one, a mis-shaped one, the config against the files, the untied head */
     char sub[4200];
