@@ -80,6 +80,34 @@ typedef struct coil_backend_ops {
     /* y(T, H) += x(T, H) */
     void (*add)(float *y, const float *x, int64_t n);
 
+    /* ---- RWKV-4 (transformers' RwkvForCausalLM), float32 as modeling_rwkv.py ----
+     * nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, biased variance,
+     * per row of x(T, H); y may be x. */
+    void (*layernorm)(const float *x, const float *w, const float *b, float eps, float *y, int64_t T, int64_t H);
+
+    /* Token shift and mix: prev = x[t-1], and the carried shift(H) for t = 0;
+     *   out[j][t,i] = x[t,i] * mix[j][i] + prev[i] * (1 - mix[j][i]),  j < nmix
+     * then shift := x[T-1].  x, out[j]: (T, H). */
+    void (*token_mix)(const float *x, float *shift, int nmix, const float *const *mix, float *const *out,
+                      int64_t T, int64_t H);
+
+    /* Time mix (rwkv_linear_attention_cpu's numerically stable form) and the
+     * receptance gate, per channel a with w = decay[a] (= -exp(time_decay)),
+     * u = first[a] and the state (num, den, mx):
+     *   q = max(mx, k+u);  wkv = (e^(mx-q) num + e^(k+u-q) v) / (e^(mx-q) den + e^(k+u-q))
+     *   y[t,a] = sigmoid(r[t,a]) * wkv * scale
+     *   q = max(mx+w, k);  num = e^(mx+w-q) num + e^(k-q) v;  den = e^(mx+w-q) den + e^(k-q);  mx = q
+     * k, v, r: (T, A) with row stride ld; state: num | den | mx, 3 x A, in/out; y: (T, A). */
+    void (*wkv)(int64_t T, int64_t A, const float *k, const float *v, const float *r, int64_t ld,
+                const float *decay, const float *first, float *state, float scale, float *y);
+
+    /* x(n) = relu(x)^2 * scale (the channel mix key) */
+    void (*relu_sq)(float *x, int64_t n, float scale);
+    /* y(n) += sigmoid(r) * v (the channel mix output into the residual) */
+    void (*sigmoid_mul_add)(float *y, const float *r, const float *v, int64_t n);
+    /* x(n) *= s */
+    void (*scale)(float *x, int64_t n, float s);
+
     /* Threads the backend uses for the ops above. */
     void (*set_threads)(int n);
 } coil_backend_ops_t;

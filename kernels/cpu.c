@@ -15,6 +15,7 @@
 #include "config.h"
 #include "convert.h"
 #include "cpu_internal.h"
+#include "cpu_rwkv.h"
 #include "cpu_simd.h"
 #include "pool.h"
 
@@ -573,6 +574,11 @@ static void set_threads(int n)
     coil_matrix_active(); /* the library is chosen, set single-threaded and checked now */
 }
 
+/* RWKV-4's ops (kernels/cpu_rwkv.c); wkv and sigmoid_mul_add have AVX2 versions */
+#define COIL_CPU_RWKV_OPS_(wkv_, sma_)                                                                         \
+    .layernorm = coil_cpu_layernorm, .token_mix = coil_cpu_token_mix, .wkv = wkv_, .relu_sq = coil_cpu_relu_sq, \
+    .sigmoid_mul_add = sma_, .scale = coil_cpu_scale
+
 static const coil_backend_ops_t cpu_portable = {
     .name = "cpu",
     .linear = linear_portable,
@@ -583,6 +589,7 @@ static const coil_backend_ops_t cpu_portable = {
     .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_portable,
     .add = add,
+    COIL_CPU_RWKV_OPS_(coil_cpu_wkv, coil_cpu_sigmoid_mul_add),
     .set_threads = set_threads,
 };
 
@@ -596,6 +603,7 @@ static const coil_backend_ops_t cpu_avx2 = {
     .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_avx2,
     .add = add,
+    COIL_CPU_RWKV_OPS_(coil_cpu_wkv_avx2, coil_cpu_sigmoid_mul_add_avx2),
     .set_threads = set_threads,
 };
 
@@ -609,6 +617,7 @@ static const coil_backend_ops_t cpu_avx512 = {
     .rmsnorm_gated = rmsnorm_gated,
     .scan = scan_avx512,
     .add = add,
+    COIL_CPU_RWKV_OPS_(coil_cpu_wkv_avx2, coil_cpu_sigmoid_mul_add_avx2),
     .set_threads = set_threads,
 };
 

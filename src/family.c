@@ -2,15 +2,17 @@
 #include "family.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* Every family coil runs; the first is the default for a config.json that
  * names neither model_type nor architectures (hand-written Mamba-1 ones). */
-static const coil_family_t *const families[] = {&coil_family_mamba, &coil_family_falcon_mamba, &coil_family_mamba2};
+static const coil_family_t *const families[] = {&coil_family_mamba, &coil_family_falcon_mamba, &coil_family_mamba2,
+                                                &coil_family_rwkv};
 #define NFAM (sizeof families / sizeof families[0])
 
 const char *coil_family_list(void)
 {
-    return "mamba, falcon_mamba, mamba2";
+    return "mamba, falcon_mamba, mamba2, rwkv";
 }
 
 const coil_family_t *coil_family_by_blob_id(uint32_t id)
@@ -19,6 +21,14 @@ const coil_family_t *coil_family_by_blob_id(uint32_t id)
         if (families[i]->blob_id == id)
             return families[i];
     return NULL;
+}
+
+/* A note for a name close to a family's but not it: RWKV-5/6/7 are other architectures. */
+static const char *near_miss(const char *name)
+{
+    return name && strncasecmp(name, "rwkv", 4) == 0
+               ? " (RWKV-5, -6 and -7 are other architectures: coil's rwkv is RWKV-4, RwkvForCausalLM)"
+               : "";
 }
 
 int coil_family_pick(json_t *root, const char *what, const coil_family_t **out, coil_err_t *err)
@@ -43,11 +53,12 @@ int coil_family_pick(json_t *root, const char *what, const coil_family_t **out, 
             by_arch = families[i];
     }
     if (type && !by_type)
-        return coil_err_set(err, COIL_EUNSUPPORTED, "%s: model_type '%s'%s%s%s is not a family coil runs: %s", what,
-                            type, arch ? " (" : "", arch ? arch : "", arch ? ")" : "", coil_family_list());
+        return coil_err_set(err, COIL_EUNSUPPORTED, "%s: model_type '%s'%s%s%s is not a family coil runs: %s%s",
+                            what, type, arch ? " (" : "", arch ? arch : "", arch ? ")" : "", coil_family_list(),
+                            near_miss(type));
     if (!type && arch && !by_arch)
-        return coil_err_set(err, COIL_EUNSUPPORTED, "%s: architecture '%s' is not a family coil runs: %s", what,
-                            arch, coil_family_list());
+        return coil_err_set(err, COIL_EUNSUPPORTED, "%s: architecture '%s' is not a family coil runs: %s%s", what,
+                            arch, coil_family_list(), near_miss(arch));
     if (by_type && by_arch && by_type != by_arch)
         return coil_err_set(err, COIL_ECONFIG, "%s: model_type '%s' disagrees with architectures[0] '%s' (%s)", what,
                             type, arch, by_type->architecture);

@@ -8,6 +8,7 @@
  *   bind            its tensors' names and shapes (src/model_internal.h),
  *   state_shape     its state tensors: floats per layer of the conv-like
  *                   ("conv") and the recurrent ("ssm") tensor,
+ *   state_init      their values at position 0 when not all zero,
  *   scratch_floats  the activations one chunk of C tokens needs,
  *   chunk           its forward over one chunk on the backend ops, from
  *                   token ids to the final normed hidden vectors,
@@ -54,6 +55,9 @@ struct coil_family {
     int (*bind)(coil_model_t *m, coil_err_t *err);
     /* Floats per layer of the state's two tensors. */
     void (*state_shape)(const coil_model_config_t *c, size_t *conv_per, size_t *ssm_per);
+    /* The state at position 0, or NULL for all zero: fills layer l's two tensors
+     * (zeroed already).  RWKV's max starts at -1e38. */
+    void (*state_init)(const coil_model_config_t *c, float *conv, float *ssm);
     /* Floats of activations for a chunk of C tokens; *wscratch_floats: the weight scratch. */
     size_t (*scratch_floats)(const coil_model_t *m, int64_t C, size_t *wscratch_floats);
     /* ids[0..T) (T <= C, each < vocab_size) advance r->st; returns the (T, d_model) final
@@ -64,6 +68,7 @@ struct coil_family {
 extern const coil_family_t coil_family_mamba;
 extern const coil_family_t coil_family_falcon_mamba;
 extern const coil_family_t coil_family_mamba2;
+extern const coil_family_t coil_family_rwkv;
 
 /* The family config.json names; 0, or COIL_EUNSUPPORTED + err naming the
  * model_type / architecture and the families coil runs. */
@@ -72,7 +77,7 @@ int coil_family_pick(json_t *root, const char *what, const coil_family_t **out, 
 /* The family a state blob's id names, or NULL. */
 const coil_family_t *coil_family_by_blob_id(uint32_t id);
 
-/* "mamba, falcon_mamba, mamba2" */
+/* "mamba, falcon_mamba, mamba2, rwkv" */
 const char *coil_family_list(void);
 
 #endif

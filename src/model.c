@@ -480,6 +480,10 @@ static int compute_fingerprint(coil_model_t *m, coil_err_t *err)
         fp_update_i64(h, (int64_t)(c->dt_limit_lo * 1e12));
         fp_update_i64(h, isinf(c->dt_limit_hi) ? -1 : (int64_t)(c->dt_limit_hi * 1e12));
     }
+    if (c->attn_dim > 0) { /* rwkv: attention_hidden_size, rescale_every */
+        fp_update_i64(h, c->attn_dim);
+        fp_update_i64(h, c->rescale_every);
+    }
     if (c->mixer_rms_eps > 0) /* falcon_mamba (absent from Mamba-1 fingerprints, which stay as they were) */
         fp_update_i64(h, (int64_t)(c->mixer_rms_eps * 1e15));
     for (size_t i = 0; i < m->n_bound; i++) { /* binding order is fixed by the code */

@@ -2,7 +2,8 @@
  *
  * config.json's model_type / architectures pick the family (src/family.h:
  * mamba = MambaForCausalLM, falcon_mamba = FalconMambaForCausalLM, which
- * share the Mamba-1 layout below); any other is refused by name.
+ * share the Mamba-1 layout below; mamba2; rwkv = RwkvForCausalLM, RWKV-4);
+ * any other is refused by name.
  *
  * A model directory holds config.json (MambaConfig) and either
  * model.safetensors or model.safetensors.index.json + shards (any number),
@@ -68,6 +69,9 @@ typedef struct coil_model_config {
      * time_step_limit (dt clamped to [lo, hi]; hi may be +inf) */
     int64_t n_heads, head_dim, n_groups;
     double dt_limit_lo, dt_limit_hi;
+    /* rwkv (0 for the others): attention_hidden_size; rescale_every (0: none; d_inner is
+     * intermediate_size, d_state = attention_hidden_size, d_conv = 2: the token shift) */
+    int64_t attn_dim, rescale_every;
 } coil_model_config_t;
 
 /* A matrix (rows, cols), row-major, in its stored dtype (F32, F16 or BF16). */

@@ -15,12 +15,21 @@ struct coil_state {
     int64_t pos;
     int has_hidden;
     size_t conv_per, ssm_per;  /* floats per layer */
+    coil_model_config_t cfg;   /* a copy of the model's (the family's state_init reads it) */
     float *buf;                /* conv | ssm | last_hidden, one allocation */
 };
 
 static size_t n_floats(const coil_state_t *s)
 {
     return (size_t)s->n_layer * (s->conv_per + s->ssm_per) + (size_t)s->d_model;
+}
+
+/* The family's position-0 values over the zeroed tensors (RWKV's max: -1e38). */
+static void init_layers(coil_state_t *s, const coil_model_config_t *c)
+{
+    if (s->family->state_init)
+        for (int64_t l = 0; l < s->n_layer; l++)
+            s->family->state_init(c, coil_state_conv(s, l), coil_state_ssm(s, l));
 }
 
 coil_state_t *coil_state_new(const coil_model_t *m, coil_err_t *err)
@@ -45,6 +54,8 @@ coil_state_t *coil_state_new(const coil_model_t *m, coil_err_t *err)
         coil_err_set(err, COIL_ENOMEM, "out of memory for a state");
         return NULL;
     }
+    s->cfg = *c;
+    init_layers(s, c);
     return s;
 }
 
@@ -94,6 +105,7 @@ int coil_state_copy(coil_state_t *dst, const coil_state_t *src, coil_err_t *err)
 void coil_state_reset(coil_state_t *s)
 {
     memset(s->buf, 0, n_floats(s) * sizeof(float));
+    init_layers(s, &s->cfg);
     s->pos = 0;
     s->has_hidden = 0;
 }

@@ -3,7 +3,10 @@
  * Its two tensors per layer are sized by the model family (src/family.h,
  * state_shape); for Mamba-1 and Falcon-Mamba they are as below; Mamba-2's
  * conv state covers its x|B|C channels, (d_conv - 1, d_inner + 2 n_groups
- * d_state), and its SSM state is (num_heads, head_dim, d_state).
+ * d_state), and its SSM state is (num_heads, head_dim, d_state).  RWKV-4's
+ * "conv" tensor is its two shifted tokens (time mix | channel mix, 2 x d_model)
+ * and its "ssm" tensor num | den | max (3 x attention_hidden_size), the max
+ * starting at -1e38 (the family's state_init, also on reset).
  *
  * Per layer: the conv state, the last (d_conv - 1) inputs of the causal conv,
  * time-major (d_conv - 1, d_inner); and the SSM state (d_inner, d_state).
@@ -22,7 +25,7 @@
  *   52  u32      flags (bit 0: last_hidden valid)
  *   56  i64      position (tokens consumed)
  *   64  u64      payload bytes
- *   72  u32      model family (coil_family_t.blob_id: 0 mamba, 1 falcon_mamba, 2 mamba2)
+ *   72  u32      model family (coil_family_t.blob_id: 0 mamba, 1 falcon_mamba, 2 mamba2, 3 rwkv)
  *   76  u8[20]   reserved, zero
  *   96  payload: conv (n_layer, conv_cols, d_inner) f32, ssm (n_layer, d_inner,
  *                d_state) f32, last_hidden (d_model) f32

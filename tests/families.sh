@@ -1,12 +1,12 @@
 #!/bin/sh
 # families.sh -- runs the ingest (crash resume under SIGKILL, sessions, fork,
 # wrong model) and CLI (ingest, sessions, score, export/import) tests once
-# more per model family beyond Mamba-1 (falcon_mamba, mamba2), on a small random model of that family
+# more per model family beyond Mamba-1 (falcon_mamba, mamba2, rwkv), on a small random model of that family
 # (COIL_TEST_FAMILY makes tests/testutil.c write its config.json).  Run by make check.
 set -u
 B=${COIL_BUILDDIR:-.}
 rc=0
-for fam in falcon_mamba mamba2; do
+for fam in falcon_mamba mamba2 rwkv; do
     # (test_service also passes with COIL_TEST_FAMILY set, run alone; beside
     # the test_service make check runs at the same time its max_clients case
     # is timing-sensitive, so it is not repeated here)

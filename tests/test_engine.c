@@ -2,7 +2,8 @@
  *
  * Golden data: tests/data/models/<case>/ made by tests/tools/make_golden.py
  * (transformers' MambaForCausalLM, float32 reference) and, for falcon_*, by
- * tests/tools/make_golden_families.py (FalconMambaForCausalLM).  Every golden sequence
+ * tests/tools/make_golden_families.py (FalconMambaForCausalLM, Mamba2ForCausalLM,
+ * RwkvForCausalLM).  Every golden sequence
  * is longer than the largest chunk size cut below (so each cut really splits
  * it), and odd_dinner has d_model 27, d_inner 81, d_state 7 (the SIMD
  * kernels' scalar tails run).
@@ -26,7 +27,7 @@ static const char *cases[] = {"tied_f32",   "untied_bias_sharded",  "tied_bf16",
                               "untied_f16", "odd_dinner",           "published_130m_shape",
                               "published_sharded_shape", "falcon_tied_f32", "falcon_untied_odd_f32",
                               "falcon_untied_bf16", "mamba2_groups_f32", "mamba2_tied_bf16",
-                              "mamba2_odd_f16"};
+                              "mamba2_odd_f16", "rwkv_odd_f32", "rwkv_tied_bf16", "rwkv_untied_f16"};
 static const char *backends[] = {"cpu", "cpu-portable"};
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 #define NBACKENDS ((int)(sizeof backends / sizeof backends[0]))
@@ -151,6 +152,8 @@ START_TEST(test_chunk_invariance)
         float *c = run_pieces(&g, be, 5, sz, nchunk[k], NULL);
         double ra = tu_rel_l2(a, g.ref, n), rb = tu_rel_l2(b, g.ref, n), rc = tu_rel_l2(c, g.ref, n);
         double rab = tu_rel_l2(b, base, n);
+        fprintf(stderr, "chunking %-24s %-13s cut %d (first piece %lld): rel L2 %.3g / max_chunk %.3g / both %.3g\n",
+                CASE(_i), be, k, (long long)sz[0], ra, rb, rc);
         ck_assert_msg(ra < 1e-5, "%s/%s chunking %d: rel L2 vs reference %g", CASE(_i), be, k, ra);
         ck_assert_msg(rb < 1e-5, "%s/%s max_chunk %lld: rel L2 vs reference %g", CASE(_i), be, (long long)sz[0], rb);
         ck_assert_msg(rc < 1e-5, "%s/%s chunking %d, max_chunk 5: rel L2 vs reference %g", CASE(_i), be, k, rc);

@@ -6,6 +6,8 @@
  *   - every kernel set this CPU has agrees with the portable one op by op
  *     (linear F32/F16/BF16 prefill and decode, rmsnorm, conv, scan) on shapes
  *     with odd widths, and gives the same bits when run twice;
+ *   - RWKV-4's wkv and layernorm match a double-precision reference, and
+ *     wkv / token_mix carry their state across calls to the bit;
  *   - oneDNN and OpenBLAS agree; a wrong OpenBLAS core choice is detected
  *     and corrected.
  * `test_kernels --available` prints the sets this CPU has (for
@@ -263,6 +265,168 @@ START_TEST(test_threads_same_bits)
 }
 END_TEST
 
+/* RWKV-4's ops: wkv against a double-precision reference of the same
+ * recurrence (keys past exp's float32 range, where only the max form
+ * survives), one call equal to the bit to two calls carrying the state, the
+ * same bits on 1 and 3 threads, each kernel set within 1e-6 of the portable
+ * one (AVX2 wkv / sigmoid_mul_add); layernorm against double; the token shift
+ * carried across calls. */
+static double wkv_ref(int64_t T, int64_t A, const float *k, const float *v, const float *r, const float *w,
+                      const float *u, int64_t t_out, int64_t a)
+{
+    /* sum over s <= t of e^(k_s + (t - 1 - s) w) v_s with e^(k_t + u) for s = t, normalised; in double
+     * relative to the largest exponent */
+    double mx = -1e300;
+    for (int64_t s = 0; s <= t_out; s++) {
+        double e = s == t_out ? (double)k[s * 3 * A + a] + u[a] : (double)k[s * 3 * A + a] + (double)(t_out - 1 - s) * w[a];
+        mx = e > mx ? e : mx;
+    }
+    double num = 0, den = 0;
+    for (int64_t s = 0; s <= t_out; s++) {
+        double e = s == t_out ? (double)k[s * 3 * A + a] + u[a] : (double)k[s * 3 * A + a] + (double)(t_out - 1 - s) * w[a];
+        num += exp(e - mx) * v[s * 3 * A + a];
+        den += exp(e - mx);
+    }
+    (void)T;
+    return 1.0 / (1.0 + exp(-(double)r[t_out * 3 * A + a])) * num / den;
+}
+
+START_TEST(test_rwkv_ops)
+{
+    const int64_t T = 300, A = 272, H = 272;
+    float *kvr = rand_buf((size_t)(T * 3 * A), 1.0f), *w = rand_buf((size_t)A, 1.0f), *u = rand_buf((size_t)A, 1.0f);
+    for (int64_t i = 0; i < T * 3 * A; i += 3 * A)
+        for (int64_t a = 0; a < A; a++)
+            kvr[i + a] *= 150.0f; /* keys to +-150: e^k overflows float32 */
+    for (int64_t a = 0; a < A; a++)
+        w[a] = -expf(3.0f * w[a]);
+    float *st = malloc((size_t)(3 * A) * 4), *st2 = malloc((size_t)(3 * A) * 4), *y1 = malloc((size_t)(T * A) * 4),
+          *y2 = malloc((size_t)(T * A) * 4);
+    const coil_backend_ops_t *P = coil_backend_cpu_portable();
+#define WKV_FRESH(s)                                                                                               \
+    do {                                                                                                         \
+        memset(s, 0, (size_t)(2 * A) * 4);                                                                       \
+        for (int64_t a_ = 0; a_ < A; a_++)                                                                       \
+            (s)[2 * A + a_] = -1e38f;                                                                            \
+    } while (0)
+    WKV_FRESH(st);
+    P->set_threads(1);
+    P->wkv(T, A, kvr, kvr + A, kvr + 2 * A, 3 * A, w, u, st, 0.5f, y1);
+    double worst = 0;
+    for (int64_t t = 0; t < T; t += 37)
+        for (int64_t a = 0; a < A; a += 5) {
+            double ref = 0.5 * wkv_ref(T, A, kvr, kvr + A, kvr + 2 * A, w, u, t, a);
+            double d = fabs(ref - y1[t * A + a]);
+            worst = d > worst ? d : worst;
+        }
+    fprintf(stderr, "kernels wkv vs double reference: max abs diff %.3g\n", worst);
+    /* k + u and mx + w round at 150 to about 1e-5 in float32: that much, not more */
+    ck_assert_msg(worst < 5e-5, "wkv off the double reference by %g", worst);
+    /* two calls carrying the state = one call, to the bit */
+    WKV_FRESH(st2);
+    P->wkv(113, A, kvr, kvr + A, kvr + 2 * A, 3 * A, w, u, st2, 0.5f, y2);
+    P->wkv(T - 113, A, kvr + 113 * 3 * A, kvr + 113 * 3 * A + A, kvr + 113 * 3 * A + 2 * A, 3 * A, w, u, st2, 0.5f,
+           y2 + 113 * A);
+    ck_assert_msg(memcmp(y1, y2, (size_t)(T * A) * 4) == 0 && memcmp(st, st2, (size_t)(3 * A) * 4) == 0,
+                  "wkv in two calls differs from one");
+    /* layernorm against double */
+    float *x = rand_buf((size_t)(T * H), 4.0f), *g = rand_buf((size_t)H, 1.0f), *b = rand_buf((size_t)H, 1.0f);
+    float *l1 = malloc((size_t)(T * H) * 4), *l2 = malloc((size_t)(T * H) * 4);
+    for (int64_t i = 0; i < T * H; i++)
+        x[i] += 3.0f; /* a mean far from 0 */
+    P->layernorm(x, g, b, 1e-5f, l1, T, H);
+    worst = 0;
+    for (int64_t t = 0; t < T; t += 7) {
+        double m = 0, var = 0;
+        for (int64_t i = 0; i < H; i++)
+            m += x[t * H + i];
+        m /= (double)H;
+        for (int64_t i = 0; i < H; i++)
+            var += (x[t * H + i] - m) * (x[t * H + i] - m);
+        var /= (double)H;
+        for (int64_t i = 0; i < H; i++) {
+            double d = fabs((x[t * H + i] - m) / sqrt(var + 1e-5) * g[i] + b[i] - l1[t * H + i]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    ck_assert_msg(worst < 1e-5, "layernorm off the double reference by %g", worst);
+    /* token shift: one call = two calls, the shift carried */
+    float *sh1 = calloc((size_t)H, 4), *sh2 = calloc((size_t)H, 4), *o1 = malloc((size_t)(T * H) * 4),
+          *o2 = malloc((size_t)(T * H) * 4);
+    const float *mix[1] = {g};
+    float *out1[1] = {o1}, *out2a[1] = {o2}, *out2b[1] = {o2 + 50 * H};
+    P->token_mix(x, sh1, 1, mix, out1, T, H);
+    P->token_mix(x, sh2, 1, mix, out2a, 50, H);
+    P->token_mix(x + 50 * H, sh2, 1, mix, out2b, T - 50, H);
+    ck_assert_msg(memcmp(o1, o2, (size_t)(T * H) * 4) == 0 && memcmp(sh1, sh2, (size_t)H * 4) == 0 &&
+                  memcmp(sh1, x + (T - 1) * H, (size_t)H * 4) == 0, "token_mix in two calls differs from one");
+    ck_assert(o1[0] == x[0] * g[0]); /* t = 0 mixes with the (zero) carried shift */
+    /* every kernel set: close to the portable one (the same bits for the ops it shares), the
+     * same bits on 1 and on 3 threads and in two calls carrying the state */
+    float *y3 = malloc((size_t)(T * A) * 4), *st3 = malloc((size_t)(3 * A) * 4), *r3 = malloc((size_t)(T * H) * 4);
+    float *acc1 = malloc((size_t)(T * H) * 4), *acc2 = malloc((size_t)(T * H) * 4);
+    memcpy(acc1, b, (size_t)H * 4);
+    for (int64_t i = H; i < T * H; i++)
+        acc1[i] = x[i - H];
+    P->sigmoid_mul_add(acc1, x, o1, T * H);
+    for (int k = COIL_KSET_PORTABLE; k <= COIL_KSET_AVX512; k++) {
+        const coil_backend_ops_t *S = coil_backend_cpu_kernels((coil_kset_t)k);
+        if (!S)
+            continue;
+        S->set_threads(1);
+        WKV_FRESH(st2);
+        S->wkv(T, A, kvr, kvr + A, kvr + 2 * A, 3 * A, w, u, st2, 0.5f, y2);
+        if (k == COIL_KSET_PORTABLE)
+            ck_assert(memcmp(y1, y2, (size_t)(T * A) * 4) == 0 && memcmp(st, st2, (size_t)(3 * A) * 4) == 0);
+        expect_close("wkv y", (coil_kset_t)k, y1, y2, (size_t)(T * A), 1e-6);
+        expect_close("wkv state", (coil_kset_t)k, st, st2, (size_t)(2 * A), 1e-6);
+        S->set_threads(3);
+        WKV_FRESH(st3);
+        S->wkv(T, A, kvr, kvr + A, kvr + 2 * A, 3 * A, w, u, st3, 0.5f, y3);
+        ck_assert_msg(memcmp(y2, y3, (size_t)(T * A) * 4) == 0 && memcmp(st2, st3, (size_t)(3 * A) * 4) == 0,
+                      "wkv, set %s: 1 and 3 threads differ", coil_kernels_name((coil_kset_t)k));
+        WKV_FRESH(st3);
+        S->wkv(113, A, kvr, kvr + A, kvr + 2 * A, 3 * A, w, u, st3, 0.5f, y3);
+        S->wkv(T - 113, A, kvr + 113 * 3 * A, kvr + 113 * 3 * A + A, kvr + 113 * 3 * A + 2 * A, 3 * A, w, u, st3,
+               0.5f, y3 + 113 * A);
+        ck_assert_msg(memcmp(y2, y3, (size_t)(T * A) * 4) == 0 && memcmp(st2, st3, (size_t)(3 * A) * 4) == 0,
+                      "wkv, set %s: two calls differ from one", coil_kernels_name((coil_kset_t)k));
+        S->layernorm(x, g, b, 1e-5f, l2, T, H);
+        ck_assert_msg(memcmp(l1, l2, (size_t)(T * H) * 4) == 0, "layernorm, set %s, 3 threads: other bits",
+                      coil_kernels_name((coil_kset_t)k));
+        memcpy(acc2, b, (size_t)H * 4);
+        for (int64_t i = H; i < T * H; i++)
+            acc2[i] = x[i - H];
+        S->sigmoid_mul_add(acc2, x, o1, T * H - 3); /* a tail off 8 */
+        acc2[T * H - 3] = acc1[T * H - 3], acc2[T * H - 2] = acc1[T * H - 2], acc2[T * H - 1] = acc1[T * H - 1];
+        expect_close("sigmoid_mul_add", (coil_kset_t)k, acc1, acc2, (size_t)(T * H), 1e-6);
+    }
+    free(y3);
+    free(st3);
+    free(r3);
+    free(acc1);
+    free(acc2);
+#undef WKV_FRESH
+    coil_backend_cpu()->set_threads(0);
+    free(kvr);
+    free(w);
+    free(u);
+    free(st);
+    free(st2);
+    free(y1);
+    free(y2);
+    free(x);
+    free(g);
+    free(b);
+    free(l1);
+    free(l2);
+    free(sh1);
+    free(sh2);
+    free(o1);
+    free(o2);
+}
+END_TEST
+
 /* A child forked after the pool started runs its products too (no workers of
  * the parent to wait for). */
 START_TEST(test_pool_after_fork)
@@ -369,6 +533,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_chosen_matches_cpuid);
     tcase_add_loop_test(tc, test_ops_parity, 0, 3);
     tcase_add_test(tc, test_threads_same_bits);
+    tcase_add_test(tc, test_rwkv_ops);
     tcase_add_test(tc, test_pool_after_fork);
     tcase_add_test(tc, test_matrix_libraries_agree);
     tcase_add_test(tc, test_openblas_core_fixed);

@@ -77,9 +77,15 @@ START_TEST(test_config_fields)
                                              "\"intermediate_size\": 20, \"expand\": 2}", "cfg", &c, &err),
                      COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "intermediate_size"));
-    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"rwkv\", \"hidden_size\": 8}", "cfg", &c, &err),
+    ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"rwkv6\", \"hidden_size\": 8}", "cfg", &c, &err),
+                     COIL_EUNSUPPORTED); /* RWKV-6 (and 5, 7): refused by name */
+    ck_assert_msg(strstr(err.msg, "model_type 'rwkv6' is not a family coil runs: mamba, falcon_mamba, mamba2, rwkv "
+                                  "(RWKV-5, -6 and -7 are other architectures: coil's rwkv is RWKV-4, RwkvForCausalLM)"),
+                  "%s", err.msg);
+    ck_assert_int_eq(coil_model_config_parse("{\"architectures\": [\"Rwkv5ForCausalLM\"]}", "cfg", &c, &err),
                      COIL_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' is not a family coil runs: mamba, falcon_mamba, mamba2"));
+    ck_assert_msg(strstr(err.msg, "architecture 'Rwkv5ForCausalLM' is not a family coil runs") &&
+                  strstr(err.msg, "RWKV-5, -6 and -7 are other architectures"), "%s", err.msg);
     ck_assert_int_eq(coil_model_config_parse("{\"model_type\": \"mamba2\", \"hidden_size\": 8}", "cfg", &c, &err),
                      COIL_ECONFIG); /* a family coil runs: now its fields are checked */
     ck_assert_ptr_nonnull(strstr(err.msg, "num_hidden_layers"));
@@ -217,9 +223,12 @@ START_TEST(test_falcon_mamba)
     patch("config.json", "\"model_type\": \"falcon_mamba\"", "\"model_type\": \"mamba\"       ");
     ck_assert_int_eq(load_code(&err), COIL_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'mamba' disagrees with architectures[0] 'FalconMambaForCausalLM'"));
-    patch("config.json", "\"model_type\": \"mamba\"       ", "\"model_type\": \"rwkv\"        ");
+    patch("config.json", "\"model_type\": \"mamba\"       ", "\"model_type\": \"llama\"       ");
     ck_assert_int_eq(load_code(&err), COIL_EUNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' (FalconMambaForCausalLM) is not a family coil runs"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'llama' (FalconMambaForCausalLM) is not a family coil runs"));
+    patch("config.json", "\"model_type\": \"llama\"       ", "\"model_type\": \"rwkv\"        ");
+    ck_assert_int_eq(load_code(&err), COIL_ECONFIG); /* a family coil runs, but not the architecture's */
+    ck_assert_ptr_nonnull(strstr(err.msg, "model_type 'rwkv' disagrees with architectures[0] 'FalconMambaForCausalLM'"));
     patch("config.json", "\"model_type\": \"rwkv\"        ", "\"model_type\": \"falcon_mamba\"");
     /* a mis-shaped and a missing tensor, named */
     patch("config.json", "\"state_size\": 8", "\"state_size\": 4");
@@ -393,6 +402,119 @@ START_TEST(test_mamba2_config)
 }
 END_TEST
 
+/* RWKV-4: config.json as transformers saves it, its defaults and checks, and
+ * its tensors' errors, each named. */
+START_TEST(test_rwkv_config)
+{
+    coil_err_t err = {0};
+    coil_model_config_t c;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.json", tu_data("models/rwkv_odd_f32"));
+    size_t n;
+    char *text = tu_read(path, &n);
+    ck_assert_ptr_nonnull(text);
+    text = realloc(text, n + 1);
+    text[n] = '\0';
+    ck_assert_msg(coil_model_config_parse(text, "config.json", &c, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(c.family->model_type, "rwkv");
+    ck_assert_int_eq(c.d_model, 27);
+    ck_assert_int_eq(c.attn_dim, 21);
+    ck_assert_int_eq(c.d_inner, 75);
+    ck_assert_int_eq(c.n_layer, 5);
+    ck_assert_int_eq(c.rescale_every, 2);
+    ck_assert(c.eps == 1e-3 && !c.tie_embeddings);
+    /* null or absent: attention_hidden_size = hidden_size, intermediate_size = 4 x hidden_size */
+    ck_assert_int_eq(parse_m2(text, "\"intermediate_size\": 75", "\"intermediate_size\": null", &c, &err), 0);
+    ck_assert_int_eq(c.d_inner, 108);
+    ck_assert_int_eq(parse_m2(text, "\"attention_hidden_size\": 21,", "", &c, &err), 0);
+    ck_assert_int_eq(c.attn_dim, 27);
+    ck_assert_int_eq(parse_m2(text, "\"rescale_every\": 2", "\"rescale_every\": -1", &c, &err), 0);
+    ck_assert_int_eq(c.rescale_every, 0); /* 0 or negative: no rescale */
+    ck_assert_int_eq(parse_m2(text, "\"rescale_every\": 2,", "", &c, &err), 0);
+    ck_assert_int_eq(c.rescale_every, 6); /* RwkvConfig's default */
+    ck_assert_int_eq(parse_m2(text, "\"rescale_every\": 2", "\"rescale_every\": \"2\"", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'rescale_every' must be an integer"));
+    ck_assert_int_eq(parse_m2(text, "\"attention_hidden_size\": 21", "\"attention_hidden_size\": 0", &c, &err),
+                     COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'attention_hidden_size' = 0 outside [1,"));
+    ck_assert_int_eq(parse_m2(text, "\"layer_norm_epsilon\": 0.001", "\"layer_norm_epsilon\": 2", &c, &err),
+                     COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "field 'layer_norm_epsilon' must be a number in [0, 1]"));
+    ck_assert_int_eq(parse_m2(text, "\"hidden_size\": 27,", "", &c, &err), COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "missing required field 'hidden_size'"));
+    ck_assert_int_eq(parse_m2(text, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": 0", &c, &err),
+                     COIL_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "tie_word_embeddings"));
+    free(text);
+    /* the published RWKV-4 shapes (rwkv-4-169m-pile, rwkv-4-14b-pile) in the key set RwkvConfig saves */
+    static const char *const published[2] = {
+        "{\"architectures\": [\"RwkvForCausalLM\"], \"attention_hidden_size\": 768, \"bos_token_id\": 0, "
+        "\"context_length\": 1024, \"eos_token_id\": 0, \"hidden_size\": 768, \"intermediate_size\": 3072, "
+        "\"layer_norm_epsilon\": 1e-05, \"model_type\": \"rwkv\", \"num_hidden_layers\": 12, \"rescale_every\": 6, "
+        "\"tie_word_embeddings\": false, \"torch_dtype\": \"float32\", \"transformers_version\": \"4.29.0.dev0\", "
+        "\"use_cache\": true, \"vocab_size\": 50277}",
+        "{\"architectures\": [\"RwkvForCausalLM\"], \"attention_hidden_size\": 5120, \"bos_token_id\": 0, "
+        "\"context_length\": 1024, \"eos_token_id\": 0, \"hidden_size\": 5120, \"intermediate_size\": null, "
+        "\"layer_norm_epsilon\": 1e-05, \"model_type\": \"rwkv\", \"num_hidden_layers\": 40, \"rescale_every\": 6, "
+        "\"tie_word_embeddings\": false, \"use_cache\": true, \"vocab_size\": 50277}"};
+    ck_assert_msg(coil_model_config_parse(published[0], "169m", &c, &err) == 0, "%s", err.msg);
+    ck_assert(c.d_model == 768 && c.attn_dim == 768 && c.d_inner == 3072 && c.n_layer == 12 &&
+              c.rescale_every == 6 && c.vocab_size == 50277 && c.eos_id == 0 && !c.tie_embeddings);
+    ck_assert_msg(coil_model_config_parse(published[1], "14b", &c, &err) == 0, "%s", err.msg);
+    ck_assert(c.d_model == 5120 && c.attn_dim == 5120 && c.d_inner == 20480 && c.n_layer == 40);
+
+    /* the tensors: a missing one, a mis-shaped one, the config against the files, the untied head */
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/rw", dir);
+    ck_assert_int_eq(tu_copy_dir(tu_data("models/rwkv_odd_f32"), sub), 0);
+    coil_model_t *m = coil_model_load(sub, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    ck_assert_ptr_ne(coil_model_lm_head(m)->data, coil_model_embeddings(m)->data);
+    coil_model_destroy(&m);
+#define RW_LOAD_FAILS(want, needle)                                                                                \
+    do {                                                                                                         \
+        ck_assert_ptr_null(m = coil_model_load(sub, &err));                                                      \
+        ck_assert_int_eq(err.code, want);                                                                        \
+        ck_assert_msg(strstr(err.msg, needle), "%s", err.msg);                                                   \
+    } while (0)
+    char *saved_dir = dir;
+    dir = sub; /* patch() works in dir */
+    patch("model.safetensors", "rwkv.blocks.3.attention.time_first\"", "rwkv.blocks.3.attention.time_firsx\"");
+    RW_LOAD_FAILS(COIL_ENOTFOUND, "tensor 'rwkv.blocks.3.attention.time_first' is missing");
+    patch("model.safetensors", "rwkv.blocks.3.attention.time_firsx\"", "rwkv.blocks.3.attention.time_first\"");
+    patch("model.safetensors", "rwkv.blocks.0.pre_ln.bias\"", "rwkv.blocks.0.pre_ln.bia_\"");
+    RW_LOAD_FAILS(COIL_ENOTFOUND, "rwkv.blocks.0.pre_ln.bias");
+    patch("model.safetensors", "rwkv.blocks.0.pre_ln.bia_\"", "rwkv.blocks.0.pre_ln.bias\"");
+    patch("model.safetensors", "\"rwkv.blocks.2.feed_forward.time_mix_key\":{\"dtype\":\"F32\",\"shape\":[1,1,27]",
+          "\"rwkv.blocks.2.feed_forward.time_mix_key\":{\"dtype\":\"F32\",\"shape\":[1,27,1]");
+    RW_LOAD_FAILS(COIL_ESHAPE, "tensor 'rwkv.blocks.2.feed_forward.time_mix_key' has shape [1,27,1], config.json "
+                               "implies [1,1,27]");
+    patch("model.safetensors", "\"rwkv.blocks.2.feed_forward.time_mix_key\":{\"dtype\":\"F32\",\"shape\":[1,27,1]",
+          "\"rwkv.blocks.2.feed_forward.time_mix_key\":{\"dtype\":\"F32\",\"shape\":[1,1,27]");
+    patch("config.json", "\"attention_hidden_size\": 21", "\"attention_hidden_size\": 22");
+    RW_LOAD_FAILS(COIL_ESHAPE, "rwkv.blocks.0.attention.key.weight");
+    patch("config.json", "\"attention_hidden_size\": 22", "\"attention_hidden_size\": 21");
+    patch("config.json", "\"intermediate_size\": 75", "\"intermediate_size\": 76");
+    RW_LOAD_FAILS(COIL_ESHAPE, "rwkv.blocks.0.feed_forward.key.weight");
+    patch("config.json", "\"intermediate_size\": 76", "\"intermediate_size\": 75");
+    patch("config.json", "\"num_hidden_layers\": 5", "\"num_hidden_layers\": 7");
+    RW_LOAD_FAILS(COIL_ENOTFOUND, "rwkv.blocks.6.ln1.weight");
+    patch("config.json", "\"num_hidden_layers\": 7", "\"num_hidden_layers\": 4");
+    RW_LOAD_FAILS(COIL_EFORMAT, "unexpected tensor 'rwkv.blocks.4."); /* a block config.json does not have */
+    patch("config.json", "\"num_hidden_layers\": 4", "\"num_hidden_layers\": 5");
+    patch("model.safetensors", "\"head.weight\"", "\"hexd.weight\"");
+    RW_LOAD_FAILS(COIL_ENOTFOUND, "tensor 'head.weight' is missing");
+    patch("config.json", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true ");
+    RW_LOAD_FAILS(COIL_EFORMAT, "unexpected tensor 'hexd.weight' (not part of a RwkvForCausalLM checkpoint");
+    patch("model.safetensors", "\"hexd.weight\"", "\"head.weight\"");
+    ck_assert_msg((m = coil_model_load(sub, &err)) != NULL, "%s", err.msg); /* tied, with a copy of the head */
+    ck_assert_ptr_eq(coil_model_lm_head(m)->data, coil_model_embeddings(m)->data);
+    coil_model_destroy(&m);
+#undef RW_LOAD_FAILS
+    dir = saved_dir;
+}
+END_TEST
+
 START_TEST(test_published_configs)
 {
     coil_model_config_t c;
@@ -458,7 +580,7 @@ START_TEST(test_published_configs)
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\"", "\"model_type\": \"llama\"", &c, &err),
                      COIL_EUNSUPPORTED);
     ck_assert_ptr_nonnull(
-        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba, mamba2"));
+        strstr(err.msg, "model_type 'llama' (MambaForCausalLM) is not a family coil runs: mamba, falcon_mamba, mamba2, rwkv"));
     ck_assert_int_eq(parse_variant("\"model_type\": \"mamba\",", "", &c, &err), 0); /* by architectures[0] */
     ck_assert_str_eq(c.family->model_type, "mamba");
     ck_assert_int_eq(parse_variant("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", &c, &err),
@@ -750,6 +872,7 @@ int main(void)
     tcase_add_test(tc, test_bad_models);
     tcase_add_test(tc, test_falcon_mamba);
     tcase_add_test(tc, test_mamba2_config);
+    tcase_add_test(tc, test_rwkv_config);
     tcase_add_test(tc, test_bad_shard_index);
     tcase_add_test(tc, test_published_configs);
     tcase_add_test(tc, test_published_directories);

@@ -196,6 +196,53 @@ START_TEST(test_families_and_v1)
 }
 END_TEST
 
+/* RWKV-4's state: its tensors (shifts; num, den and max at -1e38 at position 0,
+ * again after a reset), family id 3 in the blob, and a state of another family
+ * refused in both directions, by name. */
+START_TEST(test_rwkv_state)
+{
+    coil_err_t err = {0};
+    coil_model_t *rm = coil_model_load(tu_data("models/rwkv_odd_f32"), &err);
+    ck_assert_msg(rm != NULL, "%s", err.msg);
+    const int64_t H = 27, A = 21;
+    coil_state_t *rs = coil_state_new(rm, &err);
+    ck_assert_ptr_nonnull(rs);
+    size_t rn = coil_state_blob_size(rs);
+    ck_assert_uint_eq(rn, 96 + 4 * (size_t)(5 * (2 * H + 3 * A) + H) + 8);
+    for (int64_t l = 0; l < 5; l++)
+        for (int64_t a = 0; a < 3 * A; a++)
+            ck_assert_msg(coil_state_ssm(rs, l)[a] == (a < 2 * A ? 0.0f : -1e38f), "layer %lld ssm[%lld]",
+                          (long long)l, (long long)a);
+    coil_engine_t *e = coil_engine_new(rm, NULL, &err);
+    int32_t ids[4] = {7, 8, 9, 10};
+    ck_assert_int_eq(coil_engine_forward(e, rs, ids, 4, NULL, &err), 0);
+    ck_assert(coil_state_ssm(rs, 0)[2 * A] > -1e30f); /* the max has moved */
+    void *rb = malloc(rn);
+    ck_assert_int_eq(coil_state_serialize(rs, rb, rn, &err), 0);
+    uint32_t fam;
+    memcpy(&fam, (unsigned char *)rb + 72, 4);
+    ck_assert_uint_eq(fam, 3); /* rwkv */
+    coil_state_reset(rs);
+    ck_assert(coil_state_ssm(rs, 4)[2 * A] == -1e38f && coil_state_ssm(rs, 4)[0] == 0.0f);
+    ck_assert(coil_state_conv(rs, 4)[0] == 0.0f);
+    ck_assert_int_eq(coil_state_deserialize(rs, rb, rn, &err), 0);
+    ck_assert_int_eq(coil_state_position(rs), 4);
+    /* an RWKV state offered to a Mamba model, and a Mamba one to RWKV */
+    ck_assert_int_eq(coil_state_deserialize(st, rb, rn, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'rwkv', the loaded model is a 'mamba' "
+                                  "(MambaForCausalLM)"), "%s", err.msg);
+    ck_assert_int_eq(coil_state_deserialize(rs, blob, n, &err), COIL_EMISMATCH);
+    ck_assert_msg(strstr(err.msg, "state blob is for model family 'mamba', the loaded model is a 'rwkv' "
+                                  "(RwkvForCausalLM)"), "%s", err.msg);
+    ck_assert_int_eq(coil_engine_forward(e, st, ids, 1, NULL, &err), COIL_EMISMATCH); /* the engine too */
+    ck_assert_int_eq(coil_state_position(rs), 4); /* unchanged by the refusals */
+    free(rb);
+    coil_engine_destroy(&e);
+    coil_state_destroy(&rs);
+    coil_model_destroy(&rm);
+}
+END_TEST
+
 START_TEST(test_other_model)
 {
     coil_err_t err = {0};
@@ -237,6 +284,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip_and_layout);
     tcase_add_test(tc, test_damaged_blobs);
+    tcase_add_test(tc, test_rwkv_state);
     tcase_add_test(tc, test_other_model);
     tcase_add_test(tc, test_families_and_v1);
     suite_add_tcase(s, tc);

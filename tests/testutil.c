@@ -133,7 +133,7 @@ typedef struct {
     char name[128];
     int64_t shape[3];
     int ndim;
-    int kind; /* 0 normal*scale, 1 = 1+0.1n, 2 = A_log, 3 = dt bias */
+    int kind; /* 0 normal*scale, 1 = 1+0.1n, 2 = A_log, 3 = dt bias, 4 = uniform [0, 1) */
     float scale;
 } tensor_spec_t;
 
@@ -189,7 +189,7 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
     const int64_t H = sh->d_model, D = sh->expand * H, N = sh->d_state, K = sh->d_conv,
                   R = sh->dt_rank ? sh->dt_rank : (H + 15) / 16, V = sh->vocab;
     const int esz = strcmp(sh->dtype, "F32") == 0 ? 4 : 2, bf = strcmp(sh->dtype, "BF16") == 0;
-    size_t nspec = 0, cap = (size_t)(10 * sh->n_layer + 4);
+    size_t nspec = 0, cap = (size_t)(20 * sh->n_layer + 8);
     tensor_spec_t *spec = calloc(cap, sizeof *spec);
     char path[4096];
     int rc = -1;
@@ -206,7 +206,41 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
     const int m2 = fam && strcmp(fam, "mamba2") == 0;
     /* mamba2: head_dim 8, n_groups 2 (D must be a multiple of 16) */
     const int64_t NH = D / 8, G = 2, Dc = D + 2 * G * N;
-    ADD(0, 0.5f, 2, V, H, 0, "backbone.embeddings.weight");
+    /* rwkv: attention_hidden_size = d_model, intermediate_size = expand x d_model, rescale_every 2 */
+    const int rw = fam && strcmp(fam, "rwkv") == 0;
+    if (rw) {
+        ADD(0, 0.5f, 2, V, H, 0, "rwkv.embeddings.weight");
+        ADD(1, 0, 1, H, 0, 0, "rwkv.blocks.0.pre_ln.weight");
+        ADD(0, 0.1f, 1, H, 0, 0, "rwkv.blocks.0.pre_ln.bias");
+    }
+    for (int64_t l = 0; rw && l < sh->n_layer; l++) {
+        const long long i = (long long)l;
+        ADD(1, 0, 1, H, 0, 0, "rwkv.blocks.%lld.ln1.weight", i);
+        ADD(0, 0.1f, 1, H, 0, 0, "rwkv.blocks.%lld.ln1.bias", i);
+        ADD(1, 0, 1, H, 0, 0, "rwkv.blocks.%lld.ln2.weight", i);
+        ADD(0, 0.1f, 1, H, 0, 0, "rwkv.blocks.%lld.ln2.bias", i);
+        ADD(0, 1.0f, 1, H, 0, 0, "rwkv.blocks.%lld.attention.time_decay", i);
+        ADD(0, 0.5f, 1, H, 0, 0, "rwkv.blocks.%lld.attention.time_first", i);
+        ADD(4, 0, 3, 1, 1, H, "rwkv.blocks.%lld.attention.time_mix_key", i);
+        ADD(4, 0, 3, 1, 1, H, "rwkv.blocks.%lld.attention.time_mix_value", i);
+        ADD(4, 0, 3, 1, 1, H, "rwkv.blocks.%lld.attention.time_mix_receptance", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, H, H, 0, "rwkv.blocks.%lld.attention.key.weight", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, H, H, 0, "rwkv.blocks.%lld.attention.value.weight", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, H, H, 0, "rwkv.blocks.%lld.attention.receptance.weight", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, H, H, 0, "rwkv.blocks.%lld.attention.output.weight", i);
+        ADD(4, 0, 3, 1, 1, H, "rwkv.blocks.%lld.feed_forward.time_mix_key", i);
+        ADD(4, 0, 3, 1, 1, H, "rwkv.blocks.%lld.feed_forward.time_mix_receptance", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, D, H, 0, "rwkv.blocks.%lld.feed_forward.key.weight", i);
+        ADD(0, 1.0f / sqrtf((float)H), 2, H, H, 0, "rwkv.blocks.%lld.feed_forward.receptance.weight", i);
+        ADD(0, 1.0f / sqrtf((float)D), 2, H, D, 0, "rwkv.blocks.%lld.feed_forward.value.weight", i);
+    }
+    if (rw) {
+        ADD(1, 0, 1, H, 0, 0, "rwkv.ln_out.weight");
+        ADD(0, 0.1f, 1, H, 0, 0, "rwkv.ln_out.bias");
+        if (!sh->tied)
+            ADD(0, 1.0f / sqrtf((float)H), 2, V, H, 0, "head.weight");
+    } else
+        ADD(0, 0.5f, 2, V, H, 0, "backbone.embeddings.weight");
     for (int64_t l = 0; m2 && l < sh->n_layer; l++) {
         ADD(1, 0, 1, H, 0, 0, "backbone.layers.%lld.norm.weight", (long long)l);
         ADD(0, 1.0f / sqrtf((float)H), 2, D + Dc + NH, H, 0, "backbone.layers.%lld.mixer.in_proj.weight", (long long)l);
@@ -219,7 +253,7 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
         ADD(0, 1.0f / sqrtf((float)D) / sqrtf((float)sh->n_layer), 2, H, D, 0,
             "backbone.layers.%lld.mixer.out_proj.weight", (long long)l);
     }
-    for (int64_t l = 0; !m2 && l < sh->n_layer; l++) {
+    for (int64_t l = 0; !m2 && !rw && l < sh->n_layer; l++) {
         ADD(1, 0, 1, H, 0, 0, "backbone.layers.%lld.norm.weight", (long long)l);
         ADD(0, 1.0f / sqrtf((float)H), 2, 2 * D, H, 0, "backbone.layers.%lld.mixer.in_proj.weight", (long long)l);
         ADD(0, 0.3f, 3, D, 1, K, "backbone.layers.%lld.mixer.conv1d.weight", (long long)l);
@@ -232,8 +266,9 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
         ADD(0, 1.0f / sqrtf((float)D) / sqrtf((float)sh->n_layer), 2, H, D, 0,
             "backbone.layers.%lld.mixer.out_proj.weight", (long long)l);
     }
-    ADD(1, 0, 1, H, 0, 0, "backbone.norm_f.weight");
-    if (!sh->tied)
+    if (!rw)
+        ADD(1, 0, 1, H, 0, 0, "backbone.norm_f.weight");
+    if (!rw && !sh->tied)
         ADD(0, 1.0f / sqrtf((float)H), 2, V, H, 0, "lm_head.weight");
 #undef ADD
     /* header */
@@ -285,6 +320,7 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
                 case 1: v = 1.0f + 0.1f * rng_normal(&s); break;
                 case 2: v = logf((float)((j0 + j) % N + 1)) + 0.3f * rng_normal(&s); break;
                 case 3: v = logf(expm1f(0.001f + 0.099f * (float)((rng_next(&s) >> 40) * 0x1.0p-24))); break;
+                case 4: v = (float)((rng_next(&s) >> 40) * 0x1.0p-24); break; /* uniform [0, 1): time mixes */
                 default: v = t->scale * rng_normal(&s); break;
                 }
                 if (esz == 4)
@@ -318,6 +354,17 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
         snprintf(m2extra, sizeof m2extra, "  \"num_heads\": %lld,\n  \"head_dim\": 8,\n  \"n_groups\": %lld,\n",
                  (long long)NH, (long long)G);
         extra = m2extra;
+    } else if (rw) {
+        fprintf(f,
+                "{\n  \"architectures\": [\"RwkvForCausalLM\"],\n  \"model_type\": \"rwkv\",\n"
+                "  \"hidden_size\": %lld,\n  \"attention_hidden_size\": %lld,\n  \"intermediate_size\": %lld,\n"
+                "  \"num_hidden_layers\": %lld,\n  \"vocab_size\": %lld,\n  \"context_length\": 1024,\n"
+                "  \"layer_norm_epsilon\": 1e-05,\n  \"rescale_every\": 2,\n  \"tie_word_embeddings\": %s,\n"
+                "  \"bos_token_id\": 0,\n  \"eos_token_id\": 0,\n  \"pad_token_id\": 0\n}\n",
+                (long long)H, (long long)H, (long long)D, (long long)sh->n_layer, (long long)V,
+                sh->tied ? "true" : "false");
+        rc = fclose(f) == 0 ? 0 : -1;
+        goto out;
     } else {
         fprintf(stderr, "tu_write_random_model: unknown family '%s'\n", fam);
         fclose(f);

@@ -24,11 +24,12 @@ typedef struct tu_model_shape {
     int tied;
     const char *dtype; /* "F32", "F16", "BF16" */
     const char *family; /* NULL: $COIL_TEST_FAMILY, else "mamba"; or "mamba", "falcon_mamba", "mamba2"
-                           (mamba2: head_dim 8, n_groups 2; expand x d_model a multiple of 16) */
+                           (mamba2: head_dim 8, n_groups 2; expand x d_model a multiple of 16), "rwkv"
+                           (attention = d_model, intermediate = expand x d_model, rescale_every 2) */
 } tu_model_shape_t;
 
 /* Writes dir/config.json + dir/model.safetensors of a model of family
- * mamba, falcon_mamba or mamba2 (see shape->family) with seeded random
+ * mamba, falcon_mamba, mamba2 or rwkv (see shape->family) with seeded random
  * weights in the Hugging Face layout.  0 on success. */
 int tu_write_random_model(const char *dir, const tu_model_shape_t *shape, uint64_t seed);
 
