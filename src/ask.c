@@ -393,9 +393,24 @@ int coil_ask_plan(coil_store_t *store, const coil_tokenizer_t *tok, const char *
         return rc;
     coil_ask_fts_query(question, qlen, res->fts_query, sizeof res->fts_query);
     if (opt->strategy != COIL_ASK_STATE && res->fts_query[0]) {
+        /* the query's words (each quoted, no quote inside), ranked with the
+         * document's own statistics: its passages do not depend on what else
+         * the store holds */
+        char words[sizeof res->fts_query];
+        const char *terms[COIL_STORE_MAX_TERMS];
+        size_t nt = 0;
+        memcpy(words, res->fts_query, sizeof words);
+        for (char *c = strchr(words, '"'); c && nt < COIL_STORE_MAX_TERMS;) {
+            char *end = strchr(c + 1, '"');
+            if (!end)
+                break;
+            *end = '\0';
+            terms[nt++] = c + 1;
+            c = strchr(end + 1, '"');
+        }
         hits_ud_t hu = {.res = res, .doc_id = p.du.id};
-        rc = coil_store_search(store, res->fts_query, p.du.name, opt->strategy == COIL_ASK_SELECT ? p.M : p.K, on_hit,
-                               &hu, err);
+        rc = coil_store_search_doc(store, p.du.id, terms, nt, opt->strategy == COIL_ASK_SELECT ? p.M : p.K, on_hit,
+                                   &hu, err);
         if (!rc && hu.fail)
             rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
         if (rc)

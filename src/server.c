@@ -887,7 +887,10 @@ static void on_worker(srv_t *s)
         w->jobs++;
         if (j->write)
             s->write_busy = 0;
-        if (fan_out(s, j, zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3])) != 0) {
+        if (j->parent) { /* a sub-job does not split again */
+            fan_fail(s, j->parent, COIL_EPROTO, "a worker split a part of this operation", NULL, 0);
+            sub_done(s, j);
+        } else if (fan_out(s, j, zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3])) != 0) {
             reply_error(s, j->route, j->route_len, j->id, COIL_EPROTO, "a worker split this operation wrongly");
             s->n_jobs--;
             job_free(j);

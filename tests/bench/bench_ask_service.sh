@@ -3,14 +3,13 @@
 # (its candidates spread over the workers as sub-jobs), against the local
 # `coil ask --strategy select`.  One document, stored once; then the same
 # question REPS times on each, interleaved; the median wall-clock latency of
-# the client command (`coil ask` / `coil --connect ... ask`) and of the
-# reply's own "seconds".  Not part of `make check` (a benchmark, not a test).
+# the client command (`coil ask` / `coil --connect ... ask`).  Not part of `make check` (a benchmark, not a test).
 #
 #   tests/bench/bench_ask_service.sh [MODEL_DIR] [M] [REPS] [THREADS]
 #
 # Defaults: the bundled model, M = 8 candidates, 9 repetitions, threads per
 # worker 0 (coild's default: all usable CPUs).  The document: Hamlet, Act I
-# (examples/sample.txt), chunk grid 256.  Needs python3 (ready file, JSON).
+# (examples/sample.txt), chunk grid 256.  Needs python3 (to read the ready file).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 model=$(cd "${1:-examples/model}" && pwd)
@@ -68,28 +67,10 @@ run() { # label command...
     t1=$(now)
     echo "$t1 - $t0" | bc -l >> "$work/$l.t"
 }
-# the server-side "seconds", through the raw protocol (python3-zmq), appended to $1.srv
-srv() { # label endpoint
-    python3 - "$2" "$q" "$m" "$n" >> "$work/$1.srv" <<'PY'
-import json, sys, zmq
-ep, q, m, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-s = zmq.Context().socket(zmq.DEALER)
-s.connect(ep)
-s.send_json({"v": 1, "id": 1, "op": "ask", "doc": "d", "question": q, "strategy": "select", "candidates": m, "n": n})
-while True:
-    r = s.recv_json()
-    if not r.get("partial"):
-        print(r["result"]["seconds"])
-        break
-PY
-}
-have_zmq=0
-python3 -c 'import zmq' 2>/dev/null && have_zmq=1
 for _ in $(seq 1 "$reps"); do
     run local ./coil ask --model "$model" --db "$work/l.db" --doc d "$q" --strategy select --candidates "$m" -n "$n"
     run w1 ./coil --connect "$ep1" ask --doc d "$q" --strategy select --candidates "$m" -n "$n" --timeout 120
     run w2 ./coil --connect "$ep2" ask --doc d "$q" --strategy select --candidates "$m" -n "$n" --timeout 120
-    if [ $have_zmq = 1 ]; then srv w1 "$ep1"; srv w2 "$ep2"; fi
 done
 cmp -s "$work/local.out" "$work/w1.out" && cmp -s "$work/local.out" "$work/w2.out" ||
     { echo "bench_ask_service: the answers differ" >&2; diff "$work/local.out" "$work/w2.out" >&2; exit 1; }
@@ -100,8 +81,6 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //
 echo "document: examples/sample.txt, grid 256; select, $cands candidates (--candidates $m), -n $n; threads per worker $threads; $reps runs each, interleaved; median"
 printf '%-28s %s\n' "local coil ask" "$(median < "$work/local.t" | ms) ms (wall, includes loading the model)"
 for w in 1 2; do
-    line="$(median < "$work/w$w.t" | ms) ms (wall)"
-    [ $have_zmq = 1 ] && line="$line, $(median < "$work/w$w.srv" | ms) ms (reply's seconds)"
-    printf '%-28s %s\n' "coild, $w worker(s)" "$line"
+    printf '%-28s %s\n' "coild, $w worker(s)" "$(median < "$work/w$w.t" | ms) ms (wall)"
 done
 echo "the three answers are identical (byte for byte)"
