@@ -1,6 +1,7 @@
 /* worker.c -- the service worker: job loop and the operations. */
 #include "worker.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -41,6 +42,7 @@ typedef struct {
     char *db_dir;         /* the directory of o->db, for scrub() */
     int fault_after_commit; /* test hook: COIL_WORKER_FAULT=after-append-commit */
     const char *fault_subjob; /* test hook: COIL_WORKER_FAULT=subjob-once:PATH */
+    const char *fault_order;  /* test hook: COIL_WORKER_FAULT=subjob-order:DIR */
     const json_t *meta;   /* what coild added to the job (worker.h) */
     int replied;          /* the operation sent its own answer (FANOUT) */
 } wk_t;
@@ -69,6 +71,41 @@ static void fault_subjob(const wk_t *w)
     if (fd >= 0) {
         fprintf(stderr, "%s: COIL_WORKER_FAULT=subjob-once: exiting in the middle of a sub-job\n", w->name);
         _exit(71);
+    }
+}
+
+/* The third: sub-jobs finish out of the plan's order.  Sub-job 0 of a job
+ * with several waits, after its work, until another sub-job of the same
+ * request (its id names the marker in DIR) has finished, and then writes
+ * DIR/ID.reordered; the others write DIR/ID.done before their reply.  With
+ * two or more workers, sub-job 0's result comes after sub-job 1's whatever
+ * the machine's speed.  (A hang guard of 120 s; then it goes on, and the
+ * missing .reordered file tells the test.) */
+static void fault_order(const wk_t *w, int64_t index, int64_t count)
+{
+    char id[96], path[4200];
+    char *ids = json_dumps(w->req->id, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t k = 0;
+    for (const char *c = ids ? ids : "x"; *c && k < sizeof id - 1; c++) /* a file name: [A-Za-z0-9_-] */
+        id[k++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
+    id[k] = '\0';
+    free(ids);
+    if (count < 2)
+        return;
+    snprintf(path, sizeof path, "%s/%s.done", w->fault_order, id);
+    if (index > 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (int i = 0; i < 12000 && access(path, F_OK) != 0; i++) /* the hang guard: 120 s */
+        usleep(10000);
+    if (access(path, F_OK) == 0) {
+        snprintf(path, sizeof path, "%s/%s.reordered", w->fault_order, id);
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
     }
 }
 
@@ -453,19 +490,20 @@ static int json_int_field(const json_t *o, const char *k, int64_t *v)
 }
 
 /* A sub-job of a select ask spread by coild: one candidate, meta "sub":
- * {"kind": "ask.candidate", "index", "chunk", "token_start", "token_end"};
+ * {"kind": "ask.candidate", "index", "count", "chunk", "token_start",
+ * "token_end"} (index of count candidates);
  * the reply's result {"index", "chunk", "entropy", "tokens"} goes to coild,
  * which keeps it for the job's last stage. */
 static int op_ask_candidate(wk_t *w, const json_t *sub, json_t **result, coil_err_t *err)
 {
     const coil_proto_request_t *r = w->req;
     coil_ask_evidence_t ev = {0};
-    int64_t index, tokens = 0;
+    int64_t index, count = 0, tokens = 0;
     double h = NAN;
     const char *kind = json_string_value(json_object_get(sub, "kind"));
     if (!kind || strcmp(kind, "ask.candidate") != 0 || json_int_field(sub, "index", &index) ||
         json_int_field(sub, "chunk", &ev.seq) || json_int_field(sub, "token_start", &ev.token_start) ||
-        json_int_field(sub, "token_end", &ev.token_end))
+        json_int_field(sub, "token_end", &ev.token_end) || json_int_field(sub, "count", &count))
         return coil_err_set(err, COIL_EPROTO, "a sub-job that is not an ask candidate");
     if (!r->doc)
         return coil_err_set(err, COIL_EPROTO, "an ask candidate without its document");
@@ -475,6 +513,8 @@ static int op_ask_candidate(wk_t *w, const json_t *sub, json_t **result, coil_er
     if (rc)
         return rc;
     fault_subjob(w);
+    if (w->fault_order)
+        fault_order(w, index, count);
     *result = json_pack("{s:I, s:I, s:f, s:I}", "index", (json_int_t)index, "chunk", (json_int_t)ev.seq, "entropy", h,
                         "tokens", (json_int_t)tokens);
     return 0;
@@ -511,9 +551,10 @@ static int send_fanout(wk_t *w, const coil_ask_result_t *res, coil_err_t *err)
     json_t *subs = json_array(), *plan = coil_ask_result_json(res, NULL, 0, 0);
     for (size_t i = 0; subs && i < res->n_evidence; i++) {
         const coil_ask_evidence_t *e = &res->evidence[i];
-        json_array_append_new(subs, json_pack("{s:s, s:I, s:I, s:I, s:I}", "kind", "ask.candidate", "index",
-                                              (json_int_t)i, "chunk", (json_int_t)e->seq, "token_start",
-                                              (json_int_t)e->token_start, "token_end", (json_int_t)e->token_end));
+        json_array_append_new(subs, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "kind", "ask.candidate", "index",
+                                              (json_int_t)i, "count", (json_int_t)res->n_evidence, "chunk",
+                                              (json_int_t)e->seq, "token_start", (json_int_t)e->token_start,
+                                              "token_end", (json_int_t)e->token_end));
     }
     json_t *msg = subs && plan ? json_pack("{s:o, s:o}", "plan", plan, "subs", subs) : NULL;
     char *out = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
@@ -815,6 +856,8 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
     w.fault_after_commit = fault && strcmp(fault, "after-append-commit") == 0;
     if (fault && strncmp(fault, "subjob-once:", 12) == 0 && fault[12])
         w.fault_subjob = fault + 12;
+    if (fault && strncmp(fault, "subjob-order:", 13) == 0 && fault[13])
+        w.fault_order = fault + 13;
     coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads,
                                 .backend = o->backend};
     size_t pl = strlen(o->model) + sizeof "/tokenizer.json";

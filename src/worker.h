@@ -32,8 +32,8 @@
  * the job answered with an error, after MAX_JOB_DEATHS); a result counts
  * once; a sub-job's error reply is the job's reply (the rest are dropped).
  * P, Si and Ri are opaque to coild: the worker's operation defines them
- * (ask, src/worker.c: Si {"kind": "ask.candidate", "index", "chunk",
- * "token_start", "token_end"}, Ri {"index", "chunk", "entropy", "tokens"}, P
+ * (ask, src/worker.c: Si {"kind": "ask.candidate", "index", "count",
+ * "chunk", "token_start", "token_end"}, Ri {"index", "chunk", "entropy", "tokens"}, P
  * the plan as the ask result's JSON).
  */
 #ifndef COIL_WORKER_H

@@ -1139,7 +1139,9 @@ static int64_t session_head(void *c, const char *sid)
 
 /* ---- select spread over the workers ------------------------------------------------ */
 
-static char fault_marker[4200]; /* COIL_WORKER_FAULT=subjob-once:PATH */
+static char fault_dir[4200];    /* the fault hooks' files */
+static char fault_marker[4300]; /* COIL_WORKER_FAULT=subjob-once:PATH */
+static int fault_order;         /* COIL_WORKER_FAULT=subjob-order:DIR */
 
 static void setup_fanout1(void)
 {
@@ -1160,11 +1162,28 @@ static void setup_fanout_kill(void)
      * coild starts the workers) says who was first */
     char *d = tu_mkdtemp();
     ck_assert_ptr_nonnull(d);
+    snprintf(fault_dir, sizeof fault_dir, "%s", d);
     snprintf(fault_marker, sizeof fault_marker, "%s/died", d);
     free(d);
-    char env[4300];
+    char env[4400];
     snprintf(env, sizeof env, "subjob-once:%s", fault_marker);
     setenv("COIL_WORKER_FAULT", env, 1);
+    n_workers = 3;
+    setup();
+}
+
+static void setup_fanout_order(void)
+{
+    /* sub-job 0 of each ask waits until another of its sub-jobs is done:
+     * results arrive out of the plan's order, whatever the machine's speed */
+    char *d = tu_mkdtemp();
+    ck_assert_ptr_nonnull(d);
+    snprintf(fault_dir, sizeof fault_dir, "%s", d);
+    free(d);
+    char env[4400];
+    snprintf(env, sizeof env, "subjob-order:%s", fault_dir);
+    setenv("COIL_WORKER_FAULT", env, 1);
+    fault_order = 1;
     n_workers = 3;
     setup();
 }
@@ -1173,13 +1192,10 @@ static void teardown_fanout(void)
 {
     teardown();
     unsetenv("COIL_WORKER_FAULT");
-    if (fault_marker[0]) {
-        char *sl = strrchr(fault_marker, '/');
-        unlink(fault_marker);
-        *sl = '\0';
-        rmdir(fault_marker);
-        fault_marker[0] = '\0';
-    }
+    if (fault_dir[0])
+        tu_rm_rf(fault_dir);
+    fault_dir[0] = fault_marker[0] = '\0';
+    fault_order = 0;
     n_workers = 2;
 }
 
@@ -1292,6 +1308,11 @@ START_TEST(test_select_spread_equals_local)
         ck_assert_msg(strcmp(want, got) == 0, "select %zu over %d workers:\nlocal  %s\nremote %s", k, n_workers, want,
                       got);
         ck_assert_int_eq(partials, (int)json_array_size(json_object_get(rr, "ids"))); /* each token once */
+        if (fault_order && json_array_size(json_object_get(rr, "evidence")) > 1) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/_sel%zu_.reordered", fault_dir, k);
+            ck_assert_msg(access(path, F_OK) == 0, "ask %zu: sub-job 0 did not finish after another", k);
+        }
         json_decref(rr);
         free(want);
         free(got);
@@ -1946,9 +1967,10 @@ int main(void)
     tcase_add_checked_fixture(tl, setup_big_text, teardown_small_text);
     tcase_add_test(tl, test_configured_text_limit);
     suite_add_tcase(s, tl);
-    static void (*const fan_setups[3])(void) = {setup_fanout1, setup_fanout3, setup_fanout_kill};
-    static const char *const fan_names[3] = {"select_spread_1", "select_spread_3", "select_spread_kill"};
-    for (int k = 0; k < 3; k++) {
+    static void (*const fan_setups[4])(void) = {setup_fanout1, setup_fanout3, setup_fanout_kill, setup_fanout_order};
+    static const char *const fan_names[4] = {"select_spread_1", "select_spread_3", "select_spread_kill",
+                                             "select_spread_order"};
+    for (int k = 0; k < 4; k++) {
         TCase *tsp = tcase_create(fan_names[k]);
         tcase_set_timeout(tsp, 300);
         tcase_add_checked_fixture(tsp, fan_setups[k], teardown_fanout);
