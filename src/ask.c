@@ -288,33 +288,38 @@ static int by_seq(const void *a, const void *b)
 
 /* ---- ask ---------------------------------------------------------------------------------- */
 
-int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *session,
-             const char *doc_name, const char *question, size_t qlen, const coil_ask_options_t *opt,
-             coil_state_t *st, coil_ask_result_t *res, coil_err_t *err)
-{
-    const double t0 = now_s();
-    const coil_ask_options_t dflt = {0};
-    const int64_t V = coil_model_config(coil_engine_model(e))->vocab_size;
-    ids_t q = {0}, fed = {0};
-    int32_t *pids = NULL;
-    float *lg = NULL;
-    coil_state_t *tmp = NULL, *best = NULL;
-    docname_ud_t du = {.id = -1};
-    int rc;
-    if (!opt)
-        opt = &dflt;
-    memset(res, 0, sizeof *res);
-    const int K = opt->evidence_k > 0 ? opt->evidence_k : DEFAULT_K;
-    const int M = opt->candidates_m > 0 ? opt->candidates_m : DEFAULT_M;
-    const int64_t budget = opt->max_reread_tokens > 0 ? opt->max_reread_tokens : DEFAULT_BUDGET;
+/* What every phase of an ask needs: the request checked, its document, the
+ * grid, the question's ids and the bounds. */
+typedef struct {
+    docname_ud_t du;
+    int64_t grid;
+    ids_t q;
+    int K, M;
+    int64_t budget;
+} prep_t;
 
-    /* ---- check the request before any work */
+static void prep_free(prep_t *p)
+{
+    free(p->du.name);
+    free(p->q.v);
+    memset(p, 0, sizeof *p);
+}
+
+static int prepare(coil_store_t *store, const coil_tokenizer_t *tok, const char *session, const char *doc_name,
+                   const char *question, size_t qlen, const coil_ask_options_t *opt, prep_t *p, coil_err_t *err)
+{
+    int rc;
+    memset(p, 0, sizeof *p);
+    p->du.id = -1;
+    p->K = opt->evidence_k > 0 ? opt->evidence_k : DEFAULT_K;
+    p->M = opt->candidates_m > 0 ? opt->candidates_m : DEFAULT_M;
+    p->budget = opt->max_reread_tokens > 0 ? opt->max_reread_tokens : DEFAULT_BUDGET;
     if (!tok)
         return coil_err_set(err, COIL_EINVAL, "ask needs the model's tokenizer");
     if (!session == !doc_name)
         return coil_err_set(err, COIL_EINVAL, "ask: give exactly one of a document and a session");
     size_t blank = 0;
-    while (blank < qlen && isspace((unsigned char)question[blank]))
+    while (question && blank < qlen && isspace((unsigned char)question[blank]))
         blank++;
     if (!question || blank == qlen)
         return coil_err_set(err, COIL_EINVAL, "ask: the question is empty");
@@ -323,10 +328,10 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
                             COIL_ASK_MAX_QUESTION_BYTES);
     if (opt->strategy < COIL_ASK_AUTO || opt->strategy > COIL_ASK_SELECT)
         return coil_err_set(err, COIL_EINVAL, "ask: unknown strategy %d", opt->strategy);
-    if (K > COIL_ASK_MAX_PASSAGES || M > COIL_ASK_MAX_PASSAGES)
+    if (p->K > COIL_ASK_MAX_PASSAGES || p->M > COIL_ASK_MAX_PASSAGES)
         return coil_err_set(err, COIL_EINVAL, "ask: at most %d passages (evidence) or candidates",
                             COIL_ASK_MAX_PASSAGES);
-    if (budget > COIL_ASK_MAX_REREAD)
+    if (p->budget > COIL_ASK_MAX_REREAD)
         return coil_err_set(err, COIL_EINVAL, "ask: a re-read budget of at most %d tokens", COIL_ASK_MAX_REREAD);
     if (session && opt->strategy == COIL_ASK_SELECT)
         return coil_err_set(err, COIL_EINVAL,
@@ -335,46 +340,77 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
         coil_store_session_info_t si;
         if ((rc = coil_store_session_get(store, session, &si, err)))
             return rc;
-        du.id = si.doc_id;
-        rc = coil_store_doc_list(store, NULL, on_doc, &du, err);
+        p->du.id = si.doc_id;
+        rc = coil_store_doc_list(store, NULL, on_doc, &p->du, err);
     } else {
-        rc = coil_store_doc_list(store, doc_name, on_doc, &du, err);
+        rc = coil_store_doc_list(store, doc_name, on_doc, &p->du, err);
     }
     if (rc)
-        goto out;
-    if (!du.name) {
+        goto fail;
+    if (!p->du.name) {
         rc = coil_err_set(err, COIL_ENOTFOUND, "ask: the session's document is gone");
-        goto out;
+        goto fail;
     }
-    if (!session && strcmp(du.status, "complete") != 0) {
+    if (!session && strcmp(p->du.status, "complete") != 0) {
         rc = coil_err_set(err, COIL_ESTATE, "ask: document '%s' is %s, not complete (ask when its ingest is done)",
-                          du.name, du.status);
-        goto out;
+                          p->du.name, p->du.status);
+        goto fail;
     }
-    coil_store_progress_t p;
-    if ((rc = coil_store_doc_progress(store, du.id, &p, err)))
-        goto out;
-    const int64_t grid = p.chunk_tokens > 0 ? p.chunk_tokens : 512;
+    coil_store_progress_t pr;
+    if ((rc = coil_store_doc_progress(store, p->du.id, &pr, err)))
+        goto fail;
+    p->grid = pr.chunk_tokens > 0 ? pr.chunk_tokens : 512;
+    /* the question's ids: "\n\n" + question, encoded as one text */
+    char *framed = malloc(qlen + 2);
+    if (!framed) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(framed, "\n\n", 2);
+    memcpy(framed + 2, question, qlen);
+    rc = add_text(&p->q, tok, framed, qlen + 2, err);
+    free(framed);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    prep_free(p);
+    return rc;
+}
 
-    /* ---- the question's ids ("\n\n" + question, encoded as one text) and the passages */
-    {
-        char *framed = malloc(qlen + 2);
-        if (!framed) {
-            rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(framed, "\n\n", 2);
-        memcpy(framed + 2, question, qlen);
-        rc = add_text(&q, tok, framed, qlen + 2, err);
-        free(framed);
-        if (rc)
-            goto out;
-    }
+int coil_ask_plan(coil_store_t *store, const coil_tokenizer_t *tok, const char *session, const char *doc_name,
+                  const char *question, size_t qlen, const coil_ask_options_t *opt, coil_ask_result_t *res,
+                  coil_err_t *err)
+{
+    const double t0 = now_s();
+    const coil_ask_options_t dflt = {0};
+    prep_t p;
+    int rc;
+    if (!opt)
+        opt = &dflt;
+    memset(res, 0, sizeof *res);
+    if ((rc = prepare(store, tok, session, doc_name, question, qlen, opt, &p, err)))
+        return rc;
     coil_ask_fts_query(question, qlen, res->fts_query, sizeof res->fts_query);
     if (opt->strategy != COIL_ASK_STATE && res->fts_query[0]) {
-        hits_ud_t hu = {.res = res, .doc_id = du.id};
-        rc = coil_store_search(store, res->fts_query, du.name, opt->strategy == COIL_ASK_SELECT ? M : K, on_hit, &hu,
-                               err);
+        /* the query's words (each quoted, no quote inside), ranked with the
+         * document's own statistics: its passages do not depend on what else
+         * the store holds */
+        char words[sizeof res->fts_query];
+        const char *terms[COIL_STORE_MAX_TERMS];
+        size_t nt = 0;
+        memcpy(words, res->fts_query, sizeof words);
+        for (char *c = strchr(words, '"'); c && nt < COIL_STORE_MAX_TERMS;) {
+            char *end = strchr(c + 1, '"');
+            if (!end)
+                break;
+            *end = '\0';
+            terms[nt++] = c + 1;
+            c = strchr(end + 1, '"');
+        }
+        hits_ud_t hu = {.res = res, .doc_id = p.du.id};
+        rc = coil_store_search_doc(store, p.du.id, terms, nt, opt->strategy == COIL_ASK_SELECT ? p.M : p.K, on_hit,
+                                   &hu, err);
         if (!rc && hu.fail)
             rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
         if (rc)
@@ -388,49 +424,141 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
                  coil_ask_strategy_name(res->strategy));
         res->strategy = COIL_ASK_STATE;
     }
+out:
+    prep_free(&p);
+    res->seconds = now_s() - t0;
+    return rc;
+}
+
+/* select: st = a fresh state after the candidate passage (within the budget)
+ * and the question; *n the passage tokens read. */
+static int read_candidate(coil_store_t *store, coil_engine_t *e, const prep_t *p, const coil_ask_evidence_t *ev,
+                          coil_state_t *st, size_t *n, coil_err_t *err)
+{
+    int32_t *pids = NULL;
+    int64_t to = ev->token_end - ev->token_start > p->budget ? ev->token_start + p->budget : ev->token_end;
+    int rc;
+    *n = 0;
+    coil_state_reset(st);
+    if (!(rc = coil_store_doc_tokens(store, p->du.id, ev->token_start, to, &pids, n, err)) &&
+        !(rc = coil_feed_grid(e, st, pids, (int64_t)*n, p->grid, NULL, 0, err)))
+        rc = coil_feed_grid(e, st, p->q.v, (int64_t)p->q.n, p->grid, NULL, 0, err);
+    free(pids);
+    return rc;
+}
+
+int coil_ask_candidate(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *doc_name,
+                       const char *question, size_t qlen, const coil_ask_options_t *opt, const coil_ask_evidence_t *ev,
+                       coil_state_t *st, double *entropy, int64_t *tokens, coil_err_t *err)
+{
+    const coil_ask_options_t dflt = {0};
+    const int64_t V = coil_model_config(coil_engine_model(e))->vocab_size;
+    coil_ask_options_t o = opt ? *opt : dflt;
+    coil_state_t *tmp = NULL;
+    float *lg = NULL;
+    prep_t p;
+    size_t n = 0;
+    int rc;
+    o.strategy = COIL_ASK_AUTO; /* a candidate of a select, whatever the request named */
+    if ((rc = prepare(store, tok, NULL, doc_name, question, qlen, &o, &p, err)))
+        return rc;
+    if (ev->token_start < 0 || ev->token_end <= ev->token_start) {
+        rc = coil_err_set(err, COIL_EINVAL, "ask: candidate tokens [%lld, %lld) are not a passage",
+                          (long long)ev->token_start, (long long)ev->token_end);
+        goto out;
+    }
+    if (!(lg = malloc((size_t)V * sizeof *lg))) {
+        rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!(tmp = coil_state_clone(st, err))) {
+        rc = err->code ? err->code : COIL_ENOMEM;
+        goto out;
+    }
+    if (!(rc = read_candidate(store, e, &p, ev, st, &n, err)))
+        rc = confidence(e, st, tmp, lg, V, entropy, err);
+    *tokens = (int64_t)n;
+out:
+    prep_free(&p);
+    free(lg);
+    coil_state_destroy(&tmp);
+    return rc;
+}
+
+int coil_ask_answer(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *session,
+                    const char *doc_name, const char *question, size_t qlen, const coil_ask_options_t *opt,
+                    coil_state_t *st, coil_ask_result_t *res, coil_err_t *err)
+{
+    const double t0 = now_s();
+    const coil_ask_options_t dflt = {0};
+    const int64_t V = coil_model_config(coil_engine_model(e))->vocab_size;
+    ids_t fed = {0};
+    int32_t *pids = NULL;
+    float *lg = NULL;
+    coil_state_t *tmp = NULL, *best = NULL;
+    prep_t p;
+    int rc;
+    if (!opt)
+        opt = &dflt;
+    if ((rc = prepare(store, tok, session, doc_name, question, qlen, opt, &p, err)))
+        goto out;
+    const int K = p.K;
+    const int64_t budget = p.budget, grid = p.grid;
+    if (res->strategy < COIL_ASK_STATE || res->strategy > COIL_ASK_SELECT ||
+        (res->strategy != COIL_ASK_STATE && res->n_evidence == 0) ||
+        (res->strategy == COIL_ASK_SELECT && session)) {
+        rc = coil_err_set(err, COIL_EINVAL, "ask: the plan (strategy %d, %zu passages) cannot be answered",
+                          res->strategy, res->n_evidence);
+        goto out;
+    }
 
     if (!(lg = malloc((size_t)V * sizeof *lg))) {
         rc = coil_err_set(err, COIL_ENOMEM, "out of memory");
         goto out;
     }
     if (res->strategy == COIL_ASK_SELECT) {
-        /* each candidate from a fresh state: passage + question; the most confident answers */
+        /* each candidate from a fresh state: passage + question; the most
+         * confident answers (the first of equals, in the search's order).  A
+         * candidate whose entropy is known already (NaN = not yet: the service
+         * measured it on another worker, with tokens_read) is not read again. */
         if (!(tmp = coil_state_clone(st, err)) || !(best = coil_state_clone(st, err))) {
             rc = err->code ? err->code : COIL_ENOMEM;
             goto out;
         }
         double best_h = INFINITY;
         size_t best_i = 0;
+        int have_best = 0; /* best holds the state of best_i */
         for (size_t i = 0; i < res->n_evidence; i++) {
             coil_ask_evidence_t *ev = &res->evidence[i];
-            size_t n = 0;
-            int64_t to = ev->token_end - ev->token_start > budget ? ev->token_start + budget : ev->token_end;
-            free(pids);
-            pids = NULL;
-            coil_state_reset(st);
-            if ((rc = coil_store_doc_tokens(store, du.id, ev->token_start, to, &pids, &n, err)) ||
-                (rc = coil_feed_grid(e, st, pids, (int64_t)n, grid, NULL, 0, err)) ||
-                (rc = coil_feed_grid(e, st, q.v, (int64_t)q.n, grid, NULL, 0, err)) ||
-                (rc = confidence(e, st, tmp, lg, V, &ev->entropy, err)))
-                goto out;
-            res->reread_tokens += (int64_t)n;
+            int here = isnan(ev->entropy);
+            if (here) {
+                size_t n = 0;
+                if ((rc = read_candidate(store, e, &p, ev, st, &n, err)) ||
+                    (rc = confidence(e, st, tmp, lg, V, &ev->entropy, err)))
+                    goto out;
+                ev->tokens_read = (int64_t)n;
+            }
+            res->reread_tokens += ev->tokens_read;
             if (ev->entropy < best_h) {
                 best_h = ev->entropy;
                 best_i = i;
-                if ((rc = coil_state_copy(best, st, err)))
+                have_best = here;
+                if (here && (rc = coil_state_copy(best, st, err)))
                     goto out;
             }
         }
         res->evidence[best_i].chosen = 1;
-        if ((rc = coil_state_copy(st, best, err)))
-            goto out;
         size_t n = 0;
-        free(pids);
-        pids = NULL;
+        if (have_best)
+            rc = coil_state_copy(st, best, err);
+        else /* measured elsewhere: the same reading again */
+            rc = read_candidate(store, e, &p, &res->evidence[best_i], st, &n, err);
+        if (rc)
+            goto out;
         const coil_ask_evidence_t *ev = &res->evidence[best_i];
         int64_t to = ev->token_end - ev->token_start > budget ? ev->token_start + budget : ev->token_end;
-        if ((rc = coil_store_doc_tokens(store, du.id, ev->token_start, to, &pids, &n, err)) ||
-            (rc = ids_add(&fed, pids, n, err)) || (rc = ids_add(&fed, q.v, q.n, err)))
+        if ((rc = coil_store_doc_tokens(store, p.du.id, ev->token_start, to, &pids, &n, err)) ||
+            (rc = ids_add(&fed, pids, n, err)) || (rc = ids_add(&fed, p.q.v, p.q.n, err)))
             goto out;
         if (!res->why[0])
             snprintf(res->why, sizeof res->why,
@@ -438,7 +566,7 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
                      "the most confident (mean entropy %.3f nats)",
                      res->n_evidence, (long long)ev->seq, ev->entropy);
     } else {
-        if ((rc = coil_resume_target(store, e, session, session ? NULL : du.name, -1, st, NULL, err)))
+        if ((rc = coil_resume_target(store, e, session, session ? NULL : p.du.name, -1, st, NULL, err)))
             goto out;
         if (res->strategy == COIL_ASK_REREAD) {
             /* the best passages within the budget, re-read in document order */
@@ -461,12 +589,13 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
                 size_t n = 0;
                 free(pids);
                 pids = NULL;
-                if ((rc = coil_store_doc_tokens(store, du.id, pick[i]->token_start, pick[i]->token_end, &pids, &n,
+                if ((rc = coil_store_doc_tokens(store, p.du.id, pick[i]->token_start, pick[i]->token_end, &pids, &n,
                                                 err)) ||
                     (rc = ids_add(&fed, sep.v, sep.n, err)) || (rc = ids_add(&fed, pids, n, err))) {
                     free(sep.v);
                     goto out;
                 }
+                pick[i]->tokens_read = (int64_t)n;
                 res->reread_tokens += (int64_t)n;
             }
             free(sep.v);
@@ -478,7 +607,7 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
             snprintf(res->why, sizeof res->why, "state: the %s's end state, then the question",
                      session ? "session" : "document");
         }
-        if ((rc = ids_add(&fed, q.v, q.n, err)) ||
+        if ((rc = ids_add(&fed, p.q.v, p.q.n, err)) ||
             (rc = coil_feed_grid(e, st, fed.v, (int64_t)fed.n, grid, NULL, 0, err)))
             goto out;
     }
@@ -507,14 +636,68 @@ int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok,
             rc = ids_add(&fed, res->answer, (size_t)res->n_answer, err);
     }
 out:
+    free(res->fed);
     res->fed = fed.v;
     res->n_fed = fed.n;
-    res->seconds = now_s() - t0;
-    free(q.v);
+    res->seconds += now_s() - t0;
+    prep_free(&p);
     free(pids);
     free(lg);
-    free(du.name);
     coil_state_destroy(&tmp);
     coil_state_destroy(&best);
     return rc;
+}
+
+int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *session,
+             const char *doc_name, const char *question, size_t qlen, const coil_ask_options_t *opt,
+             coil_state_t *st, coil_ask_result_t *res, coil_err_t *err)
+{
+    int rc = coil_ask_plan(store, tok, session, doc_name, question, qlen, opt, res, err);
+    return rc ? rc : coil_ask_answer(store, e, tok, session, doc_name, question, qlen, opt, st, res, err);
+}
+
+/* ---- the plan between the service's workers --------------------------------------------- */
+
+int coil_ask_plan_from_json(const json_t *j, coil_ask_result_t *res, coil_err_t *err)
+{
+    const json_t *ev = json_object_get(j, "evidence"), *x;
+    const char *strategy = json_string_value(json_object_get(j, "strategy"));
+    const char *why = json_string_value(json_object_get(j, "why"));
+    const char *search = json_string_value(json_object_get(j, "search"));
+    size_t i;
+    memset(res, 0, sizeof *res);
+    res->strategy = coil_ask_strategy_parse(strategy);
+    if (res->strategy <= COIL_ASK_AUTO || !why || !search || !json_is_array(ev) ||
+        json_array_size(ev) > COIL_ASK_MAX_PASSAGES)
+        return coil_err_set(err, COIL_EPROTO, "ask plan: strategy, why, search or evidence missing or wrong");
+    snprintf(res->why, sizeof res->why, "%s", why);
+    snprintf(res->fts_query, sizeof res->fts_query, "%s", search);
+    res->seconds = json_number_value(json_object_get(j, "seconds"));
+    if (json_array_size(ev) && !(res->evidence = calloc(json_array_size(ev), sizeof *res->evidence)))
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    json_array_foreach(ev, i, x)
+    {
+        coil_ask_evidence_t *e = &res->evidence[i];
+        const json_t *f[6] = {json_object_get(x, "chunk"),      json_object_get(x, "token_start"),
+                              json_object_get(x, "token_end"),  json_object_get(x, "byte_start"),
+                              json_object_get(x, "byte_end"),   json_object_get(x, "bm25")};
+        const char *snip = json_string_value(json_object_get(x, "snippet"));
+        for (int k = 0; k < 5; k++)
+            if (!json_is_integer(f[k]))
+                return coil_err_set(err, COIL_EPROTO, "ask plan: evidence %zu lacks its ranges", i);
+        if (!json_is_number(f[5]) || !snip)
+            return coil_err_set(err, COIL_EPROTO, "ask plan: evidence %zu lacks bm25 or snippet", i);
+        *e = (coil_ask_evidence_t){.seq = json_integer_value(f[0]),
+                                   .token_start = json_integer_value(f[1]),
+                                   .token_end = json_integer_value(f[2]),
+                                   .byte_start = json_integer_value(f[3]),
+                                   .byte_end = json_integer_value(f[4]),
+                                   .bm25 = json_number_value(f[5]),
+                                   .entropy = NAN,
+                                   .snippet = strdup(snip)};
+        if (!e->snippet)
+            return coil_err_set(err, COIL_ENOMEM, "out of memory");
+        res->n_evidence = i + 1;
+    }
+    return 0;
 }

@@ -74,6 +74,7 @@ typedef struct coil_ask_evidence {
     double bm25;        /* the search's score (higher is better) */
     double entropy;     /* select: mean entropy (nats) of the first answer tokens; NaN otherwise */
     int chosen;         /* select: the candidate that answered; reread: 1 for every passage re-read */
+    int64_t tokens_read; /* passage tokens read for it (select: every candidate; reread: those re-read) */
     char *snippet;      /* the passage around the matches (plain text), owned */
 } coil_ask_evidence_t;
 
@@ -123,5 +124,41 @@ void coil_ask_fts_query(const char *question, size_t len, char *buf, size_t cap)
 int coil_ask(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *session,
              const char *doc_name, const char *question, size_t qlen, const coil_ask_options_t *opt,
              coil_state_t *st, coil_ask_result_t *res, coil_err_t *err);
+
+/* The phases of coil_ask, for the service, which spreads select's candidates
+ * over its workers (coild's fan-out, worker.h):
+ *
+ *   coil_ask_plan       checks the request, finds the document and the
+ *                       passages (res: strategy resolved, search, why when
+ *                       it falls back, evidence with entropy NaN); no model
+ *                       work, nothing read but the store's index
+ *   coil_ask_candidate  one select candidate: a fresh state (st) reads the
+ *                       passage (within the budget) and the question; its
+ *                       confidence (*entropy) and the passage tokens read
+ *   coil_ask_answer     from a plan: reads what the strategy reads and
+ *                       answers.  select: a candidate whose entropy is NaN is
+ *                       measured here, one with an entropy (and tokens_read)
+ *                       is taken as measured; the lowest entropy answers, the
+ *                       first of equals in the plan's order, its state read
+ *                       again when it was measured elsewhere.  Adds its time
+ *                       to res->seconds.
+ *
+ * coil_ask is coil_ask_plan then coil_ask_answer, so a select spread over
+ * any number of workers gives the result a local one gives (the engine is
+ * deterministic: the same ids from a fresh state give the same state). */
+int coil_ask_plan(coil_store_t *store, const coil_tokenizer_t *tok, const char *session, const char *doc_name,
+                  const char *question, size_t qlen, const coil_ask_options_t *opt, coil_ask_result_t *res,
+                  coil_err_t *err);
+int coil_ask_candidate(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *doc_name,
+                       const char *question, size_t qlen, const coil_ask_options_t *opt, const coil_ask_evidence_t *ev,
+                       coil_state_t *st, double *entropy, int64_t *tokens, coil_err_t *err);
+int coil_ask_answer(coil_store_t *store, coil_engine_t *e, const coil_tokenizer_t *tok, const char *session,
+                    const char *doc_name, const char *question, size_t qlen, const coil_ask_options_t *opt,
+                    coil_state_t *st, coil_ask_result_t *res, coil_err_t *err);
+
+/* A plan back from coil_ask_result_json's form (strategy, why, search,
+ * evidence; entropies NaN): what the worker that planned hands to the one
+ * that answers.  COIL_EPROTO when a field is missing. */
+int coil_ask_plan_from_json(const struct json_t *j, coil_ask_result_t *res, coil_err_t *err);
 
 #endif

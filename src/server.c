@@ -40,6 +40,17 @@ typedef struct job {
     int retry;          /* safe to run again after a worker death */
     int deaths;         /* workers that died running it */
     char key[COIL_PROTO_KEY_MAX + 1]; /* session appends: the request key ("" = none) */
+    double arrived;     /* when the request came */
+    /* fan-out (worker.h FANOUT): a job whose worker handed it back as sub-jobs */
+    struct job *parent; /* a sub-job: the job it is part of (never answers a client itself) */
+    int sub_index;      /* a sub-job: its place among the parent's */
+    json_t *sub_spec;   /* a sub-job: what to do (meta "sub"), opaque to coild */
+    json_t *fan_plan;   /* the parent: the plan its first stage made, opaque */
+    json_t *fan_results; /* the parent: the sub-jobs' results, in order (null until in) */
+    int fan_pending;    /* results still missing */
+    int fan_refs;       /* its sub-jobs alive (queued or running) */
+    int fan_failed;     /* answered with an error; freed when fan_refs is 0 */
+    struct job *fan_next; /* in srv_t.fanning while its sub-jobs run */
 } job_t;
 
 typedef struct {
@@ -54,6 +65,7 @@ typedef struct {
     int start_failures; /* of those, exits with an error status (not kills) */
     int gave_up;        /* MAX_START_FAILURES of them: not started again */
     char why[64];       /* how it last ended */
+    uint64_t jobs, subjobs; /* replied (stats: per_worker) */
 } worker_t;
 
 /* A local worker that exits with an error this many times in a row before it
@@ -80,7 +92,8 @@ typedef struct {
     int64_t live_clients;  /* connections to the clients socket (socket monitor) */
     worker_t w[MAX_WORKERS];
     job_t *head, *tail;
-    int n_jobs;         /* queued + running */
+    job_t *fanning;     /* jobs waiting for their sub-jobs (on no worker and in no queue) */
+    int n_jobs;         /* queued + running + fanning (sub-jobs are part of their job) */
     int write_busy;
     spool_t *spools;
     char *spool_dir;    /* DATABASE.spool */
@@ -92,7 +105,7 @@ typedef struct {
     uint64_t run_nonce, key_seq; /* request keys coild gives appends: "coild.<nonce>.<seq>" */
     double started, last_heartbeat;
     /* stats */
-    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths, n_handed_back;
+    uint64_t n_requests, n_errors, n_dropped, n_worker_deaths, n_handed_back, n_fanouts, n_subjobs;
 } srv_t;
 
 static double now_s(void)
@@ -190,7 +203,146 @@ static void job_free(job_t *j)
     free(j->req);
     free(j->blob);
     json_decref(j->id);
+    json_decref(j->sub_spec);
+    json_decref(j->fan_plan);
+    json_decref(j->fan_results);
     free(j);
+}
+
+/* ---- fan-out: one job as sub-jobs on the free workers, then a last stage ---- */
+
+static void fanning_remove(srv_t *s, job_t *j)
+{
+    for (job_t **p = &s->fanning; *p; p = &(*p)->fan_next)
+        if (*p == j) {
+            *p = j->fan_next;
+            j->fan_next = NULL;
+            return;
+        }
+}
+
+/* A sub-job is over (its result kept, or its job failed): the parent is
+ * freed once it has failed and no sub-job of it is left. */
+static void sub_done(srv_t *s, job_t *sub)
+{
+    job_t *p = sub->parent;
+    job_free(sub);
+    if (--p->fan_refs == 0 && p->fan_failed) {
+        fanning_remove(s, p);
+        s->n_jobs--;
+        job_free(p);
+    }
+}
+
+/* The fanned-out job fails: its client gets the error (a reply made here, or
+ * raw: a sub-job's own error reply, which carries the request's id); sub-jobs
+ * still queued are dropped, running ones' results ignored. */
+static void reply_error(srv_t *s, const unsigned char *route, size_t route_len, const json_t *id, int code,
+                        const char *msg);
+static void send_client(srv_t *s, const unsigned char *route, size_t route_len, const void *json, size_t len,
+                        const void *blob, size_t blob_len);
+static void fan_fail(srv_t *s, job_t *p, int code, const char *msg, const void *raw, size_t raw_len)
+{
+    if (p->fan_failed)
+        return;
+    p->fan_failed = 1;
+    if (raw) {
+        s->n_errors++;
+        send_client(s, p->route, p->route_len, raw, raw_len, NULL, 0);
+    } else {
+        reply_error(s, p->route, p->route_len, p->id, code, msg);
+    }
+}
+
+static void enqueue(srv_t *s, job_t *j, int front);
+
+/* A sub-job's reply (reply-json: ok with its result, or an error). */
+static void fan_result(srv_t *s, job_t *sub, const void *reply, size_t len)
+{
+    job_t *p = sub->parent;
+    json_t *r = json_loadb(reply, len, 0, NULL);
+    json_t *res = json_object_get(r, "result");
+    if (!p->fan_failed) {
+        if (!json_is_true(json_object_get(r, "ok")) || !res)
+            fan_fail(s, p, COIL_EPROTO, "a part of this operation failed", r ? reply : NULL, len);
+        else if (json_is_null(json_array_get(p->fan_results, (size_t)sub->sub_index))) {
+            /* the first result of each sub-job counts: one that ran twice is not counted twice */
+            json_array_set(p->fan_results, (size_t)sub->sub_index, res);
+            if (--p->fan_pending == 0) { /* all in: the last stage runs next */
+                fanning_remove(s, p);
+                enqueue(s, p, 1);
+            }
+        }
+    }
+    json_decref(r);
+    sub_done(s, sub);
+}
+
+/* FANOUT from the worker running j: {"plan": ..., "subs": [spec, ...]}.  The
+ * sub-jobs go to the front of the queue in order (each to the worker idle the
+ * longest, so free workers take one each); 0, or -1 when the message is bad. */
+static int fan_out(srv_t *s, job_t *j, const void *msg, size_t len)
+{
+    json_t *m = json_loadb(msg, len, 0, NULL);
+    json_t *plan = json_object_get(m, "plan"), *subs = json_object_get(m, "subs");
+    size_t n = json_array_size(subs);
+    if (!plan || n == 0 || n > 64 || j->parent || j->fan_results) {
+        json_decref(m);
+        return -1;
+    }
+    j->fan_plan = json_incref(plan);
+    j->fan_results = json_array();
+    for (size_t i = 0; j->fan_results && i < n; i++)
+        json_array_append_new(j->fan_results, json_null());
+    j->fan_pending = (int)n;
+    j->fan_next = s->fanning;
+    s->fanning = j;
+    s->n_fanouts++;
+    for (size_t k = n; k-- > 0;) {
+        job_t *sub = calloc(1, sizeof *sub);
+        if (!sub || !(sub->req = malloc(j->req_len ? j->req_len : 1))) {
+            free(sub);
+            fan_fail(s, j, COIL_ENOMEM, "out of memory", NULL, 0);
+            break;
+        }
+        memcpy(sub->route, j->route, j->route_len);
+        sub->route_len = j->route_len;
+        memcpy(sub->req, j->req, j->req_len);
+        sub->req_len = j->req_len;
+        sub->id = json_incref(j->id);
+        sub->op = j->op;
+        sub->retry = 1; /* a sub-job only reads */
+        sub->parent = j;
+        sub->sub_index = (int)k;
+        sub->sub_spec = json_incref(json_array_get(subs, k));
+        sub->arrived = now_s();
+        j->fan_refs++;
+        enqueue(s, sub, 1);
+    }
+    if (j->fan_failed && j->fan_refs == 0) {
+        fanning_remove(s, j);
+        s->n_jobs--;
+        job_free(j);
+    }
+    json_decref(m);
+    return 0;
+}
+
+/* What coild adds to a job (worker.h: meta-json). */
+static json_t *job_meta(srv_t *s, const job_t *j)
+{
+    if (j->parent)
+        return json_pack("{s:O}", "sub", j->sub_spec);
+    if (j->fan_results)
+        return json_pack("{s:{s:O, s:O}, s:f}", "fanout", "plan", j->fan_plan, "results", j->fan_results,
+                         "elapsed_s", now_s() - j->arrived);
+    if (j->spool)
+        return json_pack("{s:s}", "spool", j->spool);
+    if (j->key[0])
+        return json_pack("{s:s}", "key", j->key);
+    if (j->op == COIL_OP_ASK && s->cfg->workers > 0) /* a select may be spread over the workers */
+        return json_pack("{s:b}", "split", 1);
+    return json_object();
 }
 
 static void enqueue(srv_t *s, job_t *j, int front)
@@ -240,8 +392,12 @@ static void dispatch(srv_t *s)
             s->head = next;
         if (s->tail == j)
             s->tail = prev;
-        json_t *mj = j->spool ? json_pack("{s:s}", "spool", j->spool)
-                              : j->key[0] ? json_pack("{s:s}", "key", j->key) : json_object();
+        if (j->parent && j->parent->fan_failed) { /* its job was answered already */
+            sub_done(s, j);
+            j = next;
+            continue;
+        }
+        json_t *mj = job_meta(s, j);
         char *meta = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
         json_decref(mj);
         if (!meta) {
@@ -329,7 +485,17 @@ static void reap(srv_t *s)
             logf_(s, COIL_LOG_WARN, "worker %s %s", w->name, why);
             publish_worker(s, "worker.down", w, why);
             job_t *j = w->job;
-            if (j) {
+            if (j && j->parent) { /* a sub-job: run again elsewhere, or its job fails */
+                w->job = NULL;
+                if (++j->deaths < MAX_JOB_DEATHS && !j->parent->fan_failed) {
+                    enqueue(s, j, 1);
+                } else {
+                    char msg[112];
+                    snprintf(msg, sizeof msg, "%d workers died running a part of this operation; giving up", j->deaths);
+                    fan_fail(s, j->parent, COIL_EIO, msg, NULL, 0);
+                    sub_done(s, j);
+                }
+            } else if (j) {
                 w->job = NULL;
                 if (j->write)
                     s->write_busy = 0;
@@ -489,7 +655,7 @@ static json_t *health(srv_t *s)
         }
     int queued = 0;
     for (job_t *j = s->head; j; j = j->next)
-        queued++;
+        queued += !j->parent;
     return json_pack("{s:s, s:i, s:I, s:i, s:i, s:f}", "status", ready ? "ok" : "degraded", "workers", ready,
                      "workers_configured", (json_int_t)s->cfg->workers, "busy", busy, "queued", queued, "uptime_s",
                      now_s() - s->started);
@@ -583,6 +749,14 @@ static void on_client(srv_t *s)
         json_object_set_new(h, "worker_deaths", json_integer((json_int_t)s->n_worker_deaths));
         json_object_set_new(h, "jobs_handed_back", json_integer((json_int_t)s->n_handed_back));
         json_object_set_new(h, "jobs", json_integer(s->n_jobs));
+        json_object_set_new(h, "fanouts", json_integer((json_int_t)s->n_fanouts));
+        json_object_set_new(h, "subjobs", json_integer((json_int_t)s->n_subjobs));
+        json_t *pw = json_array();
+        for (int i = 0; pw && i < MAX_WORKERS; i++)
+            if (s->w[i].present)
+                json_array_append_new(pw, json_pack("{s:s, s:I, s:I}", "name", s->w[i].name, "jobs",
+                                                    (json_int_t)s->w[i].jobs, "subjobs", (json_int_t)s->w[i].subjobs));
+        json_object_set_new(h, "per_worker", pw);
         reply_ok(s, route, route_len, r->id, h);
         goto done;
     }
@@ -605,6 +779,7 @@ static void on_client(srv_t *s)
     }
     j->id = json_deep_copy(r->id);
     j->op = r->op;
+    j->arrived = now_s();
     switch (r->op) {
     case COIL_OP_INGEST:
         j->write = 1;
@@ -713,10 +888,33 @@ static void on_worker(srv_t *s)
         const unsigned char *route = zmq_msg_data(&fr[2]);
         if (zmq_msg_size(&fr[2]) >= 2 && route[0] == 0) /* REQ clients take one reply only */
             send_client(s, route, zmq_msg_size(&fr[2]), zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]), NULL, 0);
+    } else if (IS("REPLY") && n >= 4 && w->job && w->job->parent) { /* a sub-job's: for its job */
+        job_t *sub = w->job;
+        w->job = NULL;
+        w->idle_since = now_s();
+        w->subjobs++;
+        s->n_subjobs++;
+        fan_result(s, sub, zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]));
     } else if (IS("REPLY") && n >= 4) {
         send_client(s, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3]),
                     n >= 5 ? zmq_msg_data(&fr[4]) : NULL, n >= 5 ? zmq_msg_size(&fr[4]) : 0);
+        w->jobs += w->job != NULL;
         finish_job(s, w);
+    } else if (IS("FANOUT") && n >= 4 && w->job) { /* the job goes on as sub-jobs (worker.h) */
+        job_t *j = w->job;
+        w->job = NULL;
+        w->idle_since = now_s();
+        w->jobs++;
+        if (j->write)
+            s->write_busy = 0;
+        if (j->parent) { /* a sub-job does not split again */
+            fan_fail(s, j->parent, COIL_EPROTO, "a worker split a part of this operation", NULL, 0);
+            sub_done(s, j);
+        } else if (fan_out(s, j, zmq_msg_data(&fr[3]), zmq_msg_size(&fr[3])) != 0) {
+            reply_error(s, j->route, j->route_len, j->id, COIL_EPROTO, "a worker split this operation wrongly");
+            s->n_jobs--;
+            job_free(j);
+        }
     } else if (IS("REQUEUE")) { /* drained mid-job: it runs again on another worker */
         job_t *j = w->job;
         w->job = NULL;
@@ -849,6 +1047,8 @@ static void tell_queued(srv_t *s)
 {
     int k = 0;
     for (job_t *j = s->head; j; j = j->next) {
+        if (j->parent) /* a part of a job already running */
+            continue;
         char *out = NULL;
         size_t len = 0;
         coil_err_t err = {0};
@@ -1127,12 +1327,20 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
             s.w[i].job = NULL;
             enqueue(&s, j, 0);
         }
+    static const char bye[] = "the server is shutting down; send the request again when it is back (an ingest "
+                              "resumes from its last checkpoint)";
     while (s.head) {
         job_t *j = s.head;
         s.head = j->next;
-        reply_error(&s, j->route, j->route_len, j->id, COIL_EINTR,
-                    "the server is shutting down; send the request again when it is back (an ingest resumes "
-                    "from its last checkpoint)");
+        if (!j->parent) /* a sub-job's client is its job's: told below */
+            reply_error(&s, j->route, j->route_len, j->id, COIL_EINTR, bye);
+        job_free(j);
+    }
+    while (s.fanning) {
+        job_t *j = s.fanning;
+        s.fanning = j->fan_next;
+        if (!j->fan_failed)
+            reply_error(&s, j->route, j->route_len, j->id, COIL_EINTR, bye);
         job_free(j);
     }
 out:

@@ -13,7 +13,10 @@
  * sees two writing processes -- while reads run on the other workers.
  * A worker that dies is restarted; its job is re-queued when running it
  * again is safe (reads; ingest, which resumes from its last checkpoint) and
- * answered with an error otherwise.
+ * answered with an error otherwise.  A job a worker splits (FANOUT,
+ * worker.h: a select ask's candidates) waits off the queue while its
+ * sub-jobs go first, one to each free worker; its last stage then goes to
+ * the front of the queue.
  */
 #ifndef COIL_SERVER_H
 #define COIL_SERVER_H

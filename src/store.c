@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1158,6 +1159,227 @@ int coil_store_search(coil_store_t *st, const char *query, const char *doc_name,
         coil_store__fail(st, err, rc, "searching");
     sqlite3_reset(s);
     return err ? err->code : COIL_EDB;
+}
+
+/* --- search within a document: BM25 with the document's own statistics ---------- */
+
+/* coil_bm25doc(chunks_fts, stats): stats is a blob of doubles, the mean
+ * chunk length (FTS tokens) of the document, then one idf per phrase of the
+ * query, in order.  The score is FTS5's bm25() with those statistics, with
+ * the opposite sign (higher is better). */
+static void bm25doc_fn(const Fts5ExtensionApi *api, Fts5Context *fc, sqlite3_context *ctx, int nv,
+                       sqlite3_value **v)
+{
+    const double k1 = 1.2, b = 0.75;
+    int np = api->xPhraseCount(fc), ninst = 0, dl = 0;
+    if (nv != 1 || sqlite3_value_type(v[0]) != SQLITE_BLOB || np < 1 || np > COIL_STORE_MAX_TERMS ||
+        sqlite3_value_bytes(v[0]) != (int)((size_t)(np + 1) * sizeof(double))) {
+        sqlite3_result_error(ctx, "coil_bm25doc: a statistics blob of 1 + one double per phrase", -1);
+        return;
+    }
+    double stats[COIL_STORE_MAX_TERMS + 1], tf[COIL_STORE_MAX_TERMS] = {0};
+    memcpy(stats, sqlite3_value_blob(v[0]), (size_t)(np + 1) * sizeof(double));
+    int rc = api->xInstCount(fc, &ninst);
+    for (int i = 0; rc == SQLITE_OK && i < ninst; i++) {
+        int ip, ic, io;
+        if ((rc = api->xInst(fc, i, &ip, &ic, &io)) == SQLITE_OK && ip >= 0 && ip < np)
+            tf[ip] += 1.0;
+    }
+    if (rc == SQLITE_OK)
+        rc = api->xColumnSize(fc, -1, &dl);
+    if (rc != SQLITE_OK) {
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    double score = 0.0, avgdl = stats[0] > 0 ? stats[0] : 1.0;
+    for (int i = 0; i < np; i++)
+        score += stats[1 + i] * (tf[i] * (k1 + 1.0)) / (tf[i] + k1 * (1.0 - b + b * (double)dl / avgdl));
+    sqlite3_result_double(ctx, score);
+}
+
+static int bm25doc_register(coil_store_t *st, coil_err_t *err)
+{
+    fts5_api *api = NULL;
+    sqlite3_stmt *s = NULL;
+    if (st->bm25_doc)
+        return 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT fts5(?1)", -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_pointer(s, 1, (void *)&api, "fts5_api_ptr", NULL);
+        sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    if (!api || api->iVersion < 2 ||
+        api->xCreateFunction(api, "coil_bm25doc", NULL, bm25doc_fn, NULL) != SQLITE_OK)
+        return coil_err_set(err, COIL_EDB, "store: cannot register a ranking function with FTS5");
+    st->bm25_doc = 1;
+    return 0;
+}
+
+/* A term as an FTS5 phrase: in double quotes, its own quotes doubled. */
+static int append_phrase(char **q, size_t *len, size_t *cap, const char *term, int or)
+{
+    size_t need = *len + 2 * strlen(term) + 8;
+    if (need > *cap) {
+        size_t nc = *cap ? *cap : 128;
+        while (nc < need)
+            nc *= 2;
+        char *nq = realloc(*q, nc);
+        if (!nq)
+            return -1;
+        *q = nq;
+        *cap = nc;
+    }
+    if (or) {
+        memcpy(*q + *len, " OR ", 4);
+        *len += 4;
+    }
+    (*q)[(*len)++] = '"';
+    for (const char *t = term; *t; t++) {
+        if (*t == '"')
+            (*q)[(*len)++] = '"';
+        (*q)[(*len)++] = *t;
+    }
+    (*q)[(*len)++] = '"';
+    (*q)[*len] = '\0';
+    return 0;
+}
+
+/* FTS5's varint (SQLite's: big-endian 7-bit groups, the 9th byte whole). */
+static uint64_t get_varint(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n && i < 9; i++) {
+        if (i == 8)
+            return (v << 8) | p[i];
+        v = (v << 7) | (p[i] & 0x7f);
+        if (!(p[i] & 0x80))
+            break;
+    }
+    return v;
+}
+
+int coil_store_search_doc(coil_store_t *st, int64_t doc_id, const char *const *terms, size_t n_terms, int limit,
+                          coil_store_hit_fn fn, void *ud, coil_err_t *err)
+{
+    COIL_STORE__ERR_LOCAL(err);
+    sqlite3_stmt *s = NULL;
+    char *q = NULL, *plain = NULL;
+    int64_t *marks = NULL;
+    size_t qlen = 0, qcap = 0, cap_marks = 0;
+    double stats[COIL_STORE_MAX_TERMS + 1];
+    int rc = 0, src;
+    const char *op = "searching a document";
+    if (!fn || !terms || n_terms < 1 || n_terms > COIL_STORE_MAX_TERMS)
+        return coil_err_set(err, COIL_EINVAL, "store: a document search needs 1 to %d terms and a callback",
+                            COIL_STORE_MAX_TERMS);
+    for (size_t i = 0; i < n_terms; i++)
+        if (!terms[i] || !terms[i][0])
+            return coil_err_set(err, COIL_EINVAL, "store: search term %zu is empty", i + 1);
+    if ((rc = bm25doc_register(st, err)))
+        return rc;
+    /* one snapshot: the statistics and the ranking see the same index */
+    if ((rc = coil_store__begin_read(st, err)))
+        return rc;
+    /* the document's chunk count and mean length (FTS5's own token counts) */
+    double n_chunks = 0, total = 0;
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT z.sz FROM chunks c JOIN chunks_fts_docsize z ON z.id = c.id WHERE c.doc_id = ?1",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, doc_id);
+        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+            n_chunks += 1;
+            total += (double)get_varint(sqlite3_column_blob(s, 0), sqlite3_column_bytes(s, 0));
+        }
+        if (src == SQLITE_DONE)
+            src = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (src != SQLITE_OK)
+        goto db_fail;
+    stats[0] = n_chunks > 0 ? total / n_chunks : 0;
+    /* each term's idf from the chunks of this document that hold it */
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT count(*) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                             "WHERE chunks_fts MATCH ?1 AND c.doc_id = ?2",
+                             -1, &s, NULL);
+    for (size_t i = 0; src == SQLITE_OK && i < n_terms; i++) {
+        qlen = 0;
+        if (append_phrase(&q, &qlen, &qcap, terms[i], 0) != 0) {
+            rc = coil_err_set(err, COIL_ENOMEM, "store: out of memory");
+            goto out;
+        }
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, q, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, doc_id);
+        if ((src = sqlite3_step(s)) != SQLITE_ROW)
+            break;
+        double nq = (double)sqlite3_column_int64(s, 0);
+        double idf = log((n_chunks - nq + 0.5) / (nq + 0.5));
+        stats[1 + i] = idf <= 0.0 ? 1e-6 : idf;
+        src = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (src != SQLITE_OK)
+        goto db_fail;
+    qlen = 0;
+    for (size_t i = 0; i < n_terms; i++)
+        if (append_phrase(&q, &qlen, &qcap, terms[i], i > 0) != 0) {
+            rc = coil_err_set(err, COIL_ENOMEM, "store: out of memory");
+            goto out;
+        }
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT d.name, c.doc_id, c.seq, c.token_start, c.token_end, c.byte_start, c.byte_end, "
+                             "coil_bm25doc(chunks_fts, ?3) AS score, "
+                             "snippet(chunks_fts, 0, char(57344), char(57345), '...', 16) "
+                             "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                             "JOIN documents d ON d.id = c.doc_id "
+                             "WHERE chunks_fts MATCH ?1 AND c.doc_id = ?2 ORDER BY score DESC, c.seq LIMIT ?4",
+                             -1, &s, NULL);
+    if (src != SQLITE_OK)
+        goto db_fail;
+    sqlite3_bind_text(s, 1, q, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, doc_id);
+    sqlite3_bind_blob(s, 3, stats, (int)((n_terms + 1) * sizeof(double)), SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, limit > 0 ? limit : 20);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        coil_store_hit_t h;
+        const char *raw = (const char *)sqlite3_column_text(s, 8);
+        h.doc_name = (const char *)sqlite3_column_text(s, 0);
+        h.doc_id = sqlite3_column_int64(s, 1);
+        h.seq = sqlite3_column_int64(s, 2);
+        h.token_start = sqlite3_column_int64(s, 3);
+        h.token_end = sqlite3_column_int64(s, 4);
+        h.byte_start = sqlite3_column_int64(s, 5);
+        h.byte_end = sqlite3_column_int64(s, 6);
+        h.score = sqlite3_column_double(s, 7);
+        if (!h.doc_name)
+            h.doc_name = "";
+        if (split_snippet(raw ? raw : "", &plain, &marks, &cap_marks, &h.n_marks) != 0) {
+            rc = coil_err_set(err, COIL_ENOMEM, "store: out of memory for a search snippet");
+            goto out;
+        }
+        h.snippet = plain;
+        h.marks = marks;
+        int stop = fn(&h, ud);
+        free(plain);
+        plain = NULL;
+        if (stop)
+            break;
+    }
+    if (src == SQLITE_ROW || src == SQLITE_DONE)
+        goto out;
+db_fail:
+    rc = coil_store__fail(st, err, src, op);
+out:
+    sqlite3_finalize(s);
+    coil_store__rollback(st);
+    free(q);
+    free(plain);
+    free(marks);
+    return rc;
 }
 
 /* --- listings ------------------------------------------------------------------- */

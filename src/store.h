@@ -287,6 +287,19 @@ typedef int (*coil_store_hit_fn)(const coil_store_hit_t *hit, void *ud);
 int coil_store_search(coil_store_t *st, const char *query, const char *doc_name, int limit,
                       coil_store_hit_fn fn, void *ud, coil_err_t *err);
 
+/* The same search within one document, ranked by BM25 with that document's
+ * own statistics -- its chunk count, mean chunk length and each term's
+ * chunk frequency in it -- so the ranking of a document's chunks does not
+ * change when other documents are stored (FTS5's bm25() uses the whole
+ * index's).  terms: n_terms words (1..COIL_STORE_MAX_TERMS), each searched
+ * as one quoted phrase, joined by OR: plain text, never FTS5 syntax.  The
+ * formula is FTS5's (k1 1.2, b 0.75; an idf <= 0 counts 1e-6), so a store
+ * holding only this document gives FTS5's scores.  Best first, ties by
+ * chunk order; hit->score is the BM25 score (higher is better). */
+#define COIL_STORE_MAX_TERMS 64
+int coil_store_search_doc(coil_store_t *st, int64_t doc_id, const char *const *terms, size_t n_terms, int limit,
+                          coil_store_hit_fn fn, void *ud, coil_err_t *err);
+
 /* --- sessions ------------------------------------------------------------- */
 #define COIL_STORE_SESSION_ID_LEN 16 /* hex chars; buffers need +1 */
 

@@ -125,6 +125,7 @@ struct coil_store {
     char *path;
     coil_store_options_t opt;
     sqlite3_stmt *stmt[COIL_STORE__NSTMT];
+    int bm25_doc; /* coil_bm25doc() is registered with FTS5 on db */
 };
 
 /* The prepared statement `id`, reset and unbound, or NULL with err set. */

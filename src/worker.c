@@ -1,7 +1,9 @@
 /* worker.c -- the service worker: job loop and the operations. */
 #include "worker.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -39,6 +41,10 @@ typedef struct {
     const char *spool;    /* the job's spooled text file, or NULL */
     char *db_dir;         /* the directory of o->db, for scrub() */
     int fault_after_commit; /* test hook: COIL_WORKER_FAULT=after-append-commit */
+    const char *fault_subjob; /* test hook: COIL_WORKER_FAULT=subjob-once:PATH */
+    const char *fault_order;  /* test hook: COIL_WORKER_FAULT=subjob-order:DIR */
+    const json_t *meta;   /* what coild added to the job (worker.h) */
+    int replied;          /* the operation sent its own answer (FANOUT) */
 } wk_t;
 
 _Static_assert(COIL_PROTO_KEY_MAX == COIL_STORE_KEY_MAX, "request keys: protocol and store disagree");
@@ -51,6 +57,55 @@ static void fault_point(const wk_t *w)
     if (w->fault_after_commit && w->key) {
         fprintf(stderr, "%s: COIL_WORKER_FAULT=after-append-commit: exiting after the commit\n", w->name);
         _exit(70);
+    }
+}
+
+/* The other test hook: the first worker to create PATH (O_EXCL) dies in the
+ * middle of a sub-job, after its work and before its reply, as if killed;
+ * coild must run the sub-job again elsewhere and the answer must not change. */
+static void fault_subjob(const wk_t *w)
+{
+    if (!w->fault_subjob)
+        return;
+    int fd = open(w->fault_subjob, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        fprintf(stderr, "%s: COIL_WORKER_FAULT=subjob-once: exiting in the middle of a sub-job\n", w->name);
+        _exit(71);
+    }
+}
+
+/* The third: sub-jobs finish out of the plan's order.  Sub-job 0 of a job
+ * with several waits, after its work, until another sub-job of the same
+ * request (its id names the marker in DIR) has finished, and then writes
+ * DIR/ID.reordered; the others write DIR/ID.done before their reply.  With
+ * two or more workers, sub-job 0's result comes after sub-job 1's whatever
+ * the machine's speed.  (A hang guard of 120 s; then it goes on, and the
+ * missing .reordered file tells the test.) */
+static void fault_order(const wk_t *w, int64_t index, int64_t count)
+{
+    char id[96], path[4200];
+    char *ids = json_dumps(w->req->id, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t k = 0;
+    for (const char *c = ids ? ids : "x"; *c && k < sizeof id - 1; c++) /* a file name: [A-Za-z0-9_-] */
+        id[k++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
+    id[k] = '\0';
+    free(ids);
+    if (count < 2)
+        return;
+    snprintf(path, sizeof path, "%s/%s.done", w->fault_order, id);
+    if (index > 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (int i = 0; i < 12000 && access(path, F_OK) != 0; i++) /* the hang guard: 120 s */
+        usleep(10000);
+    if (access(path, F_OK) == 0) {
+        snprintf(path, sizeof path, "%s/%s.reordered", w->fault_order, id);
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
     }
 }
 
@@ -408,37 +463,155 @@ out:
     return rc;
 }
 
+/* The request's ask options. */
+static coil_ask_options_t ask_options(wk_t *w, const int32_t *aids, size_t na, gen_ctx_t *g)
+{
+    const coil_proto_request_t *r = w->req;
+    return (coil_ask_options_t){.strategy = r->strategy ? coil_ask_strategy_parse(r->strategy) : COIL_ASK_AUTO,
+                                .evidence_k = (int)r->evidence,
+                                .candidates_m = (int)r->candidates,
+                                .max_reread_tokens = r->budget,
+                                .n_new = r->answer ? 0 : r->n,
+                                .sampler = {.temperature = (float)r->temperature, .top_p = (float)r->top_p,
+                                            .seed = (uint64_t)r->seed, .n_valid = w->n_valid},
+                                .answer_ids = aids,
+                                .n_answer = na,
+                                .on_token = g ? on_token : NULL,
+                                .on_token_ud = g};
+}
+
+static int json_int_field(const json_t *o, const char *k, int64_t *v)
+{
+    const json_t *x = json_object_get(o, k);
+    if (!json_is_integer(x))
+        return -1;
+    *v = (int64_t)json_integer_value(x);
+    return 0;
+}
+
+/* A sub-job of a select ask spread by coild: one candidate, meta "sub":
+ * {"kind": "ask.candidate", "index", "count", "chunk", "token_start",
+ * "token_end"} (index of count candidates);
+ * the reply's result {"index", "chunk", "entropy", "tokens"} goes to coild,
+ * which keeps it for the job's last stage. */
+static int op_ask_candidate(wk_t *w, const json_t *sub, json_t **result, coil_err_t *err)
+{
+    const coil_proto_request_t *r = w->req;
+    coil_ask_evidence_t ev = {0};
+    int64_t index, count = 0, tokens = 0;
+    double h = NAN;
+    const char *kind = json_string_value(json_object_get(sub, "kind"));
+    if (!kind || strcmp(kind, "ask.candidate") != 0 || json_int_field(sub, "index", &index) ||
+        json_int_field(sub, "chunk", &ev.seq) || json_int_field(sub, "token_start", &ev.token_start) ||
+        json_int_field(sub, "token_end", &ev.token_end) || json_int_field(sub, "count", &count))
+        return coil_err_set(err, COIL_EPROTO, "a sub-job that is not an ask candidate");
+    if (!r->doc)
+        return coil_err_set(err, COIL_EPROTO, "an ask candidate without its document");
+    coil_ask_options_t ao = ask_options(w, NULL, 0, NULL);
+    int rc = coil_ask_candidate(w->st, w->e, w->tok, r->doc, r->question, r->question_len, &ao, &ev, w->state, &h,
+                                &tokens, err);
+    if (rc)
+        return rc;
+    fault_subjob(w);
+    if (w->fault_order)
+        fault_order(w, index, count);
+    *result = json_pack("{s:I, s:I, s:f, s:I}", "index", (json_int_t)index, "chunk", (json_int_t)ev.seq, "entropy", h,
+                        "tokens", (json_int_t)tokens);
+    return 0;
+}
+
+/* The last stage of a spread select, meta "fanout": {"plan": the first
+ * stage's plan, "results": the candidates' results in the plan's order}. */
+static int fanned_plan(const json_t *fan, coil_ask_result_t *res, coil_err_t *err)
+{
+    const json_t *results = json_object_get(fan, "results"), *x;
+    size_t i;
+    int rc = coil_ask_plan_from_json(json_object_get(fan, "plan"), res, err);
+    if (rc)
+        return rc;
+    if (res->strategy != COIL_ASK_SELECT || !json_is_array(results) || json_array_size(results) != res->n_evidence)
+        return coil_err_set(err, COIL_EPROTO, "a spread ask whose results do not match its plan");
+    json_array_foreach(results, i, x)
+    {
+        int64_t index, chunk, tokens;
+        const json_t *h = json_object_get(x, "entropy");
+        if (json_int_field(x, "index", &index) || json_int_field(x, "chunk", &chunk) ||
+            json_int_field(x, "tokens", &tokens) || !json_is_number(h) || index != (int64_t)i ||
+            chunk != res->evidence[i].seq)
+            return coil_err_set(err, COIL_EPROTO, "a spread ask: result %zu does not match candidate %zu", i, i);
+        res->evidence[i].entropy = json_number_value(h);
+        res->evidence[i].tokens_read = tokens;
+    }
+    return 0;
+}
+
+/* Sends FANOUT: the ask goes on as one sub-job per candidate (worker.h). */
+static int send_fanout(wk_t *w, const coil_ask_result_t *res, coil_err_t *err)
+{
+    json_t *subs = json_array(), *plan = coil_ask_result_json(res, NULL, 0, 0);
+    for (size_t i = 0; subs && i < res->n_evidence; i++) {
+        const coil_ask_evidence_t *e = &res->evidence[i];
+        json_array_append_new(subs, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "kind", "ask.candidate", "index",
+                                              (json_int_t)i, "count", (json_int_t)res->n_evidence, "chunk",
+                                              (json_int_t)e->seq, "token_start", (json_int_t)e->token_start,
+                                              "token_end", (json_int_t)e->token_end));
+    }
+    json_t *msg = subs && plan ? json_pack("{s:o, s:o}", "plan", plan, "subs", subs) : NULL;
+    char *out = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    if (!msg) {
+        json_decref(subs);
+        json_decref(plan);
+    }
+    json_decref(msg);
+    if (!out)
+        return coil_err_set(err, COIL_ENOMEM, "out of memory");
+    const void *d[3] = {"FANOUT", w->client, out};
+    size_t l[3] = {6, w->client_len, strlen(out)};
+    send_frames(w->sock, d, l, 3);
+    free(out);
+    w->replied = 1;
+    return 0;
+}
+
 /* ask: coil_ask (src/ask.h) on the request's document or session; answer
  * tokens streamed as partials; an ask of a session appends what its state
- * read (passages, question, answer) with the request key, exactly once. */
+ * read (passages, question, answer) with the request key, exactly once.
+ * With meta "split" (coild spreads select's candidates over its workers) a
+ * plan that resolves to select is handed back as a FANOUT instead; meta
+ * "sub" is one candidate, meta "fanout" the last stage: the answer. */
 static int op_ask(wk_t *w, json_t **result, coil_err_t *err)
 {
     const coil_proto_request_t *r = w->req;
+    const json_t *sub = json_object_get(w->meta, "sub"), *fan = json_object_get(w->meta, "fanout");
     coil_ask_result_t res = {0};
     int32_t *aids = NULL;
     size_t na = 0;
     void *blob = NULL;
     gen_ctx_t g = {.w = w};
     int rc;
+    if (sub)
+        return op_ask_candidate(w, sub, result, err);
     if (r->session && (rc = replayed(w, result, err)))
         return rc < 0 ? rc : 0;
     if (r->answer && r->session)
         return coil_err_set(err, COIL_EINVAL, "ask: 'answer' scores an answer; it does not continue a session");
     if (r->answer && (rc = encode(w, r->answer, r->answer_len, &aids, &na, err)))
         return rc;
-    coil_ask_options_t ao = {.strategy = r->strategy ? coil_ask_strategy_parse(r->strategy) : COIL_ASK_AUTO,
-                             .evidence_k = (int)r->evidence,
-                             .candidates_m = (int)r->candidates,
-                             .max_reread_tokens = r->budget,
-                             .n_new = r->answer ? 0 : r->n,
-                             .sampler = {.temperature = (float)r->temperature, .top_p = (float)r->top_p,
-                                         .seed = (uint64_t)r->seed, .n_valid = w->n_valid},
-                             .answer_ids = aids,
-                             .n_answer = na,
-                             .on_token = on_token,
-                             .on_token_ud = &g};
-    if ((rc = coil_ask(w->st, w->e, w->tok, r->session, r->doc, r->question, r->question_len, &ao, w->state, &res,
-                       err)))
+    coil_ask_options_t ao = ask_options(w, aids, na, &g);
+    if (fan) {
+        if ((rc = fanned_plan(fan, &res, err)))
+            goto out;
+        res.seconds = json_number_value(json_object_get(w->meta, "elapsed_s")); /* the stages before */
+    } else {
+        if ((rc = coil_ask_plan(w->st, w->tok, r->session, r->doc, r->question, r->question_len, &ao, &res, err)))
+            goto out;
+        if (json_is_true(json_object_get(w->meta, "split")) && res.strategy == COIL_ASK_SELECT && !r->session) {
+            rc = send_fanout(w, &res, err);
+            goto out;
+        }
+    }
+    if ((rc = coil_ask_answer(w->st, w->e, w->tok, r->session, r->doc, r->question, r->question_len, &ao, w->state,
+                              &res, err)))
         goto out;
     json_t *out = coil_ask_result_json(&res, g.buf, g.len, r->answer != NULL);
     if (!out) {
@@ -603,6 +776,8 @@ static int handle_job(wk_t *w, const char *spool)
     }
     if (rc) {
         send_error(w, r->id, rc, err.msg[0] ? err.msg : coil_strerror(rc));
+    } else if (w->replied) { /* FANOUT sent: the job goes on as sub-jobs */
+        json_decref(result);
     } else if (!result) {
         send_error(w, r->id, COIL_ENOMEM, "out of memory building the reply");
     } else {
@@ -679,6 +854,10 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         snprintf(w.name, sizeof w.name, "w%ld", (long)getpid());
     const char *fault = getenv("COIL_WORKER_FAULT");
     w.fault_after_commit = fault && strcmp(fault, "after-append-commit") == 0;
+    if (fault && strncmp(fault, "subjob-once:", 12) == 0 && fault[12])
+        w.fault_subjob = fault + 12;
+    if (fault && strncmp(fault, "subjob-order:", 13) == 0 && fault[13])
+        w.fault_order = fault + 13;
     coil_engine_options_t eo = {.max_chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 512, .threads = o->threads,
                                 .backend = o->backend};
     size_t pl = strlen(o->model) + sizeof "/tokenizer.json";
@@ -757,9 +936,12 @@ int coil_worker_run(const coil_worker_options_t *o, coil_err_t *err)
         w.key = req->key ? req->key : mkey;
         w.req = req;
         w.spool = spool;
+        w.meta = meta;
+        w.replied = 0;
         int hrc = handle_job(&w, spool);
         w.req = NULL;
         w.spool = NULL;
+        w.meta = NULL;
         json_decref(meta);
         coil_proto_request_free(&req);
         frames_close(&f);

@@ -9,12 +9,32 @@
  *                    REPLY   client-id reply-json [blob]      (final; the worker is idle again)
  *                    EVENT   topic event-json                 (progress, complete, failed)
  *                    REQUEUE client-id                        (drained mid-job: run it again)
+ *                    FANOUT  client-id fanout-json            (the job goes on as sub-jobs; idle again)
  *   coild -> worker  JOB     client-id request-json meta-json [blob]
  *
  * meta-json carries what coild adds to a request: {"spool": PATH} for an
- * ingest (the document text, spooled by coild).  SIGTERM drains: the current
- * ingest finishes its chunk and checkpoints, the job is handed back with
- * REQUEUE, and the worker exits.
+ * ingest (the document text, spooled by coild), {"key": K} for an append.
+ * SIGTERM drains: the current ingest finishes its chunk and checkpoints, the
+ * job is handed back with REQUEUE, and the worker exits.
+ *
+ * Fan-out (one job's work spread over the free workers; today a select ask's
+ * candidates).  coild offers it with meta {"split": true}; a worker that
+ * splits the job answers FANOUT with {"plan": P, "subs": [S0, S1, ...]}
+ * (1..64 specs) instead of a REPLY.  coild puts one sub-job per spec at the
+ * front of its queue, in order: JOB with the same request and meta {"sub":
+ * Si}; each goes to the worker idle the longest, and its REPLY (an ordinary
+ * reply, the request's id) is kept by coild, not sent to the client.  When
+ * every result is in, the job runs once more (its last stage) with meta
+ * {"fanout": {"plan": P, "results": [R0, R1, ...]}, "elapsed_s": T}: Ri is
+ * Si's result whatever order they finished in, T the seconds since the
+ * request came.  That stage answers the client (partials, REPLY).  A
+ * worker that dies in a sub-job: the sub-job runs again elsewhere (given up,
+ * the job answered with an error, after MAX_JOB_DEATHS); a result counts
+ * once; a sub-job's error reply is the job's reply (the rest are dropped).
+ * P, Si and Ri are opaque to coild: the worker's operation defines them
+ * (ask, src/worker.c: Si {"kind": "ask.candidate", "index", "count",
+ * "chunk", "token_start", "token_end"}, Ri {"index", "chunk", "entropy", "tokens"}, P
+ * the plan as the ask result's JSON).
  */
 #ifndef COIL_WORKER_H
 #define COIL_WORKER_H

@@ -323,6 +323,124 @@ START_TEST(test_fts_query_is_safe)
 }
 END_TEST
 
+/* Passages copied out of a plan: seq, ranges, score bits, snippet. */
+static char *plan_text(const coil_ask_result_t *r)
+{
+    size_t cap = 1 << 16, o = 0;
+    char *b = malloc(cap);
+    b[0] = '\0';
+    for (size_t i = 0; i < r->n_evidence && o < cap; i++) {
+        const coil_ask_evidence_t *ev = &r->evidence[i];
+        uint64_t bits;
+        memcpy(&bits, &ev->bm25, sizeof bits);
+        o += (size_t)snprintf(b + o, cap - o, "%lld [%lld,%lld) %016llx %s\n", (long long)ev->seq,
+                              (long long)ev->token_start, (long long)ev->token_end, (unsigned long long)bits,
+                              ev->snippet);
+    }
+    return b;
+}
+
+typedef struct {
+    int64_t seq[32];
+    double score[32];
+    int n;
+} scores_t;
+
+static int keep_score(const coil_store_hit_t *h, void *ud)
+{
+    scores_t *sc = ud;
+    if (sc->n < 32) {
+        sc->seq[sc->n] = h->seq;
+        sc->score[sc->n++] = h->score;
+    }
+    return 0;
+}
+
+/* ask's passages for a document depend on that document only: ranked with
+ * its own BM25 statistics (chunk count, mean length, each word's chunk
+ * frequency in it), they stay the same -- order, scores to the bit,
+ * snippets -- when another document sharing the question's words is stored,
+ * where FTS5's bm25() (the whole index's statistics) changes its scores.
+ * With the document alone in the store, the scores are FTS5's. */
+START_TEST(test_passages_per_document)
+{
+    coil_err_t err = {0};
+    const char *qs[2] = {"What did Horatio say of the Ghost on the platform?",
+                         json_string_value(json_object_get(gold, "question"))};
+    char *before[2];
+    scores_t fts_before[2] = {{.n = 0}};
+    for (int k = 0; k < 2; k++) {
+        coil_ask_result_t r;
+        coil_ask_options_t o = {.strategy = COIL_ASK_REREAD, .evidence_k = 8};
+        ck_assert_msg(coil_ask_plan(store, tok, NULL, "hamlet", qs[k], strlen(qs[k]), &o, &r, &err) == 0, "%s",
+                      err.msg);
+        ck_assert_uint_ge(r.n_evidence, 2);
+        ck_assert_int_eq(coil_store_search(store, r.fts_query, "hamlet", 32, keep_score, &fts_before[k], &err), 0);
+        for (size_t i = 0; i < r.n_evidence; i++) { /* alone in the store: FTS5's own scores */
+            int found = 0;
+            for (int j = 0; j < fts_before[k].n; j++)
+                if (fts_before[k].seq[j] == r.evidence[i].seq) {
+                    found = 1;
+                    ck_assert_msg(fabs(fts_before[k].score[j] - r.evidence[i].bm25) <=
+                                      1e-9 * (1 + fabs(r.evidence[i].bm25)),
+                                  "chunk %lld: coil %.12g, FTS5 %.12g", (long long)r.evidence[i].seq,
+                                  r.evidence[i].bm25, fts_before[k].score[j]);
+                }
+            ck_assert_msg(found, "chunk %lld is not among FTS5's hits", (long long)r.evidence[i].seq);
+        }
+        for (size_t i = 1; i < r.n_evidence; i++) /* best first, equals in chunk order */
+            ck_assert(r.evidence[i - 1].bm25 > r.evidence[i].bm25 ||
+                      (r.evidence[i - 1].bm25 == r.evidence[i].bm25 && r.evidence[i - 1].seq < r.evidence[i].seq));
+        before[k] = plan_text(&r);
+        coil_ask_result_free(&r);
+    }
+    /* another document, full of the questions' words in some chunks only */
+    char other[40000];
+    size_t o = 0;
+    for (int i = 0; i < 300; i++)
+        o += (size_t)snprintf(other + o, sizeof other - o, "%s\n",
+                              i % 5 == 0   ? "The Ghost upon the platform; Horatio will say it again, I dream'd."
+                              : i % 5 == 1 ? "Again the ghost, again the platform, again I dream'd of it."
+                                           : "Sand and water and a grey sky over the harbour wall.");
+    ck_assert_msg(ingest_text("other", other, NULL, &err) == 0, "%s", err.msg);
+    for (int k = 0; k < 2; k++) {
+        coil_ask_result_t r;
+        coil_ask_options_t o2 = {.strategy = COIL_ASK_REREAD, .evidence_k = 8};
+        ck_assert_msg(coil_ask_plan(store, tok, NULL, "hamlet", qs[k], strlen(qs[k]), &o2, &r, &err) == 0, "%s",
+                      err.msg);
+        char *after = plan_text(&r);
+        ck_assert_msg(strcmp(before[k], after) == 0, "question %d: the passages changed\nbefore\n%s\nafter\n%s", k,
+                      before[k], after);
+        /* FTS5's scores for the same chunks did change: the case is one where it matters */
+        scores_t fts_after = {.n = 0};
+        ck_assert_int_eq(coil_store_search(store, r.fts_query, "hamlet", 32, keep_score, &fts_after, &err), 0);
+        int changed = 0;
+        for (int i = 0; i < fts_after.n; i++)
+            for (int j = 0; j < fts_before[k].n; j++)
+                changed += fts_after.seq[i] == fts_before[k].seq[j] &&
+                           fabs(fts_after.score[i] - fts_before[k].score[j]) > 1e-6;
+        ck_assert_msg(changed > 0, "question %d: FTS5's scores did not change", k);
+        free(after);
+        free(before[k]);
+        coil_ask_result_free(&r);
+    }
+    /* odd bytes in a question are terms like any other: never an error */
+    unsigned x = 11;
+    for (int k = 0; k < 100; k++) {
+        char q[48];
+        for (size_t i = 0; i < sizeof q; i++) {
+            x = x * 1103515245u + 12345u;
+            q[i] = (char)(" \"*()^:-+aAbB9\xc3\xa9\x80NEAROR{}\xe2\x80\x94"[(x >> 16) % 28]);
+        }
+        coil_ask_result_t r;
+        coil_ask_options_t o3 = {.strategy = COIL_ASK_REREAD};
+        ck_assert_msg(coil_ask_plan(store, tok, NULL, "hamlet", q, sizeof q, &o3, &r, &err) == 0, "question %d: %s",
+                      k, err.msg);
+        coil_ask_result_free(&r);
+    }
+}
+END_TEST
+
 START_TEST(test_errors_change_nothing)
 {
     coil_err_t err = {0};
@@ -376,6 +494,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_session_continues);
     tcase_add_test(tc, test_fts_query_is_safe);
     tcase_add_test(tc, test_errors_change_nothing);
+    tcase_add_test(tc, test_passages_per_document);
     suite_add_tcase(s, tc);
     return s;
 }

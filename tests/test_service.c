@@ -39,6 +39,7 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "ask.h"
 #include "testutil.h"
 
 extern char **environ;
@@ -49,6 +50,7 @@ static char extra_yaml[1024]; /* more config (limits), set by a fixture */
 static const char *cur_case = "?"; /* the running test, recorded with each reply */
 #define CASE(name) cur_case = (name)
 static pid_t coild_pid;
+static int n_workers = 2; /* the workers setting, set by a fixture */
 static void *ctx;
 static char replies[4200]; /* every reply received, for tests/test_service_schemas */
 
@@ -251,9 +253,9 @@ static void setup_with(int max_message_bytes, int interval)
     FILE *f = fopen(cfg, "w");
     fprintf(f,
             "endpoints:\n  clients: tcp://127.0.0.1:*\n  events: tcp://127.0.0.1:*\n"
-            "database: %s\nmodel: %s\nworkers: 2\nchunk_tokens: 64\nthreads_per_worker: 1\n"
+            "database: %s\nmodel: %s\nworkers: %d\nchunk_tokens: 64\nthreads_per_worker: 1\n"
             "checkpoint:\n  interval_tokens: %d\nlimits:\n  max_message_bytes: %d\n%s",
-            db, model, interval, max_message_bytes, extra_yaml);
+            db, model, n_workers, interval, max_message_bytes, extra_yaml);
     fputs(curve_yaml, f);
     fclose(f);
     coild_pid = spawn_coild();
@@ -385,7 +387,7 @@ static void wait_ready(void *s)
         json_t *r = recv_json(s, 1000, NULL, NULL);
         int w = (int)json_integer_value(json_object_get(json_object_get(r, "result"), "workers"));
         json_decref(r);
-        if (w == 2) {
+        if (w == n_workers) {
             while ((r = recv_json(s, 0, NULL, NULL))) /* answers to the repeated asks */
                 json_decref(r);
             return;
@@ -1135,6 +1137,224 @@ static int64_t session_head(void *c, const char *sid)
     return pos;
 }
 
+/* ---- select spread over the workers ------------------------------------------------ */
+
+static char fault_dir[4200];    /* the fault hooks' files */
+static char fault_marker[4300]; /* COIL_WORKER_FAULT=subjob-once:PATH */
+static int fault_order;         /* COIL_WORKER_FAULT=subjob-order:DIR */
+
+static void setup_fanout1(void)
+{
+    n_workers = 1;
+    setup();
+}
+
+static void setup_fanout3(void)
+{
+    n_workers = 3;
+    setup();
+}
+
+static void setup_fanout_kill(void)
+{
+    /* the first worker to start a sub-job dies in it, after its work and
+     * before its reply: the marker (in a directory of its own, made before
+     * coild starts the workers) says who was first */
+    char *d = tu_mkdtemp();
+    ck_assert_ptr_nonnull(d);
+    snprintf(fault_dir, sizeof fault_dir, "%s", d);
+    snprintf(fault_marker, sizeof fault_marker, "%s/died", d);
+    free(d);
+    char env[4400];
+    snprintf(env, sizeof env, "subjob-once:%s", fault_marker);
+    setenv("COIL_WORKER_FAULT", env, 1);
+    n_workers = 3;
+    setup();
+}
+
+static void setup_fanout_order(void)
+{
+    /* sub-job 0 of each ask waits until another of its sub-jobs is done:
+     * results arrive out of the plan's order, whatever the machine's speed */
+    char *d = tu_mkdtemp();
+    ck_assert_ptr_nonnull(d);
+    snprintf(fault_dir, sizeof fault_dir, "%s", d);
+    free(d);
+    char env[4400];
+    snprintf(env, sizeof env, "subjob-order:%s", fault_dir);
+    setenv("COIL_WORKER_FAULT", env, 1);
+    fault_order = 1;
+    n_workers = 3;
+    setup();
+}
+
+static void teardown_fanout(void)
+{
+    teardown();
+    unsetenv("COIL_WORKER_FAULT");
+    if (fault_dir[0])
+        tu_rm_rf(fault_dir);
+    fault_dir[0] = fault_marker[0] = '\0';
+    fault_order = 0;
+    n_workers = 2;
+}
+
+typedef struct {
+    char buf[4096];
+    size_t len;
+} text_acc_t;
+
+static int acc_token(int32_t id, const char *text, size_t len, void *ud)
+{
+    text_acc_t *a = ud;
+    (void)id;
+    if (text && a->len + len < sizeof a->buf) {
+        memcpy(a->buf + a->len, text, len);
+        a->len += len;
+    }
+    return 0;
+}
+
+/* The result as JSON with sorted keys, without "seconds" (malloc'd). */
+static char *canonical(json_t *res)
+{
+    json_t *c = json_deep_copy(res);
+    json_object_del(c, "seconds");
+    char *out = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    json_decref(c);
+    return out;
+}
+
+/* A worker's "subjobs" in a stats result (0 if it is not listed). */
+static int64_t worker_subjobs(const json_t *st, const char *name)
+{
+    size_t i;
+    json_t *pw;
+    json_array_foreach(json_object_get(st, "per_worker"), i, pw)
+    {
+        if (name && !strcmp(json_string_value(json_object_get(pw, "name")), name))
+            return (int64_t)json_integer_value(json_object_get(pw, "subjobs"));
+    }
+    return 0;
+}
+
+static json_t *stats(void *c)
+{
+    return call(c, "{\"v\":1,\"id\":\"st\",\"op\":\"stats\"}", NULL, NULL, NULL);
+}
+
+/* A select ask through coild -- its candidates spread over the workers as
+ * sub-jobs -- gives the local coil_ask's result byte for byte (evidence,
+ * entropies to the last bit, chosen, answer), whatever the number of workers
+ * and the order the sub-jobs finish in; each answer token streams once; with
+ * several workers free, the candidates run on more than one (the workers'
+ * own counters, in stats); with a worker killed in a sub-job, the answer is
+ * the same and no sub-job counts twice. */
+START_TEST(test_select_spread_equals_local)
+{
+    CASE("select_spread");
+    void *c = client();
+    wait_ready(c);
+    char *ing[] = {(char *)build("coil"), "--connect", ep_clients, "ingest", "--name", "book", "--file", doc, "--quiet",
+                   NULL};
+    int st;
+    free(run_local(ing, &st));
+    ck_assert_int_eq(st, 0);
+
+    /* the local side: the library, as `coil ask --db` runs it */
+    coil_err_t err = {0};
+    char tp[4200];
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", model);
+    coil_model_t *m = coil_model_load(model, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    coil_engine_t *e = coil_engine_new(m, NULL, &err);
+    coil_tokenizer_t *tok = coil_tokenizer_load(tp, &err);
+    coil_state_t *state = coil_state_new(m, &err);
+    coil_store_t *store = coil_store_open(db, NULL, &err);
+    ck_assert_msg(e && tok && state && store, "%s", err.msg);
+
+    static const struct {
+        const char *q;
+        int m, n;
+    } asks[] = {{"How many lighthouses does the harbour keeper count?", 6, 5},
+                {"Paragraph 7: what does the keeper write down?", 5, 4},
+                {"Where is the zebra quartermaster?", 4, 3},
+                {"What does the keeper count?", 16, 2}};
+    int64_t candidates = 0;
+    json_t *s0 = stats(c);
+    for (size_t k = 0; k < sizeof asks / sizeof asks[0]; k++) {
+        text_acc_t acc = {.len = 0};
+        coil_ask_options_t ao = {.strategy = COIL_ASK_SELECT, .candidates_m = asks[k].m, .n_new = asks[k].n,
+                                 .on_token = acc_token, .on_token_ud = &acc};
+        coil_ask_result_t lr;
+        int rc = coil_ask(store, e, tok, NULL, "book", asks[k].q, strlen(asks[k].q), &ao, state, &lr, &err);
+        ck_assert_msg(rc == 0, "local ask: %s", err.msg);
+        ck_assert_int_eq(lr.strategy, COIL_ASK_SELECT);
+        ck_assert_uint_ge(lr.n_evidence, 1);
+        candidates += (int64_t)lr.n_evidence;
+        json_t *lj = coil_ask_result_json(&lr, acc.buf, acc.len, 0);
+        char *want = canonical(lj);
+        json_decref(lj);
+        coil_ask_result_free(&lr);
+
+        char req[1024];
+        snprintf(req, sizeof req,
+                 "{\"v\":1,\"id\":\"sel%zu\",\"op\":\"ask\",\"doc\":\"book\",\"question\":\"%s\",\"strategy\":\"select\","
+                 "\"candidates\":%d,\"n\":%d}",
+                 k, asks[k].q, asks[k].m, asks[k].n);
+        int partials = 0;
+        json_t *rr = call(c, req, &partials, NULL, NULL);
+        char *got = canonical(rr);
+        ck_assert_msg(strcmp(want, got) == 0, "select %zu over %d workers:\nlocal  %s\nremote %s", k, n_workers, want,
+                      got);
+        ck_assert_int_eq(partials, (int)json_array_size(json_object_get(rr, "ids"))); /* each token once */
+        if (fault_order && json_array_size(json_object_get(rr, "evidence")) > 1) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/_sel%zu_.reordered", fault_dir, k);
+            ck_assert_msg(access(path, F_OK) == 0, "ask %zu: sub-job 0 did not finish after another", k);
+        }
+        json_decref(rr);
+        free(want);
+        free(got);
+    }
+    json_t *s1 = stats(c);
+    int64_t fan = json_integer_value(json_object_get(s1, "fanouts")) - json_integer_value(json_object_get(s0, "fanouts"));
+    int64_t subs =
+        json_integer_value(json_object_get(s1, "subjobs")) - json_integer_value(json_object_get(s0, "subjobs"));
+    ck_assert_int_eq(fan, (int64_t)(sizeof asks / sizeof asks[0])); /* every select ask was spread */
+    ck_assert_int_eq(subs, candidates);                              /* one replied sub-job per candidate, no more */
+    int busy_workers = 0;
+    int64_t sum = 0;
+    size_t i;
+    json_t *pw;
+    json_array_foreach(json_object_get(s1, "per_worker"), i, pw)
+    {
+        const char *name = json_string_value(json_object_get(pw, "name"));
+        int64_t d = json_integer_value(json_object_get(pw, "subjobs")) - worker_subjobs(s0, name);
+        busy_workers += d > 0;
+        sum += d;
+    }
+    ck_assert_int_eq(sum, candidates);
+    if (n_workers > 1) /* every worker free when each ask fans out: its candidates go to more than one */
+        ck_assert_msg(busy_workers >= 2, "candidates ran on %d of %d workers", busy_workers, n_workers);
+    int64_t deaths = json_integer_value(json_object_get(s1, "worker_deaths"));
+    if (fault_marker[0]) {
+        ck_assert_msg(access(fault_marker, F_OK) == 0, "no worker died in a sub-job");
+        ck_assert_int_eq(deaths, 1);
+    } else {
+        ck_assert_int_eq(deaths, 0);
+    }
+    json_decref(s0);
+    json_decref(s1);
+    coil_store_close(&store);
+    coil_state_destroy(&state);
+    coil_tokenizer_destroy(&tok);
+    coil_engine_destroy(&e);
+    coil_model_destroy(&m);
+    zmq_close(c);
+}
+END_TEST
+
 static void setup_fault(void)
 {
     /* every worker dies right after committing a keyed append, before replying */
@@ -1747,6 +1967,16 @@ int main(void)
     tcase_add_checked_fixture(tl, setup_big_text, teardown_small_text);
     tcase_add_test(tl, test_configured_text_limit);
     suite_add_tcase(s, tl);
+    static void (*const fan_setups[4])(void) = {setup_fanout1, setup_fanout3, setup_fanout_kill, setup_fanout_order};
+    static const char *const fan_names[4] = {"select_spread_1", "select_spread_3", "select_spread_kill",
+                                             "select_spread_order"};
+    for (int k = 0; k < 4; k++) {
+        TCase *tsp = tcase_create(fan_names[k]);
+        tcase_set_timeout(tsp, 300);
+        tcase_add_checked_fixture(tsp, fan_setups[k], teardown_fanout);
+        tcase_add_test(tsp, test_select_spread_equals_local);
+        suite_add_tcase(s, tsp);
+    }
     TCase *tf = tcase_create("exactly_once");
     tcase_set_timeout(tf, 300);
     tcase_add_checked_fixture(tf, setup_fault, teardown);
