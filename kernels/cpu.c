@@ -285,11 +285,25 @@ static void rmsnorm(const float *x, const float *w, float eps, float *y, int64_t
 
 /* x(T, H), row stride ldx, in place: x / sqrt(mean(x^2) + eps), float32 out
  * (FalconMambaWeightlessRMSNorm: x * rsqrt(x.pow(2).mean(-1) + eps)).  Rows
- * are short (d_state, dt_rank): one plain loop, the same in every kernel set. */
-static void rmsnorm_weightless(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
+ * are short (d_state, dt_rank): one thread; the SIMD sets run each row in
+ * vectors (the sum of squares in double in every set). */
+static void rmsnorm_weightless_impl(float *x, int64_t ldx, float eps, int64_t T, int64_t H, int simd)
 {
     for (int64_t t = 0; t < T; t++) {
         float *xr = x + t * ldx;
+#ifdef COIL_HAVE_AVX512
+        if (simd == COIL_KSET_AVX512) {
+            coil_avx512_rmsnorm_weightless_row(xr, eps, H);
+            continue;
+        }
+#endif
+#ifdef COIL_HAVE_AVX2
+        if (simd == COIL_KSET_AVX2) {
+            coil_avx2_rmsnorm_weightless_row(xr, eps, H);
+            continue;
+        }
+#endif
+        (void)simd;
         double ss = 0.0;
         for (int64_t i = 0; i < H; i++)
             ss += (double)xr[i] * xr[i];
@@ -299,54 +313,184 @@ static void rmsnorm_weightless(float *x, int64_t ldx, float eps, int64_t T, int6
     }
 }
 
-static float softplus_f(float x)
+static void rmsnorm_weightless(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
 {
-    return x > 20.0f ? x : log1pf(expf(x)); /* F.softplus, threshold 20 */
+    rmsnorm_weightless_impl(x, ldx, eps, T, H, 0);
+}
+
+static void rmsnorm_weightless_avx2(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
+{
+    rmsnorm_weightless_impl(x, ldx, eps, T, H, COIL_KSET_AVX2);
+}
+
+static void rmsnorm_weightless_avx512(float *x, int64_t ldx, float eps, int64_t T, int64_t H)
+{
+    rmsnorm_weightless_impl(x, ldx, eps, T, H, COIL_KSET_AVX512);
+}
+
+/* ---- Mamba-2: multi-head scan, gated norm -------------------------------------- */
+
+/* The scan's work items: (head, block of M2_ROWS state rows), fixed by the
+ * shape.  Each item runs all T steps of its rows with their state in L1
+ * (a block is M2_ROWS x d_state floats), and every output element and state
+ * row belongs to one item: same bits for any thread count and any split of
+ * the sequence into chunks. */
+#define M2_ROWS 16
+
+typedef struct {
+    int64_t T, H, P, N, G, ldx, ldbc, lddt, blocks;
+    const float *x, *bc, *dtr, *dt_bias, *A, *Dskip;
+    float dt_lo, dt_hi, *st, *y;
+    int simd;
+} heads_job_t;
+
+static void scan_head_portable(int64_t T, int64_t p0, int64_t p1, int64_t N, const float *x, int64_t ldx,
+                               const float *B, const float *C, int64_t ldbc, const float *dtr, int64_t lddt,
+                               float dt_bias, float dt_lo, float dt_hi, float A, float Dh, float *st, float *y,
+                               int64_t ldy)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float dA;
+        const float dt = coil_m2_dt(dtr[t * lddt], dt_bias, dt_lo, dt_hi, A, &dA);
+        const float *Bt = B + t * ldbc, *Ct = C + t * ldbc;
+        for (int64_t p = p0; p < p1; p++) {
+            const float xv = x[t * ldx + p], dx = dt * xv;
+            float *s = st + p * N, acc = 0.0f;
+            for (int64_t n = 0; n < N; n++) {
+                s[n] = s[n] * dA + dx * Bt[n];
+                acc += s[n] * Ct[n];
+            }
+            y[t * ldy + p] = acc + Dh * xv;
+        }
+    }
+}
+
+static void scan_heads_items(void *c, int64_t i0, int64_t i1)
+{
+    const heads_job_t *j = c;
+    const int64_t hpg = j->H / j->G, P = j->P, N = j->N;
+    for (int64_t it = i0; it < i1; it++) {
+        const int64_t h = it / j->blocks, g = h / hpg, p0 = (it % j->blocks) * M2_ROWS,
+                      p1 = p0 + M2_ROWS < P ? p0 + M2_ROWS : P;
+        const float *x = j->x + h * P, *B = j->bc + g * N, *C = j->bc + (j->G + g) * N, *dtr = j->dtr + h;
+        float *st = j->st + h * P * N, *y = j->y + h * P;
+#ifdef COIL_HAVE_AVX512
+        if (j->simd == COIL_KSET_AVX512) {
+            coil_avx512_scan_head(j->T, p0, p1, N, x, j->ldx, B, C, j->ldbc, dtr, j->lddt, j->dt_bias[h], j->dt_lo,
+                                  j->dt_hi, j->A[h], j->Dskip[h], st, y, j->H * P);
+            continue;
+        }
+#endif
+#ifdef COIL_HAVE_AVX2
+        if (j->simd == COIL_KSET_AVX2) {
+            coil_avx2_scan_head(j->T, p0, p1, N, x, j->ldx, B, C, j->ldbc, dtr, j->lddt, j->dt_bias[h], j->dt_lo,
+                                j->dt_hi, j->A[h], j->Dskip[h], st, y, j->H * P);
+            continue;
+        }
+#endif
+        scan_head_portable(j->T, p0, p1, N, x, j->ldx, B, C, j->ldbc, dtr, j->lddt, j->dt_bias[h], j->dt_lo,
+                           j->dt_hi, j->A[h], j->Dskip[h], st, y, j->H * P);
+    }
+}
+
+static void scan_heads_impl(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                            const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                            float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y,
+                            int simd)
+{
+    heads_job_t j = {.T = T, .H = H, .P = P, .N = N, .G = G, .ldx = ldx, .ldbc = ldbc, .lddt = lddt,
+                     .blocks = (P + M2_ROWS - 1) / M2_ROWS, .x = x, .bc = bc, .dtr = dtr, .dt_bias = dt_bias,
+                     .A = A, .Dskip = Dskip, .dt_lo = dt_lo, .dt_hi = dt_hi, .st = st, .y = y, .simd = simd};
+    par_range(H * j.blocks, 1, T * H * P * N > 32768, scan_heads_items, &j);
 }
 
 static void scan_heads(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
                        const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
                        float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y)
 {
-    const int64_t hpg = H / G;
-    for (int64_t t = 0; t < T; t++) {
-        const float *Bt = bc + t * ldbc, *Ct = Bt + G * N;
-        for (int64_t h = 0; h < H; h++) {
-            const int64_t g = h / hpg;
-            float dt = softplus_f(dtr[t * lddt + h] + dt_bias[h]);
-            dt = dt < dt_lo ? dt_lo : dt > dt_hi ? dt_hi : dt;
-            const float dA = expf(dt * A[h]);
-            const float *Bg = Bt + g * N, *Cg = Ct + g * N;
-            for (int64_t p = 0; p < P; p++) {
-                const float xv = x[t * ldx + h * P + p], dx = dt * xv;
-                float *s = st + (h * P + p) * N, acc = 0.0f;
-                for (int64_t n = 0; n < N; n++) {
-                    s[n] = s[n] * dA + dx * Bg[n];
-                    acc += s[n] * Cg[n];
-                }
-                y[t * H * P + h * P + p] = acc + Dskip[h] * xv;
-            }
-        }
-    }
+    scan_heads_impl(T, H, P, N, G, x, ldx, bc, ldbc, dtr, lddt, dt_bias, dt_lo, dt_hi, A, Dskip, st, y, 0);
 }
 
-static void rmsnorm_gated(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs, int64_t T,
-                          int64_t D)
+static void scan_heads_avx2(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                            const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                            float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y)
 {
-    for (int64_t t = 0; t < T; t++) {
-        float *yr = y + t * D;
-        const float *zr = z + t * ldz;
+    scan_heads_impl(T, H, P, N, G, x, ldx, bc, ldbc, dtr, lddt, dt_bias, dt_lo, dt_hi, A, Dskip, st, y,
+                    COIL_KSET_AVX2);
+}
+
+static void scan_heads_avx512(int64_t T, int64_t H, int64_t P, int64_t N, int64_t G, const float *x, int64_t ldx,
+                              const float *bc, int64_t ldbc, const float *dtr, int64_t lddt, const float *dt_bias,
+                              float dt_lo, float dt_hi, const float *A, const float *Dskip, float *st, float *y)
+{
+    scan_heads_impl(T, H, P, N, G, x, ldx, bc, ldbc, dtr, lddt, dt_bias, dt_lo, dt_hi, A, Dskip, st, y,
+                    COIL_KSET_AVX512);
+}
+
+typedef struct {
+    float *y;
+    const float *z, *w;
+    float eps;
+    int64_t ldz, gs, D;
+    int simd;
+} gated_job_t;
+
+static void rmsnorm_gated_rows(void *c, int64_t t0, int64_t t1)
+{
+    const gated_job_t *j = c;
+    const int64_t D = j->D, gs = j->gs;
+    const float *w = j->w;
+    for (int64_t t = t0; t < t1; t++) {
+        float *yr = j->y + t * D;
+        const float *zr = j->z + t * j->ldz;
+#ifdef COIL_HAVE_AVX512
+        if (j->simd == COIL_KSET_AVX512) {
+            coil_avx512_rmsnorm_gated_row(yr, zr, w, j->eps, gs, D);
+            continue;
+        }
+#endif
+#ifdef COIL_HAVE_AVX2
+        if (j->simd == COIL_KSET_AVX2) {
+            coil_avx2_rmsnorm_gated_row(yr, zr, w, j->eps, gs, D);
+            continue;
+        }
+#endif
         for (int64_t i = 0; i < D; i++)
             yr[i] = yr[i] * (zr[i] / (1.0f + expf(-zr[i])));
         for (int64_t g0 = 0; g0 < D; g0 += gs) {
             double ss = 0.0;
             for (int64_t i = g0; i < g0 + gs; i++)
                 ss += (double)yr[i] * yr[i];
-            float r = 1.0f / sqrtf((float)(ss / (double)gs) + eps);
+            float r = 1.0f / sqrtf((float)(ss / (double)gs) + j->eps);
             for (int64_t i = g0; i < g0 + gs; i++)
                 yr[i] = w[i] * (yr[i] * r);
         }
     }
+}
+
+static void rmsnorm_gated_impl(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs,
+                               int64_t T, int64_t D, int simd)
+{
+    gated_job_t j = {.y = y, .z = z, .w = w, .eps = eps, .ldz = ldz, .gs = gs, .D = D, .simd = simd};
+    par_range(T, 16, T * D > 65536, rmsnorm_gated_rows, &j);
+}
+
+static void rmsnorm_gated(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs, int64_t T,
+                          int64_t D)
+{
+    rmsnorm_gated_impl(y, z, ldz, w, eps, gs, T, D, 0);
+}
+
+static void rmsnorm_gated_avx2(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs,
+                               int64_t T, int64_t D)
+{
+    rmsnorm_gated_impl(y, z, ldz, w, eps, gs, T, D, COIL_KSET_AVX2);
+}
+
+static void rmsnorm_gated_avx512(float *y, const float *z, int64_t ldz, const float *w, float eps, int64_t gs,
+                                 int64_t T, int64_t D)
+{
+    rmsnorm_gated_impl(y, z, ldz, w, eps, gs, T, D, COIL_KSET_AVX512);
 }
 
 #ifdef COIL_HAVE_AVX512
@@ -597,10 +741,10 @@ static const coil_backend_ops_t cpu_avx2 = {
     .name = "cpu-avx2",
     .linear = linear_avx2,
     .rmsnorm = rmsnorm,
-    .rmsnorm_weightless = rmsnorm_weightless,
+    .rmsnorm_weightless = rmsnorm_weightless_avx2,
     .conv_silu = conv_silu_avx2,
-    .scan_heads = scan_heads,
-    .rmsnorm_gated = rmsnorm_gated,
+    .scan_heads = scan_heads_avx2,
+    .rmsnorm_gated = rmsnorm_gated_avx2,
     .scan = scan_avx2,
     .add = add,
     COIL_CPU_RWKV_OPS_(coil_cpu_wkv_avx2, coil_cpu_sigmoid_mul_add_avx2),
@@ -611,10 +755,10 @@ static const coil_backend_ops_t cpu_avx512 = {
     .name = "cpu-avx512",
     .linear = linear_avx512,
     .rmsnorm = rmsnorm_avx512,
-    .rmsnorm_weightless = rmsnorm_weightless,
+    .rmsnorm_weightless = rmsnorm_weightless_avx512,
     .conv_silu = conv_silu_avx512,
-    .scan_heads = scan_heads,
-    .rmsnorm_gated = rmsnorm_gated,
+    .scan_heads = scan_heads_avx512,
+    .rmsnorm_gated = rmsnorm_gated_avx512,
     .scan = scan_avx512,
     .add = add,
     COIL_CPU_RWKV_OPS_(coil_cpu_wkv_avx2, coil_cpu_sigmoid_mul_add_avx2),

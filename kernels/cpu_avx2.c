@@ -252,3 +252,109 @@ void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int
         y[r] = acc;
     }
 }
+
+/* ---- Mamba-2 ---------------------------------------------------------------- */
+
+/* Lanes i < left set (the last, partial vector of a row: masked loads read 0). */
+static inline __m256i lanes_below(int64_t left)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left >= 8 ? 8 : (int)left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Four state rows at a time share the loads of B and C and keep four
+ * independent accumulator chains; the last rows one at a time. */
+void coil_avx2_scan_head(int64_t T, int64_t p0, int64_t p1, int64_t N, const float *x, int64_t ldx, const float *B,
+                         const float *C, int64_t ldbc, const float *dtr, int64_t lddt, float dt_bias, float dt_lo,
+                         float dt_hi, float A, float Dh, float *st, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float dA;
+        const float dt = coil_m2_dt(dtr[t * lddt], dt_bias, dt_lo, dt_hi, A, &dA);
+        const __m256 dAv = _mm256_set1_ps(dA);
+        const float *Bt = B + t * ldbc, *Ct = C + t * ldbc, *xt = x + t * ldx;
+        float *yt = y + t * ldy;
+        int64_t p = p0;
+        for (; p + 4 <= p1; p += 4) {
+            const __m256 d0 = _mm256_set1_ps(dt * xt[p]), d1 = _mm256_set1_ps(dt * xt[p + 1]),
+                         d2 = _mm256_set1_ps(dt * xt[p + 2]), d3 = _mm256_set1_ps(dt * xt[p + 3]);
+            float *s0 = st + p * N, *s1 = s0 + N, *s2 = s1 + N, *s3 = s2 + N;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+                   a3 = _mm256_setzero_ps();
+            for (int64_t n = 0; n < N; n += 8) {
+                const __m256i m = lanes_below(N - n);
+                const __m256 Bv = _mm256_maskload_ps(Bt + n, m), Cv = _mm256_maskload_ps(Ct + n, m);
+                __m256 h0 = _mm256_fmadd_ps(_mm256_maskload_ps(s0 + n, m), dAv, _mm256_mul_ps(d0, Bv));
+                __m256 h1 = _mm256_fmadd_ps(_mm256_maskload_ps(s1 + n, m), dAv, _mm256_mul_ps(d1, Bv));
+                __m256 h2 = _mm256_fmadd_ps(_mm256_maskload_ps(s2 + n, m), dAv, _mm256_mul_ps(d2, Bv));
+                __m256 h3 = _mm256_fmadd_ps(_mm256_maskload_ps(s3 + n, m), dAv, _mm256_mul_ps(d3, Bv));
+                _mm256_maskstore_ps(s0 + n, m, h0);
+                _mm256_maskstore_ps(s1 + n, m, h1);
+                _mm256_maskstore_ps(s2 + n, m, h2);
+                _mm256_maskstore_ps(s3 + n, m, h3);
+                a0 = _mm256_fmadd_ps(h0, Cv, a0);
+                a1 = _mm256_fmadd_ps(h1, Cv, a1);
+                a2 = _mm256_fmadd_ps(h2, Cv, a2);
+                a3 = _mm256_fmadd_ps(h3, Cv, a3);
+            }
+            yt[p] = hsum256(a0) + Dh * xt[p];
+            yt[p + 1] = hsum256(a1) + Dh * xt[p + 1];
+            yt[p + 2] = hsum256(a2) + Dh * xt[p + 2];
+            yt[p + 3] = hsum256(a3) + Dh * xt[p + 3];
+        }
+        for (; p < p1; p++) {
+            const __m256 d0 = _mm256_set1_ps(dt * xt[p]);
+            float *s0 = st + p * N;
+            __m256 a0 = _mm256_setzero_ps();
+            for (int64_t n = 0; n < N; n += 8) {
+                const __m256i m = lanes_below(N - n);
+                const __m256 Bv = _mm256_maskload_ps(Bt + n, m), Cv = _mm256_maskload_ps(Ct + n, m);
+                __m256 h0 = _mm256_fmadd_ps(_mm256_maskload_ps(s0 + n, m), dAv, _mm256_mul_ps(d0, Bv));
+                _mm256_maskstore_ps(s0 + n, m, h0);
+                a0 = _mm256_fmadd_ps(h0, Cv, a0);
+            }
+            yt[p] = hsum256(a0) + Dh * xt[p];
+        }
+    }
+}
+
+/* Sum of squares of v[0..n) in double, 8 at a time in two accumulators. */
+static inline double sumsq256(const float *v, int64_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 a = _mm256_maskload_ps(v + i, lanes_below(n - i));
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(a)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    __m256d s = _mm256_add_pd(s0, s1);
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+void coil_avx2_rmsnorm_gated_row(float *y, const float *z, const float *w, float eps, int64_t gs, int64_t D)
+{
+    for (int64_t i = 0; i < D; i += 8) {
+        const __m256i m = lanes_below(D - i);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(y + i, m), silu256(_mm256_maskload_ps(z + i, m)));
+        _mm256_maskstore_ps(y + i, m, v);
+    }
+    for (int64_t g0 = 0; g0 < D; g0 += gs) {
+        float *yg = y + g0;
+        const __m256 r = _mm256_set1_ps(1.0f / sqrtf((float)(sumsq256(yg, gs) / (double)gs) + eps));
+        for (int64_t i = 0; i < gs; i += 8) {
+            const __m256i m = lanes_below(gs - i);
+            __m256 v = _mm256_mul_ps(_mm256_maskload_ps(yg + i, m), r);
+            _mm256_maskstore_ps(yg + i, m, _mm256_mul_ps(_mm256_maskload_ps(w + g0 + i, m), v));
+        }
+    }
+}
+
+void coil_avx2_rmsnorm_weightless_row(float *x, float eps, int64_t H)
+{
+    const __m256 r = _mm256_set1_ps(1.0f / sqrtf((float)(sumsq256(x, H) / (double)H) + eps));
+    for (int64_t i = 0; i < H; i += 8) {
+        const __m256i m = lanes_below(H - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), r));
+    }
+}

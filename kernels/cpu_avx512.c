@@ -215,3 +215,101 @@ void coil_avx512_rmsnorm_row(const float *x, const float *w, float eps, float *y
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v));
     }
 }
+
+/* ---- Mamba-2 ---------------------------------------------------------------- */
+
+/* Four state rows at a time share the loads of B and C and keep four
+ * independent accumulator chains; the last rows one at a time. */
+void coil_avx512_scan_head(int64_t T, int64_t p0, int64_t p1, int64_t N, const float *x, int64_t ldx, const float *B,
+                           const float *C, int64_t ldbc, const float *dtr, int64_t lddt, float dt_bias, float dt_lo,
+                           float dt_hi, float A, float Dh, float *st, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < T; t++) {
+        float dA;
+        const float dt = coil_m2_dt(dtr[t * lddt], dt_bias, dt_lo, dt_hi, A, &dA);
+        const __m512 dAv = _mm512_set1_ps(dA);
+        const float *Bt = B + t * ldbc, *Ct = C + t * ldbc, *xt = x + t * ldx;
+        float *yt = y + t * ldy;
+        int64_t p = p0;
+        for (; p + 4 <= p1; p += 4) {
+            const __m512 d0 = _mm512_set1_ps(dt * xt[p]), d1 = _mm512_set1_ps(dt * xt[p + 1]),
+                         d2 = _mm512_set1_ps(dt * xt[p + 2]), d3 = _mm512_set1_ps(dt * xt[p + 3]);
+            float *s0 = st + p * N, *s1 = s0 + N, *s2 = s1 + N, *s3 = s2 + N;
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+                   a3 = _mm512_setzero_ps();
+            for (int64_t n = 0; n < N; n += 16) {
+                const __mmask16 m = tail_mask(N - n);
+                const __m512 Bv = _mm512_maskz_loadu_ps(m, Bt + n), Cv = _mm512_maskz_loadu_ps(m, Ct + n);
+                __m512 h0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s0 + n), dAv, _mm512_mul_ps(d0, Bv));
+                __m512 h1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s1 + n), dAv, _mm512_mul_ps(d1, Bv));
+                __m512 h2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s2 + n), dAv, _mm512_mul_ps(d2, Bv));
+                __m512 h3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s3 + n), dAv, _mm512_mul_ps(d3, Bv));
+                _mm512_mask_storeu_ps(s0 + n, m, h0);
+                _mm512_mask_storeu_ps(s1 + n, m, h1);
+                _mm512_mask_storeu_ps(s2 + n, m, h2);
+                _mm512_mask_storeu_ps(s3 + n, m, h3);
+                a0 = _mm512_fmadd_ps(h0, Cv, a0);
+                a1 = _mm512_fmadd_ps(h1, Cv, a1);
+                a2 = _mm512_fmadd_ps(h2, Cv, a2);
+                a3 = _mm512_fmadd_ps(h3, Cv, a3);
+            }
+            yt[p] = _mm512_reduce_add_ps(a0) + Dh * xt[p];
+            yt[p + 1] = _mm512_reduce_add_ps(a1) + Dh * xt[p + 1];
+            yt[p + 2] = _mm512_reduce_add_ps(a2) + Dh * xt[p + 2];
+            yt[p + 3] = _mm512_reduce_add_ps(a3) + Dh * xt[p + 3];
+        }
+        for (; p < p1; p++) {
+            const __m512 d0 = _mm512_set1_ps(dt * xt[p]);
+            float *s0 = st + p * N;
+            __m512 a0 = _mm512_setzero_ps();
+            for (int64_t n = 0; n < N; n += 16) {
+                const __mmask16 m = tail_mask(N - n);
+                const __m512 Bv = _mm512_maskz_loadu_ps(m, Bt + n), Cv = _mm512_maskz_loadu_ps(m, Ct + n);
+                __m512 h0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s0 + n), dAv, _mm512_mul_ps(d0, Bv));
+                _mm512_mask_storeu_ps(s0 + n, m, h0);
+                a0 = _mm512_fmadd_ps(h0, Cv, a0);
+            }
+            yt[p] = _mm512_reduce_add_ps(a0) + Dh * xt[p];
+        }
+    }
+}
+
+/* Sum of squares of v[0..n) in double, 16 at a time in two accumulators. */
+static inline double sumsq512(const float *v, int64_t n)
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 a = _mm512_maskz_loadu_ps(tail_mask(n - i), v + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(a)), hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1));
+        s0 = _mm512_fmadd_pd(lo, lo, s0);
+        s1 = _mm512_fmadd_pd(hi, hi, s1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+void coil_avx512_rmsnorm_gated_row(float *y, const float *z, const float *w, float eps, int64_t gs, int64_t D)
+{
+    for (int64_t i = 0; i < D; i += 16) {
+        const __mmask16 m = tail_mask(D - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), silu512(_mm512_maskz_loadu_ps(m, z + i)));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+    for (int64_t g0 = 0; g0 < D; g0 += gs) {
+        float *yg = y + g0;
+        const __m512 r = _mm512_set1_ps(1.0f / sqrtf((float)(sumsq512(yg, gs) / (double)gs) + eps));
+        for (int64_t i = 0; i < gs; i += 16) {
+            const __mmask16 m = tail_mask(gs - i);
+            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, yg + i), r);
+            _mm512_mask_storeu_ps(yg + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + g0 + i), v));
+        }
+    }
+}
+
+void coil_avx512_rmsnorm_weightless_row(float *x, float eps, int64_t H)
+{
+    const __m512 r = _mm512_set1_ps(1.0f / sqrtf((float)(sumsq512(x, H) / (double)H) + eps));
+    for (int64_t i = 0; i < H; i += 16) {
+        const __mmask16 m = tail_mask(H - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), r));
+    }
+}

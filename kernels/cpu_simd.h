@@ -3,8 +3,21 @@
 #ifndef COIL_CPU_SIMD_H
 #define COIL_CPU_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Mamba-2's step size for one (t, head): clamp(softplus(raw + bias), lo, hi)
+ * (F.softplus, threshold 20), and *dA = exp(dt * A).  Scalar libm math, the
+ * same in every kernel set. */
+static inline float coil_m2_dt(float raw, float bias, float lo, float hi, float A, float *dA)
+{
+    float v = raw + bias;
+    float dt = v > 20.0f ? v : log1pf(expf(v));
+    dt = dt < lo ? lo : dt > hi ? hi : dt;
+    *dA = expf(dt * A);
+    return dt;
+}
 
 void coil_avx2_scan_group(int64_t T, int64_t D, int64_t N, int64_t d0, const float *u, const float *dt,
                           const float *A, const float *bc, int64_t ldbc, const float *Dskip, const float *z,
@@ -19,7 +32,25 @@ void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int
 void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
                          int64_t r1);
 
+/* Mamba-2's scan for rows p0..p1 of one head (backend.h: scan_heads), sequential in t:
+ * x, y: that head's columns (x[t*ldx + p], y[t*ldy + p]); B, C: its group's (B[t*ldbc + n]);
+ * dtr[t*lddt]: its raw dt; st: its (P, N) state.  dt, its clamp and exp(dt A) are the
+ * scalar libm math of every kernel set; the state rows run n in vectors. */
+void coil_avx2_scan_head(int64_t T, int64_t p0, int64_t p1, int64_t N, const float *x, int64_t ldx, const float *B,
+                         const float *C, int64_t ldbc, const float *dtr, int64_t lddt, float dt_bias, float dt_lo,
+                         float dt_hi, float A, float Dh, float *st, float *y, int64_t ldy);
+/* One row of MambaRMSNormGated: y = y * silu(z), then per group of gs
+ * y / sqrt(mean(y^2) + eps) * w (sum of squares in double). */
+void coil_avx2_rmsnorm_gated_row(float *y, const float *z, const float *w, float eps, int64_t gs, int64_t D);
+/* In place: x / sqrt(mean(x^2) + eps) (Falcon-Mamba's weightless norm; double sum). */
+void coil_avx2_rmsnorm_weightless_row(float *x, float eps, int64_t H);
+
 /* AVX-512: the same contracts, 16 channels / lanes at a time. */
+void coil_avx512_scan_head(int64_t T, int64_t p0, int64_t p1, int64_t N, const float *x, int64_t ldx, const float *B,
+                           const float *C, int64_t ldbc, const float *dtr, int64_t lddt, float dt_bias, float dt_lo,
+                           float dt_hi, float A, float Dh, float *st, float *y, int64_t ldy);
+void coil_avx512_rmsnorm_gated_row(float *y, const float *z, const float *w, float eps, int64_t gs, int64_t D);
+void coil_avx512_rmsnorm_weightless_row(float *x, float eps, int64_t H);
 void coil_avx512_scan_group(int64_t T, int64_t D, int64_t N, int64_t d0, const float *u, const float *dt,
                             const float *A, const float *bc, int64_t ldbc, const float *Dskip, const float *z,
                             int64_t ldz, float *h, float *y);

@@ -608,6 +608,7 @@ static int cmd_info(const cli_opts_t *o)
         return cli_fail(&err);
     }
     printf("model:            %s\n", coil_model_dir(m));
+    printf("family:           %s\n", c->family->model_type);
     printf("architecture:     %s (model_type %s)\n", c->family->architecture, c->family->model_type);
     printf("d_model:          %" PRId64 "\n", c->d_model);
     printf("n_layer:          %" PRId64 "\n", c->n_layer);
@@ -616,6 +617,11 @@ static int cmd_info(const cli_opts_t *o)
     printf("d_conv:           %" PRId64 "\n", c->d_conv);
     printf("dt_rank:          %" PRId64 "\n", c->dt_rank);
     printf("vocab_size:       %" PRId64 "\n", c->vocab_size);
+    if (c->n_heads > 0) /* mamba2 */
+        printf("heads:            %" PRId64 " x head_dim %" PRId64 ", n_groups %" PRId64 ", time_step_limit [%g, %g]\n",
+               c->n_heads, c->head_dim, c->n_groups, c->dt_limit_lo, c->dt_limit_hi);
+    if (c->mixer_rms_eps > 0) /* falcon_mamba */
+        printf("mixer_rms_eps:    %g\n", c->mixer_rms_eps);
     printf("layer_norm_eps:   %g\n", c->eps);
     printf("use_bias:         %s\n", c->use_bias ? "true" : "false");
     printf("use_conv_bias:    %s\n", c->use_conv_bias ? "true" : "false");

@@ -588,11 +588,18 @@ coil_dtype_t coil_model_dtype(const coil_model_t *m)
 int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap)
 {
     const coil_model_config_t *c = &m->cfg;
+    char extra[160] = ""; /* the family's own dimensions */
+    if (c->n_heads > 0)
+        snprintf(extra, sizeof extra, ",\"n_heads\":%lld,\"head_dim\":%lld,\"n_groups\":%lld", (long long)c->n_heads,
+                 (long long)c->head_dim, (long long)c->n_groups);
+    else if (c->mixer_rms_eps > 0)
+        snprintf(extra, sizeof extra, ",\"mixer_rms_eps\":%.9g", c->mixer_rms_eps);
     int n = snprintf(buf, cap,
-                     "{\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,\"d_conv\":%lld,"
-                     "\"dt_rank\":%lld,\"vocab_size\":%lld}",
-                     (long long)c->d_model, (long long)c->n_layer, (long long)c->d_inner, (long long)c->d_state,
-                     (long long)c->d_conv, (long long)c->dt_rank, (long long)c->vocab_size);
+                     "{\"family\":\"%s\",\"d_model\":%lld,\"n_layer\":%lld,\"d_inner\":%lld,\"d_state\":%lld,"
+                     "\"d_conv\":%lld,\"dt_rank\":%lld,\"vocab_size\":%lld%s}",
+                     c->family->model_type, (long long)c->d_model, (long long)c->n_layer, (long long)c->d_inner,
+                     (long long)c->d_state, (long long)c->d_conv, (long long)c->dt_rank, (long long)c->vocab_size,
+                     extra);
     return n < 0 || (size_t)n >= cap ? COIL_EINVAL : n;
 }
 

@@ -126,7 +126,10 @@ int64_t coil_model_param_count(const coil_model_t *m);
  * The string is static or from the environment: do not free it. */
 const char *coil_model_default_dir(void);
 
-/* The dimensions as a compact JSON object (for the store's models table).
+/* The family and the dimensions as a compact JSON object (for the store's
+ * models table): {"family":"mamba2","d_model":..,"n_layer":..,"d_inner":..,
+ * "d_state":..,"d_conv":..,"dt_rank":..,"vocab_size":..} and the family's own:
+ * mamba2 "n_heads", "head_dim", "n_groups"; falcon_mamba "mixer_rms_eps".
  * Returns the length written (< cap), or a negative code if cap is too small. */
 int coil_model_dims_json(const coil_model_t *m, char *buf, size_t cap);
 

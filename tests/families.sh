@@ -1,21 +1,27 @@
 #!/bin/sh
 # families.sh -- runs the ingest (crash resume under SIGKILL, sessions, fork,
-# wrong model) and CLI (ingest, sessions, score, export/import) tests once
-# more per model family beyond Mamba-1 (falcon_mamba, mamba2, rwkv), on a small random model of that family
-# (COIL_TEST_FAMILY makes tests/testutil.c write its config.json).  Run by make check.
+# wrong model), CLI (ingest, sessions, score, export/import), ask (reread,
+# select, sessions, errors: all but the bundled model's own figures) and
+# service tests (over coild: ingest, search, sessions, score, ask, export/import
+# = case e2e; workers killed and SIGTERMed mid-ingest = kill; max_clients) once
+# more per model family beyond Mamba-1 (falcon_mamba, mamba2, rwkv), on a small
+# random model of that family (COIL_TEST_FAMILY makes tests/testutil.c write
+# its config.json).  Run by make check.
 set -u
 B=${COIL_BUILDDIR:-.}
 rc=0
 for fam in falcon_mamba mamba2 rwkv; do
-    # (test_service also passes with COIL_TEST_FAMILY set, run alone; beside
-    # the test_service make check runs at the same time its max_clients case
-    # is timing-sensitive, so it is not repeated here)
-    for t in test_ingest test_cli; do
-        if COIL_TEST_FAMILY=$fam "$B/tests/$t" >"$B/tests/families.$fam.$t.log" 2>&1; then
-            echo "PASS: $t with COIL_TEST_FAMILY=$fam"
+    for run in test_ingest test_cli test_ask test_service:e2e test_service:kill test_service:max_clients; do
+        t=${run%%:*}
+        case $run in
+        *:*) c=${run#*:}; log="$B/tests/families.$fam.$t.$c.log"; set -- env "CK_RUN_CASE=$c" ;;
+        *) log="$B/tests/families.$fam.$t.log"; set -- env ;;
+        esac
+        if COIL_TEST_FAMILY=$fam "$@" "$B/tests/$t" >"$log" 2>&1; then
+            echo "PASS: $run with COIL_TEST_FAMILY=$fam"
         else
-            echo "FAIL: $t with COIL_TEST_FAMILY=$fam (log: tests/families.$fam.$t.log)"
-            tail -20 "$B/tests/families.$fam.$t.log"
+            echo "FAIL: $run with COIL_TEST_FAMILY=$fam (log: ${log#$B/})"
+            tail -20 "$log"
             rc=1
         fi
     done

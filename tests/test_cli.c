@@ -143,6 +143,20 @@ START_TEST(test_info)
     ck_assert_ptr_nonnull(strstr(s, "dt_rank:          5\n"));
     ck_assert_ptr_nonnull(strstr(s, "tied lm_head:     false"));
     ck_assert_ptr_nonnull(strstr(s, "state blob:       5352 bytes"));
+    ck_assert_ptr_nonnull(strstr(s, "family:           mamba\n"));
+    free(s);
+    /* the family, and its own dimensions */
+    snprintf(model, sizeof model, "%s", tu_data("models/mamba2_groups_f32"));
+    ck_assert_int_eq(run(args), 0);
+    s = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(s, "family:           mamba2\n"));
+    ck_assert_ptr_nonnull(strstr(s, "heads:            6 x head_dim 10, n_groups 2, time_step_limit [0, inf]\n"));
+    free(s);
+    snprintf(model, sizeof model, "%s", tu_data("models/falcon_untied_odd_f32"));
+    ck_assert_int_eq(run(args), 0);
+    s = slurp(out_path);
+    ck_assert_ptr_nonnull(strstr(s, "family:           falcon_mamba\n"));
+    ck_assert_ptr_nonnull(strstr(s, "mixer_rms_eps:    0.0001\n"));
     free(s);
 }
 END_TEST

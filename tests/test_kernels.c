@@ -4,8 +4,10 @@
  *     compiler's own __builtin_cpu_supports, a second reading of cpuid), or the
  *     one COIL_KERNELS forces;
  *   - every kernel set this CPU has agrees with the portable one op by op
- *     (linear F32/F16/BF16 prefill and decode, rmsnorm, conv, scan) on shapes
- *     with odd widths, and gives the same bits when run twice;
+ *     (linear F32/F16/BF16 prefill and decode, rmsnorm, conv, scan; Mamba-2's
+ *     scan_heads and gated norm, Falcon-Mamba's weightless norm) on shapes
+ *     with odd widths, and gives the same bits when run twice (scan_heads:
+ *     also with 1 and 3 threads and cut into pieces);
  *   - RWKV-4's wkv and layernorm match a double-precision reference, and
  *     wkv / token_mix carry their state across calls to the bit;
  *   - oneDNN and OpenBLAS agree; a wrong OpenBLAS core choice is detected
@@ -212,6 +214,107 @@ START_TEST(test_ops_parity)
         free(la);
         free(lb);
     }
+}
+END_TEST
+
+/* Mamba-2's multi-head scan, its gated RMSNorm and Falcon-Mamba's weightless
+ * norm: every SIMD set against the portable one on odd shapes (head_dim,
+ * d_state and group widths off multiples of 8 and 16; n_groups > 1; a clamp
+ * that bites), bit-stable run twice, with 1 and 3 threads, and cut in pieces. */
+static const int64_t m2_shapes[][4] = {{6, 10, 9, 3}, {4, 64, 128, 1}, {3, 17, 20, 1}, {2, 5, 3, 2}}; /* H P N G */
+
+static void scan_heads_pieces(const coil_backend_ops_t *S, int64_t T, int64_t H, int64_t P, int64_t N, int64_t G,
+                              const float *x, const float *bc, const float *dtr, const float *dtb, float lo, float hi,
+                              const float *A, const float *Ds, float *st, float *y, const int64_t *cut, int ncut)
+{
+    const int64_t ldx = H * P + 5, ldbc = 2 * G * N + 3, lddt = H + 2;
+    for (int64_t t = 0, i = 0; t < T; i++) {
+        int64_t n = cut[i % ncut] < T - t ? cut[i % ncut] : T - t;
+        S->scan_heads(n, H, P, N, G, x + t * ldx, ldx, bc + t * ldbc, ldbc, dtr + t * lddt, lddt, dtb, lo, hi, A, Ds,
+                      st, y + t * H * P);
+        t += n;
+    }
+}
+
+START_TEST(test_mamba2_ops_parity)
+{
+    const coil_backend_ops_t *P0 = coil_backend_cpu_portable();
+    const int64_t H = m2_shapes[_i][0], P = m2_shapes[_i][1], N = m2_shapes[_i][2], G = m2_shapes[_i][3], T = 23;
+    const int64_t D = H * P, ldx = D + 5, ldbc = 2 * G * N + 3, lddt = H + 2;
+    const size_t nst = (size_t)(D * N), ny = (size_t)(T * D);
+    float *x = rand_buf((size_t)(T * ldx), 2.0f), *bc = rand_buf((size_t)(T * ldbc), 1.0f),
+          *dtr = rand_buf((size_t)(T * lddt), 3.0f), *dtb = rand_buf((size_t)H, 1.0f), *A = rand_buf((size_t)H, 1.0f),
+          *Ds = rand_buf((size_t)H, 1.0f), *st0 = rand_buf(nst, 1.0f);
+    for (int64_t h = 0; h < H; h++)
+        A[h] = -fabsf(A[h]) * 4.0f - 0.01f;
+    dtr[0] = 25.0f; /* softplus's threshold path */
+    const float lo = 0.05f, hi = _i % 2 ? 1.5f : INFINITY;
+    float *ya = malloc(ny * 4), *yb = malloc(ny * 4), *sa = malloc(nst * 4), *sb = malloc(nst * 4);
+    memcpy(sa, st0, nst * 4);
+    P0->scan_heads(T, H, P, N, G, x, ldx, bc, ldbc, dtr, lddt, dtb, lo, hi, A, Ds, sa, ya);
+    /* gated norm input: the scan's output; z with a row stride */
+    const int64_t ldz = D + 7, gs = D / G;
+    float *z = rand_buf((size_t)(T * ldz), 3.0f), *w = rand_buf((size_t)D, 1.0f), *ga = malloc(ny * 4),
+          *gb = malloc(ny * 4);
+    memcpy(ga, ya, ny * 4);
+    P0->rmsnorm_gated(ga, z, ldz, w, 1e-5f, gs, T, D);
+    /* weightless norm on strided rows (Falcon-Mamba: dt_rank, then d_state columns) */
+    const int64_t XD = P + 2 * N;
+    float *wl0 = rand_buf((size_t)(T * XD), 3.0f), *wla = malloc((size_t)(T * XD) * 4),
+          *wlb = malloc((size_t)(T * XD) * 4);
+    memcpy(wla, wl0, (size_t)(T * XD) * 4);
+    P0->rmsnorm_weightless(wla, XD, 1e-6f, T, P);
+    P0->rmsnorm_weightless(wla + P, XD, 1e-6f, T, N);
+    for (int k = COIL_KSET_PORTABLE; k <= COIL_KSET_AVX512; k++) {
+        const coil_backend_ops_t *S = coil_backend_cpu_kernels((coil_kset_t)k);
+        if (!S)
+            continue;
+        TWICE(k, yb, ny,
+              (memcpy(sb, st0, nst * 4),
+               S->scan_heads(T, H, P, N, G, x, ldx, bc, ldbc, dtr, lddt, dtb, lo, hi, A, Ds, sb, yb)));
+        expect_close("scan_heads y", k, ya, yb, ny, 1e-5);
+        expect_close("scan_heads state", k, sa, sb, nst, 1e-5);
+        /* the same bits with 1 and 3 threads, and cut into pieces */
+        float *yc = malloc(ny * 4), *sc = malloc(nst * 4);
+        static const int64_t cut1[] = {1}, cut_odd[] = {3, 1, 11, 2, 5};
+        for (int th = 1; th <= 3; th += 2)
+            for (int c = 0; c < 2; c++) {
+                S->set_threads(th);
+                memcpy(sc, st0, nst * 4);
+                scan_heads_pieces(S, T, H, P, N, G, x, bc, dtr, dtb, lo, hi, A, Ds, sc, yc, c ? cut_odd : cut1,
+                                  c ? 5 : 1);
+                ck_assert_msg(memcmp(yc, yb, ny * 4) == 0 && memcmp(sc, sb, nst * 4) == 0,
+                              "scan_heads, set %s, %d threads, cut %d: bits differ from one call",
+                              coil_kernels_name((coil_kset_t)k), th, c);
+            }
+        S->set_threads(0);
+        free(yc);
+        free(sc);
+        TWICE(k, gb, ny, (memcpy(gb, ya, ny * 4), S->rmsnorm_gated(gb, z, ldz, w, 1e-5f, gs, T, D)));
+        expect_close("rmsnorm_gated", k, ga, gb, ny, 1e-6);
+        TWICE(k, wlb, (size_t)(T * XD),
+              (memcpy(wlb, wl0, (size_t)(T * XD) * 4), S->rmsnorm_weightless(wlb, XD, 1e-6f, T, P),
+               S->rmsnorm_weightless(wlb + P, XD, 1e-6f, T, N)));
+        expect_close("rmsnorm_weightless", k, wla, wlb, (size_t)(T * XD), 1e-6);
+    }
+    free(x);
+    free(bc);
+    free(dtr);
+    free(dtb);
+    free(A);
+    free(Ds);
+    free(st0);
+    free(ya);
+    free(yb);
+    free(sa);
+    free(sb);
+    free(z);
+    free(w);
+    free(ga);
+    free(gb);
+    free(wl0);
+    free(wla);
+    free(wlb);
 }
 END_TEST
 
@@ -532,6 +635,7 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_chosen_matches_cpuid);
     tcase_add_loop_test(tc, test_ops_parity, 0, 3);
+    tcase_add_loop_test(tc, test_mamba2_ops_parity, 0, (int)(sizeof m2_shapes / sizeof m2_shapes[0]));
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_rwkv_ops);
     tcase_add_test(tc, test_pool_after_fork);

@@ -322,6 +322,34 @@ static int parse_m2(const char *cfgtext, const char *from, const char *to, coil_
     return rc;
 }
 
+/* The store's models row: the family and its dimensions (coil_model_dims_json). */
+START_TEST(test_dims_json)
+{
+    static const char *cases[][2] = {
+        {"models/tied_f32", "{\"family\":\"mamba\",\"d_model\":"},
+        {"models/falcon_untied_odd_f32", "{\"family\":\"falcon_mamba\",\"d_model\":27,"},
+        {"models/mamba2_groups_f32", "{\"family\":\"mamba2\",\"d_model\":30,\"n_layer\":3,\"d_inner\":60,"},
+    };
+    static const char *tails[] = {"\"vocab_size\":", ",\"mixer_rms_eps\":0.0001}",
+                                  ",\"n_heads\":6,\"head_dim\":10,\"n_groups\":2}"};
+    for (int i = 0; i < 3; i++) {
+        coil_err_t err = {0};
+        coil_model_t *m = coil_model_load(tu_data(cases[i][0]), &err);
+        ck_assert_msg(m != NULL, "%s", err.msg);
+        char buf[512];
+        int n = coil_model_dims_json(m, buf, sizeof buf);
+        ck_assert_int_gt(n, 0);
+        ck_assert_msg(strncmp(buf, cases[i][1], strlen(cases[i][1])) == 0, "%s", buf);
+        ck_assert_msg(strstr(buf, tails[i]) != NULL, "%s lacks %s", buf, tails[i]);
+        json_t *j = json_loads(buf, 0, NULL);
+        ck_assert_msg(j != NULL, "not JSON: %s", buf);
+        json_decref(j);
+        ck_assert_int_eq(coil_model_dims_json(m, buf, 20), COIL_EINVAL); /* too small a buffer */
+        coil_model_destroy(&m);
+    }
+}
+END_TEST
+
 START_TEST(test_mamba2_config)
 {
     coil_err_t err = {0};
@@ -873,6 +901,7 @@ int main(void)
     tcase_add_test(tc, test_falcon_mamba);
     tcase_add_test(tc, test_mamba2_config);
     tcase_add_test(tc, test_rwkv_config);
+    tcase_add_test(tc, test_dims_json);
     tcase_add_test(tc, test_bad_shard_index);
     tcase_add_test(tc, test_published_configs);
     tcase_add_test(tc, test_published_directories);

@@ -204,8 +204,9 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
     } while (0)
     const char *fam = sh->family ? sh->family : getenv("COIL_TEST_FAMILY");
     const int m2 = fam && strcmp(fam, "mamba2") == 0;
-    /* mamba2: head_dim 8, n_groups 2 (D must be a multiple of 16) */
-    const int64_t NH = D / 8, G = 2, Dc = D + 2 * G * N;
+    /* mamba2: head_dim 8, n_groups 2 unless the shape says (D a multiple of head_dim x n_groups) */
+    const int64_t P = sh->head_dim > 0 ? sh->head_dim : 8, G = sh->n_groups > 0 ? sh->n_groups : 2, NH = D / P,
+                  Dc = D + 2 * G * N;
     /* rwkv: attention_hidden_size = d_model, intermediate_size = expand x d_model, rescale_every 2 */
     const int rw = fam && strcmp(fam, "rwkv") == 0;
     if (rw) {
@@ -351,8 +352,8 @@ int tu_write_random_model(const char *dir, const tu_model_shape_t *sh, uint64_t 
         extra = "  \"mixer_rms_eps\": 1e-06,\n";
     } else if (m2) {
         arch = "Mamba2ForCausalLM";
-        snprintf(m2extra, sizeof m2extra, "  \"num_heads\": %lld,\n  \"head_dim\": 8,\n  \"n_groups\": %lld,\n",
-                 (long long)NH, (long long)G);
+        snprintf(m2extra, sizeof m2extra, "  \"num_heads\": %lld,\n  \"head_dim\": %lld,\n  \"n_groups\": %lld,\n",
+                 (long long)NH, (long long)P, (long long)G);
         extra = m2extra;
     } else if (rw) {
         fprintf(f,

@@ -24,8 +24,10 @@ typedef struct tu_model_shape {
     int tied;
     const char *dtype; /* "F32", "F16", "BF16" */
     const char *family; /* NULL: $COIL_TEST_FAMILY, else "mamba"; or "mamba", "falcon_mamba", "mamba2"
-                           (mamba2: head_dim 8, n_groups 2; expand x d_model a multiple of 16), "rwkv"
-                           (attention = d_model, intermediate = expand x d_model, rescale_every 2) */
+                           (mamba2: head_dim 8, n_groups 2 unless set below; expand x d_model a multiple
+                           of head_dim x n_groups), "rwkv" (attention = d_model, intermediate = expand x
+                           d_model, rescale_every 2) */
+    int64_t head_dim, n_groups; /* mamba2 only; 0: 8 and 2 */
 } tu_model_shape_t;
 
 /* Writes dir/config.json + dir/model.safetensors of a model of family

@@ -44,7 +44,7 @@ static int write_model(const char *dir, const char *shape, const char *dtype)
     } shapes[] = {{"130m", 768, 24}, {"370m", 1024, 48}, {"790m", 1536, 48}, {"1.4b", 2048, 48}, {"2.8b", 2560, 64}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (strcmp(shape, shapes[i].name) == 0) {
-            tu_model_shape_t s = {shapes[i].d_model, shapes[i].n_layer, 50280, 16, 4, 2, 0, 1, dtype, NULL};
+            tu_model_shape_t s = {shapes[i].d_model, shapes[i].n_layer, 50280, 16, 4, 2, 0, 1, dtype, NULL, 0, 0};
             if (tu_write_model_dir(dir, &s, 17) != 0) {
                 fprintf(stderr, "bench_cuda: cannot write the model to %s\n", dir);
                 return 1;

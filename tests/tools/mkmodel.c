@@ -1,7 +1,9 @@
-/* mkmodel.c -- write a random-weight Mamba-1 model in the Hugging Face layout.
+/* mkmodel.c -- write a random-weight model in the Hugging Face layout.
  *
  *   tests/tools/mkmodel DIR [--d-model N] [--layers N] [--vocab N] [--d-state N]
  *                           [--dtype F32|F16|BF16] [--seed S] [--untied] [--tokenizer FILE]
+ *                           [--family mamba|falcon_mamba|mamba2] [--dt-rank N]
+ *                           [--head-dim N] [--n-groups N]
  *
  * For tests and benchmarks (e.g. --d-model 768 --layers 24 --vocab 50280 is the
  * mamba-130m shape).  --tokenizer copies a tokenizer.json into DIR.
@@ -23,7 +25,9 @@ int main(int argc, char **argv)
     const char *tok = NULL;
     static const struct option lo[] = {{"d-model", 1, 0, 'h'}, {"layers", 1, 0, 'l'}, {"vocab", 1, 0, 'v'},
                                        {"d-state", 1, 0, 'n'}, {"dtype", 1, 0, 'd'},  {"seed", 1, 0, 's'},
-                                       {"untied", 0, 0, 'u'},  {"tokenizer", 1, 0, 't'}, {0, 0, 0, 0}};
+                                       {"untied", 0, 0, 'u'},  {"tokenizer", 1, 0, 't'}, {"family", 1, 0, 'f'},
+                                       {"dt-rank", 1, 0, 'r'}, {"head-dim", 1, 0, 'p'}, {"n-groups", 1, 0, 'g'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -35,10 +39,15 @@ int main(int argc, char **argv)
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'u': sh.tied = 0; break;
         case 't': tok = optarg; break;
+        case 'f': sh.family = optarg; break;
+        case 'r': sh.dt_rank = atoll(optarg); break;
+        case 'p': sh.head_dim = atoll(optarg); break;
+        case 'g': sh.n_groups = atoll(optarg); break;
         default: goto usage;
         }
     }
-    if (optind != argc - 1 || sh.d_model <= 0 || sh.n_layer <= 0 || sh.vocab <= 0 || sh.d_state <= 0 ||
+    if (optind != argc - 1 || sh.d_model <= 0 || sh.n_layer <= 0 || sh.vocab <= 0 || sh.d_state <= 0 || sh.dt_rank < 0 || sh.head_dim < 0 ||
+        sh.n_groups < 0 ||
         (strcmp(sh.dtype, "F32") && strcmp(sh.dtype, "F16") && strcmp(sh.dtype, "BF16")))
         goto usage;
     const char *dir = argv[optind];
@@ -65,6 +74,7 @@ int main(int argc, char **argv)
     return 0;
 usage:
     fprintf(stderr, "usage: mkmodel DIR [--d-model N] [--layers N] [--vocab N] [--d-state N] "
-                    "[--dtype F32|F16|BF16] [--seed S] [--untied] [--tokenizer FILE]\n");
+                    "[--dtype F32|F16|BF16] [--seed S] [--untied] [--tokenizer FILE] "
+                    "[--family mamba|falcon_mamba|mamba2] [--dt-rank N] [--head-dim N] [--n-groups N]\n");
     return 2;
 }
