@@ -209,6 +209,34 @@ void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const floa
         gemv_half_rows(W, K, 0, x, y, r0, r1);
 }
 
+#ifdef COIL_HAVE_BF16_DOT
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void
+coil_avx512_gemv_bf16_dot(const uint16_t *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = W + r * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 64 <= K; k += 64) {
+            coil_prefetch128(row + k);
+            /* element i of x0 is x[k + i]: the low half from the second operand */
+            __m512bh x0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+            __m512bh x1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 48), _mm512_loadu_ps(x + k + 32));
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(row + k), x0);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(row + k + 32), x1);
+        }
+        for (; k < K; k += 32) {
+            const int64_t left = K - k;
+            const __mmask32 m = left >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << left) - 1);
+            __m512bh xv = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(tail_mask(left - 16 > 0 ? left - 16 : 0), x + k + 16),
+                                              _mm512_maskz_loadu_ps(tail_mask(left), x + k));
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m, row + k), xv);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+#endif
+
 void coil_avx512_rmsnorm_row(const float *x, const float *w, float eps, float *y, int64_t H)
 {
     /* Sum of squares in double like the portable kernel (a float product is

@@ -47,6 +47,13 @@ void coil_avx512_conv_silu_rows(const float *const *rows, const float *w, const 
 void coil_avx512_gemv_f32(const float *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1);
 void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
                            int64_t r1);
+/* BF16 weights with the CPU's BF16 dot products (AVX512_BF16, vdpbf16ps):
+ * x is rounded to BF16 (nearest even), pairs of products summed in float32.
+ * Only where cpuid says avx512_bf16; not the bits of coil_avx512_gemv_half. */
+#if defined(__clang__) ? __clang_major__ >= 9 : (defined(__GNUC__) && __GNUC__ >= 10)
+#define COIL_HAVE_BF16_DOT 1
+void coil_avx512_gemv_bf16_dot(const uint16_t *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1);
+#endif
 /* One row of MambaRMSNorm: y = x / sqrt(mean(x^2) + eps) * w. */
 void coil_avx512_rmsnorm_row(const float *x, const float *w, float eps, float *y, int64_t H);
 
