@@ -11,7 +11,7 @@
  * COIL_PF_L1 bytes ahead into L1 and the two COIL_PF_L2 bytes ahead into L2
  * (across row ends: W's rows are contiguous).  Measured on one core of the
  * Xeon of README's Performance section, a 77 MB F16 matrix, thread CPU time,
- * best of 12: 10.0-11.0 GB/s without, 11.8-15.0 with (a plain read: 15-16.7).
+ * best of 12: 9.9-11.0 GB/s without, 11.8-15.0 with (a plain read: 15-16.7).
  * A prefetch never faults and never changes a result.  Addresses are formed
  * as integers: they may lie past the end of W. */
 #define COIL_PF_L1 2048
