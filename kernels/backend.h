@@ -178,6 +178,15 @@ int coil_matrix_ready(struct coil_err *err);
  * set, matrix library with version and kernels, and any warning. */
 void coil_backend_print_info(FILE *f);
 
+/* BF16 weights through the CPU's BF16 dot products (AVX512_BF16 vdpbf16ps) in
+ * the decode GEMV (T = 1) of the avx512 kernel set: x is rounded to BF16
+ * first, so results are not those of the exact path (README: measured
+ * accuracy and speed).  Off by default; COIL_BF16_DOT=1 turns it on where
+ * available (this build, this CPU, kernel set avx512). */
+bool coil_backend_bf16_dot_available(void);
+bool coil_backend_bf16_dot(void);          /* in use */
+void coil_backend_bf16_dot_set(bool on);   /* tests, benchmarks; on only where available */
+
 /* Floats of scratch linear() needs for W (0 for F32). */
 size_t coil_backend_linear_scratch(const coil_matrix_t *W);
 

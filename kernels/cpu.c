@@ -9,6 +9,7 @@
 #include "backend.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +126,34 @@ static void gemv_half_portable(const uint16_t *W, int64_t K, int is_bf16, const 
     }
 }
 
+/* -1: COIL_BF16_DOT not read yet */
+static _Atomic int bf16_dot = -1;
+
+bool coil_backend_bf16_dot_available(void)
+{
+#if defined(COIL_HAVE_AVX512) && defined(COIL_HAVE_BF16_DOT)
+    return coil_kernels_chosen() == COIL_KSET_AVX512 && coil_cpu_features()->avx512_bf16;
+#else
+    return false;
+#endif
+}
+
+bool coil_backend_bf16_dot(void)
+{
+    int v = atomic_load(&bf16_dot);
+    if (v < 0) {
+        const char *e = getenv("COIL_BF16_DOT");
+        v = e && strcmp(e, "1") == 0 && coil_backend_bf16_dot_available();
+        atomic_store(&bf16_dot, v);
+    }
+    return v;
+}
+
+void coil_backend_bf16_dot_set(bool on)
+{
+    atomic_store(&bf16_dot, on && coil_backend_bf16_dot_available());
+}
+
 static void linear_slice(const coil_matrix_t *W, const float *bias, const float *x, int64_t ldx, float *y,
                          int64_t ldy, int64_t T, float *scratch, int64_t r0, int64_t r1, int simd,
                          coil_matrix_lib_t lib)
@@ -164,7 +193,12 @@ static void linear_slice(const coil_matrix_t *W, const float *bias, const float 
         /* Decode: read the half-precision weights once, no conversion pass. */
         if (simd == COIL_KSET_AVX512) {
 #ifdef COIL_HAVE_AVX512
-            coil_avx512_gemv_half(Wh, K, bf, x, y, r0, r1);
+#ifdef COIL_HAVE_BF16_DOT
+            if (bf && coil_backend_bf16_dot())
+                coil_avx512_gemv_bf16_dot(Wh, K, x, y, r0, r1);
+            else
+#endif
+                coil_avx512_gemv_half(Wh, K, bf, x, y, r0, r1);
 #endif
         } else if (simd == COIL_KSET_AVX2) {
 #ifdef COIL_HAVE_AVX2
@@ -801,6 +835,10 @@ void coil_backend_print_info(FILE *f)
             coil_matrix_libs());
     if (mi.below)
         fprintf(f, "matrix warning:   %s\n", mi.note);
+    if (coil_backend_bf16_dot_available())
+        fprintf(f, "bf16 dot:         %s\n",
+                coil_backend_bf16_dot() ? "on: BF16 decode GEMV through vdpbf16ps, x rounded to BF16 (COIL_BF16_DOT=1)"
+                                        : "off (COIL_BF16_DOT=1: BF16 decode GEMV through vdpbf16ps)");
     for (int l = COIL_MATRIX_OPENBLAS; l <= COIL_MATRIX_ONEDNN; l++) {
         if (l == (int)lib || !strstr(coil_matrix_libs(), coil_matrix_lib_name((coil_matrix_lib_t)l)))
             continue;

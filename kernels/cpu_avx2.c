@@ -185,8 +185,9 @@ static inline __m256 load8_half(const uint16_t *p, int is_bf16)
     return _mm256_cvtph_ps(v);
 }
 
-void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
-                         int64_t r1)
+/* is_bf16 is a constant in each of the two calls below: no test in the loop. */
+static inline __attribute__((always_inline)) void gemv_half_rows(const uint16_t *W, int64_t K, const int is_bf16,
+                                                                 const float *x, float *y, int64_t r0, int64_t r1)
 {
     for (int64_t r = r0; r < r1; r++) {
         const uint16_t *row = W + r * K;
@@ -194,6 +195,8 @@ void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float 
                a3 = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 32 <= K; k += 32) {
+            if (!(k & 32)) /* every 128 bytes */
+                coil_prefetch128(row + k);
             a0 = _mm256_fmadd_ps(load8_half(row + k, is_bf16), _mm256_loadu_ps(x + k), a0);
             a1 = _mm256_fmadd_ps(load8_half(row + k + 8, is_bf16), _mm256_loadu_ps(x + k + 8), a1);
             a2 = _mm256_fmadd_ps(load8_half(row + k + 16, is_bf16), _mm256_loadu_ps(x + k + 16), a2);
@@ -220,6 +223,15 @@ void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float 
     }
 }
 
+void coil_avx2_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
+                         int64_t r1)
+{
+    if (is_bf16)
+        gemv_half_rows(W, K, 1, x, y, r0, r1);
+    else
+        gemv_half_rows(W, K, 0, x, y, r0, r1);
+}
+
 static inline float hsum256(__m256 s)
 {
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
@@ -239,6 +251,7 @@ void coil_avx2_gemv_f32(const float *W, int64_t K, const float *x, float *y, int
                a3 = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 32 <= K; k += 32) {
+            coil_prefetch128(w + k);
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 16), _mm256_loadu_ps(x + k + 16), a2);

@@ -152,6 +152,8 @@ void coil_avx512_gemv_f32(const float *W, int64_t K, const float *x, float *y, i
                a3 = _mm512_setzero_ps();
         int64_t k = 0;
         for (; k + 64 <= K; k += 64) {
+            coil_prefetch128(w + k);
+            coil_prefetch128(w + k + 32);
             a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
             a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);
             a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 32), _mm512_loadu_ps(x + k + 32), a2);
@@ -173,8 +175,9 @@ static inline __m512 load16_half(const uint16_t *p, __mmask16 m, int is_bf16)
     return _mm512_cvtph_ps(v);
 }
 
-void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
-                           int64_t r1)
+/* is_bf16 is a constant in each of the two calls below: no test in the loop. */
+static inline __attribute__((always_inline)) void gemv_half_rows(const uint16_t *W, int64_t K, const int is_bf16,
+                                                                 const float *x, float *y, int64_t r0, int64_t r1)
 {
     const __mmask16 all = 0xffff;
     for (int64_t r = r0; r < r1; r++) {
@@ -183,6 +186,7 @@ void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const floa
                a3 = _mm512_setzero_ps();
         int64_t k = 0;
         for (; k + 64 <= K; k += 64) {
+            coil_prefetch128(row + k);
             a0 = _mm512_fmadd_ps(load16_half(row + k, all, is_bf16), _mm512_loadu_ps(x + k), a0);
             a1 = _mm512_fmadd_ps(load16_half(row + k + 16, all, is_bf16), _mm512_loadu_ps(x + k + 16), a1);
             a2 = _mm512_fmadd_ps(load16_half(row + k + 32, all, is_bf16), _mm512_loadu_ps(x + k + 32), a2);
@@ -195,6 +199,43 @@ void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const floa
         y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
     }
 }
+
+void coil_avx512_gemv_half(const uint16_t *W, int64_t K, int is_bf16, const float *x, float *y, int64_t r0,
+                           int64_t r1)
+{
+    if (is_bf16)
+        gemv_half_rows(W, K, 1, x, y, r0, r1);
+    else
+        gemv_half_rows(W, K, 0, x, y, r0, r1);
+}
+
+#ifdef COIL_HAVE_BF16_DOT
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void
+coil_avx512_gemv_bf16_dot(const uint16_t *W, int64_t K, const float *x, float *y, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = W + r * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 64 <= K; k += 64) {
+            coil_prefetch128(row + k);
+            /* element i of x0 is x[k + i]: the low half from the second operand */
+            __m512bh x0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+            __m512bh x1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 48), _mm512_loadu_ps(x + k + 32));
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(row + k), x0);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(row + k + 32), x1);
+        }
+        for (; k < K; k += 32) {
+            const int64_t left = K - k;
+            const __mmask32 m = left >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << left) - 1);
+            __m512bh xv = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(tail_mask(left - 16 > 0 ? left - 16 : 0), x + k + 16),
+                                              _mm512_maskz_loadu_ps(tail_mask(left), x + k));
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m, row + k), xv);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+#endif
 
 void coil_avx512_rmsnorm_row(const float *x, const float *w, float eps, float *y, int64_t H)
 {

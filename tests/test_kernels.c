@@ -530,6 +530,58 @@ START_TEST(test_rwkv_ops)
 }
 END_TEST
 
+/* COIL_BF16_DOT: BF16 decode GEMV through vdpbf16ps (x rounded to BF16).
+ * Close to the exact product, not equal to it (so the path ran), bit-stable,
+ * the same bits for 1 and 3 threads; off again gives the exact path's bits. */
+START_TEST(test_bf16_dot)
+{
+    if (!coil_backend_bf16_dot_available()) {
+        fprintf(stderr, "SKIP: bf16 dot: this build, CPU or kernel set lacks AVX512_BF16\n");
+        return;
+    }
+    const coil_backend_ops_t *P = coil_backend_cpu_portable(), *S = coil_backend_cpu();
+    const int64_t Ks[] = {1536, 37, 773}, R = 203;
+    for (int i = 0; i < 3; i++) {
+        const int64_t K = Ks[i];
+        float *Wf = rand_buf((size_t)(R * K), 0.1f), *bias = rand_buf((size_t)R, 0.1f), *x = rand_buf((size_t)K, 1.0f);
+        float *ref = malloc((size_t)R * 4), *got = malloc((size_t)R * 4), *got3 = malloc((size_t)R * 4),
+              *exact = malloc((size_t)R * 4), *off = malloc((size_t)R * 4);
+        uint16_t *Wh = malloc((size_t)(R * K) * 2);
+        for (int64_t j = 0; j < R * K; j++)
+            Wh[j] = to_bf16(Wf[j]);
+        coil_matrix_t M = {.dtype = COIL_DT_BF16, .data = Wh, .rows = R, .cols = K};
+        P->linear(&M, bias, x, K, ref, R, 1, NULL);
+        S->linear(&M, bias, x, K, exact, R, 1, NULL);
+        coil_backend_bf16_dot_set(true);
+        ck_assert(coil_backend_bf16_dot());
+        S->set_threads(1);
+        TWICE(COIL_KSET_AVX512, got, (size_t)R, S->linear(&M, bias, x, K, got, R, 1, NULL));
+        S->set_threads(3);
+        S->linear(&M, bias, x, K, got3, R, 1, NULL);
+        S->set_threads(0);
+        coil_backend_bf16_dot_set(false);
+        S->linear(&M, bias, x, K, off, R, 1, NULL);
+        char what[64];
+        snprintf(what, sizeof what, "bf16 dot K=%lld", (long long)K);
+        expect_close(what, COIL_KSET_AVX512, ref, got, (size_t)R, 1e-2);
+        ck_assert_msg(tu_rel_l2(got, ref, (size_t)R) > 1e-6, "bf16 dot K=%lld: the exact result (did the path run?)",
+                      (long long)K);
+        ck_assert_msg(memcmp(got, got3, (size_t)R * 4) == 0, "bf16 dot K=%lld: 1 and 3 threads differ", (long long)K);
+        ck_assert_msg(memcmp(off, exact, (size_t)R * 4) == 0, "bf16 dot off K=%lld: not the exact path's bits",
+                      (long long)K);
+        free(Wf);
+        free(bias);
+        free(x);
+        free(ref);
+        free(got);
+        free(got3);
+        free(exact);
+        free(off);
+        free(Wh);
+    }
+}
+END_TEST
+
 /* A child forked after the pool started runs its products too (no workers of
  * the parent to wait for). */
 START_TEST(test_pool_after_fork)
@@ -639,6 +691,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_rwkv_ops);
     tcase_add_test(tc, test_pool_after_fork);
+    tcase_add_test(tc, test_bf16_dot);
     tcase_add_test(tc, test_matrix_libraries_agree);
     tcase_add_test(tc, test_openblas_core_fixed);
     suite_add_tcase(s, tc);
