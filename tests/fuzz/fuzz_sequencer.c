@@ -36,6 +36,7 @@ static const struct {
 static const char *const names[N_NAMES] = {"doc", "doc2", "", "a/../b \xc3\xa9"};
 
 static char dir[4096];
+static const char *base; /* tmpfs when there is one: the sequencer fsyncs every complete upload */
 
 static int count_entries(const char *path)
 {
@@ -50,27 +51,18 @@ static int count_entries(const char *path)
     return n;
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+/* A spool directory of this input's own, removed when it ends (libFuzzer
+ * leaves without running atexit handlers). */
+static void make_dir(void)
 {
-    (void)argc;
-    (void)argv;
-    /* tmpfs when there is one: the sequencer fsyncs every complete upload */
-    char tmpl[] = "/dev/shm/coil-fuzz-seq-XXXXXX";
-    const char *d = mkdtemp(tmpl);
-    if (d) {
-        snprintf(dir, sizeof dir, "%s", d);
-    } else {
-        fuzz_path(dir, fuzz_scratch(), "spool");
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            abort();
+    if (!base) {
+        struct stat sb;
+        base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                                                                                                 : fuzz_scratch();
     }
-    return 0;
-}
-
-static void rm_dir(void)
-{
-    if (dir[0])
-        rmdir(dir);
+    snprintf(dir, sizeof dir, "%s/coil-fuzz-seq-XXXXXX", base);
+    if (!mkdtemp(dir))
+        abort();
 }
 
 typedef struct {
@@ -82,16 +74,9 @@ typedef struct {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int once;
-    if (!once) {
-        once = 1;
-        if (!dir[0])
-            LLVMFuzzerInitialize(NULL, NULL);
-        if (strncmp(dir, "/dev/shm/", 9) == 0)
-            atexit(rm_dir);
-    }
     if (size == 0)
         return 0;
+    make_dir();
     int fds0 = count_entries("/proc/self/fd");
     int64_t max_bytes = (int64_t)data[0] * 8;
     size_t at = 1;
@@ -204,6 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int nm = 0; nm < N_NAMES; nm++)
             free(up[c][nm].text);
     FUZZ_CHECK(count_entries(dir) == 0, "%d spool files left after the set is freed", count_entries(dir));
+    rmdir(dir);
     FUZZ_CHECK(count_entries("/proc/self/fd") == fds0, "file descriptors leaked: %d open, %d before",
                count_entries("/proc/self/fd"), fds0);
     return 0;
