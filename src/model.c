@@ -1,5 +1,6 @@
 /* model.c -- load a Hugging Face Mamba checkpoint: config.json + safetensors. */
 #include "model.h"
+#include "jsonload.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -114,11 +115,16 @@ int coil_model_config_parse(const char *text, const char *what, coil_model_confi
             i += 7;
         }
     }
-    json_t *root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+    int nomem = 0;
+    json_t *root = coil_jsonload_buf(copy, len, JSON_REJECT_DUPLICATES, &je, &nomem);
     free(copy);
     int rc = 0;
 
     memset(c, 0, sizeof *c);
+    if (nomem) {
+        rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory", what);
+        goto out;
+    }
     if (!root || !json_is_object(root)) {
         rc = coil_err_set(err, COIL_EFORMAT, "%s: %s (line %d, column %d)", what,
                           root ? "not a JSON object" : je.text, root ? 0 : je.line, root ? 0 : je.column);
@@ -387,8 +393,13 @@ static int open_weights(coil_model_t *m, coil_err_t *err)
         goto out;
     }
     json_error_t je;
-    root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    int nomem = 0;
+    root = coil_jsonload_buf(text, strlen(text), JSON_REJECT_DUPLICATES, &je, &nomem);
     free(text);
+    if (nomem) {
+        rc = coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
     if (!root || !json_is_object(root)) {
         rc = coil_err_set(err, COIL_EFORMAT, "%s: %s", path, root ? "not a JSON object" : je.text);
         goto out;

@@ -7,6 +7,7 @@
  * compares both on tests/data/protocol/cases.json).
  */
 #include "protocol.h"
+#include "jsonload.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -485,7 +486,12 @@ int coil_proto_parse_request(const void *json, size_t len, const void *bin, size
     box = calloc(1, sizeof *box);
     if (!box)
         return coil_err_set(err, COIL_ENOMEM, "request: out of memory");
-    box->root = json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    int nomem = 0;
+    box->root = coil_jsonload_buf(json ? json : "", len, JSON_REJECT_DUPLICATES, &jerr, &nomem);
+    if (nomem) {
+        free(box);
+        return coil_err_set(err, COIL_ENOMEM, "request: out of memory");
+    }
     if (!box->root) {
         free(box);
         return coil_err_set(err, COIL_EPROTO, "request: not JSON: %s at line %d column %d",
@@ -527,7 +533,7 @@ json_t *coil_proto_recover_id(const void *json, size_t len, size_t max_bytes)
     json_t *root, *id = NULL;
     if (!json || (max_bytes && len > max_bytes))
         return NULL;
-    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
+    root = coil_jsonload_buf(json, len, JSON_REJECT_DUPLICATES, NULL, NULL);
     if (json_is_object(root)) {
         id = json_object_get(root, "id");
         if (id && valid_id(id))

@@ -1,5 +1,6 @@
 /* safetensors.c -- validating mmap reader for the safetensors format. */
 #include "safetensors.h"
+#include "jsonload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,7 +176,12 @@ coil_safetensors_t *coil_safetensors_open(const char *path, coil_err_t *err)
                      st->map_size);
         goto fail;
     }
-    root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    int nomem = 0;
+    root = coil_jsonload_buf((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr, &nomem);
+    if (nomem) {
+        coil_err_set(err, COIL_ENOMEM, "%s: header JSON: out of memory", path);
+        goto fail;
+    }
     if (!root || !json_is_object(root)) {
         coil_err_set(err, COIL_EFORMAT, "%s: header JSON: %s (at byte %d)", path,
                      root ? "not an object" : jerr.text, root ? 0 : jerr.position);

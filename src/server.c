@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "protocol.h"
+#include "spool.h"
 
 #define MAX_WORKERS 64
 #define MAX_JOB_DEATHS 3 /* a job is given up after this many workers died running it */
@@ -75,16 +76,6 @@ typedef struct {
  * left, coild exits with an error, for its supervisor to see. */
 #define MAX_START_FAILURES 5
 
-typedef struct spool {
-    struct spool *next;
-    unsigned char route[ROUTE_MAX];
-    size_t route_len;
-    char *name; /* the document name (owned) */
-    char *path;
-    int fd;
-    int64_t next_part, bytes;
-} spool_t;
-
 typedef struct {
     const coil_server_options_t *o;
     const coil_config_t *cfg;
@@ -95,13 +86,12 @@ typedef struct {
     job_t *fanning;     /* jobs waiting for their sub-jobs (on no worker and in no queue) */
     int n_jobs;         /* queued + running + fanning (sub-jobs are part of their job) */
     int write_busy;
-    spool_t *spools;
+    coil_spool_set_t *spools; /* streamed ingests in progress */
     char *spool_dir;    /* DATABASE.spool */
     char ep[3][EP_MAX]; /* the bound endpoints: clients, events, workers */
     char ipc_dir[512];  /* the private directory of the default workers endpoint, or "" */
     int ready_written;  /* the --ready-file is written */
     coil_proto_limits_t lim;
-    uint64_t spool_seq;
     uint64_t run_nonce, key_seq; /* request keys coild gives appends: "coild.<nonce>.<seq>" */
     double started, last_heartbeat;
     /* stats */
@@ -536,112 +526,23 @@ static void reap(srv_t *s)
 
 /* ---- client requests ------------------------------------------------------------------ */
 
-static spool_t **find_spool(srv_t *s, const unsigned char *route, size_t route_len, const char *name)
-{
-    for (spool_t **p = &s->spools; *p; p = &(*p)->next)
-        if ((*p)->route_len == route_len && memcmp((*p)->route, route, route_len) == 0 &&
-            (*p)->name && strcmp((*p)->name, name) == 0)
-            return p;
-    return NULL;
-}
-
-static void spool_drop(spool_t **p)
-{
-    spool_t *sp = *p;
-    *p = sp->next;
-    if (sp->fd >= 0)
-        close(sp->fd);
-    if (sp->path)
-        unlink(sp->path);
-    free(sp->path);
-    free(sp->name);
-    free(sp);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Ingest: spool the text (whole, or part by part); returns 1 when a job is ready. */
 static int spool_ingest(srv_t *s, job_t *j, const coil_proto_request_t *r)
 {
-    spool_t **pp = find_spool(s, j->route, j->route_len, r->name);
-    spool_t *sp = pp ? *pp : NULL;
-    int64_t part = r->part < 0 ? 0 : r->part;
-    if (!sp) {
-        if (part != 0) {
-            reply_error(s, j->route, j->route_len, j->id, COIL_EINVAL, "ingest: streamed parts must start at part 0");
-            return -1;
-        }
-        sp = calloc(1, sizeof *sp);
-        if (!sp)
-            return -1;
-        memcpy(sp->route, j->route, j->route_len);
-        sp->route_len = j->route_len;
-        sp->name = strdup(r->name);
-        size_t pl = strlen(s->spool_dir) + 64;
-        sp->path = sp->name ? malloc(pl) : NULL;
-        if (sp->path)
-            snprintf(sp->path, pl, "%s/%016" PRIx64 "-%" PRIu64 ".txt", s->spool_dir,
-                     XXH3_64bits(r->name, strlen(r->name)), ++s->spool_seq);
-        sp->fd = sp->path ? open(sp->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-        sp->next = s->spools;
-        s->spools = sp;
-        pp = &s->spools;
-        if (sp->fd < 0) {
-            reply_error(s, j->route, j->route_len, j->id, COIL_EIO, "cannot spool the document");
-            spool_drop(pp);
-            return -1;
-        }
-    } else if (part != sp->next_part) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "ingest: expected part %" PRId64 ", got %" PRId64 " (the upload is discarded)",
-                 sp->next_part, part);
-        reply_error(s, j->route, j->route_len, j->id, COIL_EINVAL, msg);
-        spool_drop(pp);
+    coil_spool_result_t res;
+    coil_err_t err = {0};
+    int rc = coil_spool_part(s->spools, j->route, j->route_len, r->name, r->part, r->last, r->text, r->text_len,
+                             s->cfg->limits.max_document_bytes, &res, &err);
+    if (rc < 0) {
+        reply_error(s, j->route, j->route_len, j->id, rc, err.msg);
         return -1;
     }
-    if (sp->bytes + (int64_t)r->text_len > s->cfg->limits.max_document_bytes) {
-        reply_error(s, j->route, j->route_len, j->id, COIL_ETOOBIG,
-                    "ingest: the document is larger than limits.max_document_bytes (the upload is discarded)");
-        spool_drop(pp);
-        return -1;
-    }
-    if (write_all(sp->fd, r->text, r->text_len) != 0) {
-        reply_error(s, j->route, j->route_len, j->id, errno == ENOSPC ? COIL_EFULL : COIL_EIO,
-                    "cannot spool the document (disk full?)");
-        spool_drop(pp);
-        return -1;
-    }
-    sp->bytes += (int64_t)r->text_len;
-    sp->next_part = part + 1;
-    if (!r->last) {
+    if (rc == 0) {
         reply_ok(s, j->route, j->route_len, j->id,
-                 json_pack("{s:I, s:I}", "received", (json_int_t)part, "bytes", (json_int_t)sp->bytes));
+                 json_pack("{s:I, s:I}", "received", (json_int_t)res.part, "bytes", (json_int_t)res.bytes));
         return 0;
     }
-    if (fsync(sp->fd) != 0 || close(sp->fd) != 0) {
-        sp->fd = -1;
-        reply_error(s, j->route, j->route_len, j->id, COIL_EIO, "cannot spool the document");
-        spool_drop(pp);
-        return -1;
-    }
-    sp->fd = -1;
-    j->spool = sp->path; /* the job owns the file now */
-    sp->path = NULL;
-    *pp = sp->next;
-    free(sp->name);
-    free(sp);
+    j->spool = res.path; /* the job owns the file now */
     return 1;
 }
 
@@ -1157,6 +1058,10 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
         free(s.spool_dir);
         return rc;
     }
+    if (!(s.spools = coil_spool_set_new(s.spool_dir, err))) {
+        free(s.spool_dir);
+        return err ? err->code : COIL_ENOMEM;
+    }
     s.ctx = zmq_ctx_new();
     s.clients = zmq_socket(s.ctx, ZMQ_ROUTER);
     s.events = zmq_socket(s.ctx, ZMQ_PUB);
@@ -1348,10 +1253,7 @@ out:
     if (o->ready_file && s.ready_written)
         unlink(o->ready_file);
     free(s.spool_dir);
-    while (s.spools) {
-        spool_t **p = &s.spools;
-        spool_drop(p);
-    }
+    coil_spool_set_free(s.spools);
     if (s.zap)
         zmq_close(s.zap);
     if (s.monitor) {

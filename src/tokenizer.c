@@ -12,6 +12,7 @@
  * internals declared in tokenizer_internal.h.
  */
 #include "tokenizer.h"
+#include "jsonload.h"
 #include "tokenizer_internal.h"
 
 #include <errno.h>
@@ -1810,8 +1811,13 @@ coil_tokenizer_t *coil_tokenizer_load(const char *path, coil_err_t *err)
         coil_err_set(err, COIL_EIO, "%s: cannot open tokenizer file: %s", path, strerror(errno));
         return NULL;
     }
-    root = json_loadf(f, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    int nomem = 0;
+    root = coil_jsonload_file(f, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr, &nomem);
     fclose(f);
+    if (nomem) {
+        coil_err_set(err, COIL_ENOMEM, "%s: out of memory", path);
+        return NULL;
+    }
     if (!root) {
         coil_err_set(err, COIL_EFORMAT, "%s:%d:%d: malformed JSON: %s", path, jerr.line,
                      jerr.column, jerr.text);

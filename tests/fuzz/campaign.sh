@@ -12,17 +12,32 @@
 # libFuzzer's final stats (-print_final_stats) is tests/fuzz/out/NAME/log and
 # a one-line summary (CPU seconds, executions, exec/s, corpus, cov, ft,
 # findings) goes to tests/fuzz/out/summary.tsv.
+# UNTIL=HH:MM (UTC) runs round robin instead: SECONDS_PER_HARNESS is then one
+# slice, and rounds over every built harness go on until UNTIL (a harness not
+# built yet is skipped and joins the next round once it is); each slice
+# resumes from the corpus the earlier ones left.
+#   tests/fuzz/campaign.sh --totals   sums summary.tsv per harness (CPU s,
+#   executions, exec/s over the CPU time, corpus, last cov/ft, findings).
 # Keep what it found: add crashes to tests/fuzz/corpus/NAME/ once fixed, and
 # merge the new corpus in (minimised):
 #   tests/fuzz/fuzz_NAME -merge=1 tests/fuzz/corpus/NAME tests/fuzz/out/NAME/corpus
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+out=tests/fuzz/out
+if [ "${1:-}" = --totals ]; then
+    awk -F'\t' 'NR > 1 { cpu[$1] += $2; ex[$1] += $3; corp[$1] = $5; cov[$1] = $6; ft[$1] = $7
+                          f[$1] += $8; n[$1]++; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+        END { printf "harness\tslices\tcpu_s\texecs\texec_per_cpu_s\tcorpus\tcov\tft\tfindings\n"
+              for (i = 1; i <= k; i++) { h = order[i]
+                  printf "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", h, n[h], cpu[h], ex[h],
+                         cpu[h] ? ex[h] / cpu[h] : 0, corp[h], cov[h], ft[h], f[h] } }' "$out/summary.tsv"
+    exit 0
+fi
 secs=${1:-3600}
 shift || true
-all=(safetensors model tokenizer_load tokenizer_encode config protocol state search)
+all=(safetensors model tokenizer_load tokenizer_encode config protocol state search sequencer)
 names=("${@:-${all[@]}}")
 jobs=${JOBS:-1}
-out=tests/fuzz/out
 mkdir -p "$out"
 [ -f "$out/summary.tsv" ] || printf 'harness\tcpu_s\texecs\texec_per_s\tcorpus_new\tcov\tft\tfindings\n' > "$out/summary.tsv"
 
@@ -30,7 +45,7 @@ dict_for() {
     case $1 in
     safetensors) echo safetensors ;; model) echo model ;; tokenizer_load) echo tokenizer ;;
     tokenizer_encode) echo text ;; config) echo yaml ;; protocol) echo protocol ;;
-    state) echo state ;; search) echo search ;;
+    state) echo state ;; search) echo search ;; sequencer) echo sequencer ;;
     esac
 }
 
@@ -58,6 +73,20 @@ run_one() {
     finds=$(find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$cpu" "$execs" "$eps" "$ncorp" "$cov" "$ft" "$finds" | tee -a "$out/summary.tsv"
 }
+
+if [ -n "${UNTIL:-}" ]; then
+    end=$(date -u -d "$UNTIL" +%s)
+    while [ "$(date -u +%s)" -lt "$end" ]; do
+        for h in "${names[@]}"; do
+            left=$((end - $(date -u +%s)))
+            [ "$left" -gt 30 ] || break 2
+            [ -x "tests/fuzz/fuzz_$h" ] || continue
+            s=$secs; [ "$left" -lt "$s" ] && s=$left
+            secs=$s run_one "$h" || true
+        done
+    done
+    exit 0
+fi
 
 running=0
 for h in "${names[@]}"; do

@@ -177,3 +177,32 @@ for i, q in enumerate(queries):
     put("search", "q%02d" % i, bytes([(i * 11) % 32]) + q.encode())
 
 print("seeds written under", root)
+
+# --- ingest part sequencer (fuzz_sequencer.c: byte 0 = limit / 8, then ops) -------
+def seq_op(client, name, last, mode, text=b"", varint=None):
+    b = bytes([client | name << 2 | last << 4 | mode << 5])
+    if varint is not None:
+        v, enc = varint, b""
+        while True:
+            enc += bytes([(v & 0x7f) | (0x80 if v >= 0x80 else 0)])
+            v >>= 7
+            if not v:
+                break
+        b += enc
+    return b + bytes([len(text)]) + text
+
+
+put("sequencer", "three-parts", bytes([255]) + seq_op(0, 0, 0, 0, b"first ") + seq_op(0, 0, 0, 0, b"second ")
+    + seq_op(0, 0, 1, 0, b"third."))
+put("sequencer", "whole", bytes([255]) + seq_op(1, 1, 1, 1, b"a whole document"))
+put("sequencer", "interleaved", bytes([255]) + seq_op(0, 0, 0, 0, b"a0") + seq_op(1, 0, 0, 0, b"b0")
+    + seq_op(0, 1, 0, 0, b"c0") + seq_op(1, 0, 1, 0, b"b1") + seq_op(0, 0, 1, 0, b"a1")
+    + seq_op(0, 1, 1, 0, b"c1"))
+put("sequencer", "out-of-order", bytes([255]) + seq_op(2, 2, 0, 0, b"x") + seq_op(2, 2, 0, 3, b"skip")
+    + seq_op(2, 2, 0, 2, b"again") + seq_op(2, 2, 1, 0, b"done"))
+put("sequencer", "late-start", bytes([255]) + seq_op(3, 3, 0, 5, b"nope", varint=7) + seq_op(3, 3, 1, 6, b""))
+put("sequencer", "too-big", bytes([2]) + seq_op(0, 0, 0, 0, b"12345678") + seq_op(0, 0, 1, 0, b"9abcdefgh")
+    + seq_op(0, 0, 1, 2, b"small"))
+put("sequencer", "repeat", bytes([255]) + seq_op(0, 0, 0, 0, b"p0") + seq_op(0, 0, 0, 4, b"p0 again")
+    + seq_op(0, 0, 0, 0, b"") + seq_op(0, 0, 1, 0, b""))
+put("sequencer", "six-parts", bytes([255]) + b"".join(seq_op(1, 3, int(i == 5), 0, b"part %d;" % i) for i in range(6)))
