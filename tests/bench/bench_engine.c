@@ -216,7 +216,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof shapes_known / sizeof shapes_known[0]; i++)
         if (strcmp(shape_arg, shapes_known[i].name) == 0)
             bs = &shapes_known[i];
-    if (!bs || layers < 0 || tokens < 2048 || n_decode < 1)
+    if (!bs || layers < 0 || tokens < 16 || n_decode < 1)
         goto usage;
     char shape_desc[128];
     snprintf(shape_desc, sizeof shape_desc, "%s shape%s", model_dir ? "--model" : bs->name,
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
         }
         if (k == 0)
             printf("%s\n", coil_engine_backend_name(e));
-        coil_engine_forward(e, st, ids, chunks[k], NULL, &err); /* warm-up: page in the weights */
+        coil_engine_forward(e, st, ids, chunks[k] < tokens ? chunks[k] : tokens, NULL, &err); /* warm-up: page in the weights */
         coil_state_reset(st);
         double t0 = now();
         coil_engine_forward(e, st, ids, tokens, NULL, &err);
