@@ -1100,6 +1100,29 @@ static int split_snippet(const char *raw, char **plain, int64_t **marks, size_t 
     return 0;
 }
 
+/* A search hit from a result row (doc name, doc id, seq, token and byte
+ * ranges, -, snippet with FTS5's marks), with the given score; the snippet is
+ * split into *plain and *marks (reused buffers, see split_snippet).  -1: out
+ * of memory. */
+static int hit_from_row(sqlite3_stmt *s, double score, char **plain, int64_t **marks, size_t *cap,
+                        coil_store_hit_t *h)
+{
+    const char *name = (const char *)sqlite3_column_text(s, 0), *raw = (const char *)sqlite3_column_text(s, 8);
+    h->doc_name = name ? name : "";
+    h->doc_id = sqlite3_column_int64(s, 1);
+    h->seq = sqlite3_column_int64(s, 2);
+    h->token_start = sqlite3_column_int64(s, 3);
+    h->token_end = sqlite3_column_int64(s, 4);
+    h->byte_start = sqlite3_column_int64(s, 5);
+    h->byte_end = sqlite3_column_int64(s, 6);
+    h->score = score;
+    if (split_snippet(raw ? raw : "", plain, marks, cap, &h->n_marks) != 0)
+        return -1;
+    h->snippet = *plain;
+    h->marks = *marks;
+    return 0;
+}
+
 int coil_store_search(coil_store_t *st, const char *query, const char *doc_name, int limit,
                       coil_store_hit_fn fn, void *ud, coil_err_t *err)
 {
@@ -1121,25 +1144,12 @@ int coil_store_search(coil_store_t *st, const char *query, const char *doc_name,
     sqlite3_bind_int(s, 3, limit > 0 ? limit : 20);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         coil_store_hit_t h;
-        h.doc_name = (const char *)sqlite3_column_text(s, 0);
-        h.doc_id = sqlite3_column_int64(s, 1);
-        h.seq = sqlite3_column_int64(s, 2);
-        h.token_start = sqlite3_column_int64(s, 3);
-        h.token_end = sqlite3_column_int64(s, 4);
-        h.byte_start = sqlite3_column_int64(s, 5);
-        h.byte_end = sqlite3_column_int64(s, 6);
-        h.score = -sqlite3_column_double(s, 7);
-        const char *raw = (const char *)sqlite3_column_text(s, 8);
-        if (!h.doc_name)
-            h.doc_name = "";
-        if (split_snippet(raw ? raw : "", &plain, &marks, &cap_marks, &h.n_marks) != 0) {
+        if (hit_from_row(s, -sqlite3_column_double(s, 7), &plain, &marks, &cap_marks, &h) != 0) {
             sqlite3_reset(s);
             free(plain);
             free(marks);
             return coil_err_set(err, COIL_ENOMEM, "store: out of memory for a search snippet");
         }
-        h.snippet = plain;
-        h.marks = marks;
         int stop = fn(&h, ud);
         free(plain);
         plain = NULL;
@@ -1346,23 +1356,10 @@ int coil_store_search_doc(coil_store_t *st, int64_t doc_id, const char *const *t
     sqlite3_bind_int(s, 4, limit > 0 ? limit : 20);
     while ((src = sqlite3_step(s)) == SQLITE_ROW) {
         coil_store_hit_t h;
-        const char *raw = (const char *)sqlite3_column_text(s, 8);
-        h.doc_name = (const char *)sqlite3_column_text(s, 0);
-        h.doc_id = sqlite3_column_int64(s, 1);
-        h.seq = sqlite3_column_int64(s, 2);
-        h.token_start = sqlite3_column_int64(s, 3);
-        h.token_end = sqlite3_column_int64(s, 4);
-        h.byte_start = sqlite3_column_int64(s, 5);
-        h.byte_end = sqlite3_column_int64(s, 6);
-        h.score = sqlite3_column_double(s, 7);
-        if (!h.doc_name)
-            h.doc_name = "";
-        if (split_snippet(raw ? raw : "", &plain, &marks, &cap_marks, &h.n_marks) != 0) {
+        if (hit_from_row(s, sqlite3_column_double(s, 7), &plain, &marks, &cap_marks, &h) != 0) {
             rc = coil_err_set(err, COIL_ENOMEM, "store: out of memory for a search snippet");
             goto out;
         }
-        h.snippet = plain;
-        h.marks = marks;
         int stop = fn(&h, ud);
         free(plain);
         plain = NULL;

@@ -1169,19 +1169,28 @@ static void setup_fanout3(void)
     setup();
 }
 
+/* COIL_WORKER_FAULT=KIND:PATH for the workers coild is about to start, PATH
+ * in a new directory of its own (fault_dir): the directory itself, or with
+ * marker, the file "died" in it (fault_marker). */
+static void set_subjob_fault(const char *kind, int marker)
+{
+    char *d = tu_mkdtemp();
+    ck_assert_ptr_nonnull(d);
+    snprintf(fault_dir, sizeof fault_dir, "%s", d);
+    if (marker)
+        snprintf(fault_marker, sizeof fault_marker, "%s/died", d);
+    free(d);
+    char env[4400];
+    snprintf(env, sizeof env, "%s:%s", kind, marker ? fault_marker : fault_dir);
+    setenv("COIL_WORKER_FAULT", env, 1);
+}
+
 static void setup_fanout_kill(void)
 {
     /* the first worker to start a sub-job dies in it, after its work and
      * before its reply: the marker (in a directory of its own, made before
      * coild starts the workers) says who was first */
-    char *d = tu_mkdtemp();
-    ck_assert_ptr_nonnull(d);
-    snprintf(fault_dir, sizeof fault_dir, "%s", d);
-    snprintf(fault_marker, sizeof fault_marker, "%s/died", d);
-    free(d);
-    char env[4400];
-    snprintf(env, sizeof env, "subjob-once:%s", fault_marker);
-    setenv("COIL_WORKER_FAULT", env, 1);
+    set_subjob_fault("subjob-once", 1);
     n_workers = 3;
     setup();
 }
@@ -1190,13 +1199,7 @@ static void setup_fanout_order(void)
 {
     /* sub-job 0 of each ask waits until another of its sub-jobs is done:
      * results arrive out of the plan's order, whatever the machine's speed */
-    char *d = tu_mkdtemp();
-    ck_assert_ptr_nonnull(d);
-    snprintf(fault_dir, sizeof fault_dir, "%s", d);
-    free(d);
-    char env[4400];
-    snprintf(env, sizeof env, "subjob-order:%s", fault_dir);
-    setenv("COIL_WORKER_FAULT", env, 1);
+    set_subjob_fault("subjob-order", 0);
     fault_order = 1;
     n_workers = 3;
     setup();
