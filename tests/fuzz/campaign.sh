@@ -11,35 +11,49 @@
 # tests/fuzz/out/NAME/ (crash-*, leak-*, timeout-*, oom-*); its log with
 # libFuzzer's final stats (-print_final_stats) is tests/fuzz/out/NAME/log and
 # a one-line summary (CPU seconds, executions, exec/s, corpus, cov, ft,
-# findings) goes to tests/fuzz/out/summary.tsv.
+# findings) goes to the ledger, tests/fuzz/campaign.tsv (below).
 # UNTIL=HH:MM (UTC) runs round robin instead: SECONDS_PER_HARNESS is then one
 # slice, and rounds over every built harness go on until UNTIL (a harness not
 # built yet is skipped and joins the next round once it is); each slice
 # resumes from the corpus the earlier ones left.
-#   tests/fuzz/campaign.sh --totals   sums summary.tsv per harness (CPU s,
+# GOAL=CPU_SECONDS (with UNTIL) picks, for each slice, the harness with the
+# fewest CPU seconds so far in the ledger and drops those that reached GOAL,
+# so the time goes where the issue's CPU-hour per harness is furthest off;
+# two lanes (two cores) are two runs over disjoint harness lists.
+#   tests/fuzz/campaign.sh --totals   sums the ledger per harness (CPU s,
 #   executions, exec/s over the CPU time, corpus, last cov/ft, findings).
+# The ledger, tests/fuzz/campaign.tsv, is tracked: every slice of every
+# session is one line (UTC start, machine), so campaigns add up across
+# sessions and machines; LEDGER=FILE writes elsewhere.
 # Keep what it found: add crashes to tests/fuzz/corpus/NAME/ once fixed, and
 # merge the new corpus in (minimised):
 #   tests/fuzz/fuzz_NAME -merge=1 tests/fuzz/corpus/NAME tests/fuzz/out/NAME/corpus
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=tests/fuzz/out
+ledger=${LEDGER:-tests/fuzz/campaign.tsv}
+# ledger columns: start (UTC), machine, harness, cpu_s, execs, exec_per_s,
+# corpus (inputs the run started from + found), cov, ft, findings
 if [ "${1:-}" = --totals ]; then
-    awk -F'\t' 'NR > 1 { cpu[$1] += $2; ex[$1] += $3; corp[$1] = $5; cov[$1] = $6; ft[$1] = $7
-                          f[$1] += $8; n[$1]++; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
+    awk -F'\t' 'NR > 1 { h = $3; cpu[h] += $4; ex[h] += $5; corp[h] = $7; cov[h] = $8; ft[h] = $9
+                          f[h] += $10; n[h]++; if (!(h in seen)) { seen[h] = 1; order[++k] = h } }
         END { printf "harness\tslices\tcpu_s\texecs\texec_per_cpu_s\tcorpus\tcov\tft\tfindings\n"
               for (i = 1; i <= k; i++) { h = order[i]
                   printf "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", h, n[h], cpu[h], ex[h],
-                         cpu[h] ? ex[h] / cpu[h] : 0, corp[h], cov[h], ft[h], f[h] } }' "$out/summary.tsv"
+                         cpu[h] ? ex[h] / cpu[h] : 0, corp[h], cov[h], ft[h], f[h] } }' "$ledger"
     exit 0
 fi
+# CPU seconds the ledger holds for harness $1
+cpu_so_far() { awk -F'\t' -v h="$1" 'NR > 1 && $3 == h { c += $4 } END { printf "%d", c }' "$ledger"; }
+machine=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//; s/\t/ /g')
+machine="${machine:-unknown} ($(nproc) CPUs)"
 secs=${1:-3600}
 shift || true
 all=(safetensors model tokenizer_load tokenizer_encode config protocol state search sequencer)
 names=("${@:-${all[@]}}")
 jobs=${JOBS:-1}
 mkdir -p "$out"
-[ -f "$out/summary.tsv" ] || printf 'harness\tcpu_s\texecs\texec_per_s\tcorpus_new\tcov\tft\tfindings\n' > "$out/summary.tsv"
+[ -f "$ledger" ] || printf 'start\tmachine\tharness\tcpu_s\texecs\texec_per_s\tcorpus\tcov\tft\tfindings\n' > "$ledger"
 
 dict_for() {
     case $1 in
@@ -53,8 +67,8 @@ run_one() {
     local h=$1 bin=tests/fuzz/fuzz_$1 d="$out/$1"
     [ -x "$bin" ] || { echo "campaign: $bin not built (./configure --enable-fuzzing && make fuzz)" >&2; return 1; }
     mkdir -p "$d/corpus"
-    local t0 t1
-    t0=$(awk '{print $14+$15}' /proc/self/stat 2>/dev/null || echo 0)
+    local start
+    start=$(date -u +%Y-%m-%dT%H:%M)
     # -max_len 65536: tokenizer.json and safetensors seeds are larger than the 4 KiB default
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -71,11 +85,33 @@ run_one() {
     ft=$(grep -o 'ft: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
     ncorp=$(find "$d/corpus" -type f | wc -l)
     finds=$(find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$h" "$cpu" "$execs" "$eps" "$ncorp" "$cov" "$ft" "$finds" | tee -a "$out/summary.tsv"
+    # the corpus figure: what libFuzzer read at start (its INITED line) plus what it added
+    local inited
+    inited=$(grep -o 'INITED.*corp: [0-9]*' "$d/log" | head -1 | grep -o '[0-9]*$' || echo 0)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$start" "$machine" "$h" "$cpu" "$execs" "$eps" \
+        "$(( ${inited:-0} + ncorp ))" "$cov" "$ft" "$finds" | tee -a "$ledger"
 }
 
 if [ -n "${UNTIL:-}" ]; then
     end=$(date -u -d "$UNTIL" +%s)
+    if [ -n "${GOAL:-}" ]; then
+        while :; do
+            left=$((end - $(date -u +%s)))
+            [ "$left" -gt 30 ] || break
+            best= bestc=
+            for h in "${names[@]}"; do
+                [ -x "tests/fuzz/fuzz_$h" ] || continue
+                c=$(cpu_so_far "$h")
+                [ "$c" -lt "$GOAL" ] || continue
+                if [ -z "$best" ] || [ "$c" -lt "$bestc" ]; then best=$h bestc=$c; fi
+            done
+            [ -n "$best" ] || { echo "campaign: every harness has its $GOAL CPU seconds"; break; }
+            s=$secs; [ "$left" -lt "$s" ] && s=$left
+            [ $((GOAL - bestc)) -lt "$s" ] && s=$((GOAL - bestc + 5))
+            secs=$s run_one "$best" || true
+        done
+        exit 0
+    fi
     while [ "$(date -u +%s)" -lt "$end" ]; do
         for h in "${names[@]}"; do
             left=$((end - $(date -u +%s)))
