@@ -80,6 +80,9 @@ coil_config_t *coil_config_defaults(const char *default_model, coil_err_t *err)
     c->limits.max_document_bytes = (int64_t)256 << 20;
     c->limits.max_concurrent_jobs = 16;
     c->limits.max_clients = 0;
+    c->limits.max_uploads = 64;
+    c->limits.max_uploads_per_client = 4;
+    c->limits.upload_idle_seconds = 900;
     c->threads_per_worker = 0;
     c->log_level = COIL_LOG_INFO;
     if (!c->endpoints.clients || !c->endpoints.events || !c->endpoints.workers || !c->database ||
@@ -142,6 +145,9 @@ static const ckey_t limit_keys[] = {
     CKI("max_document_bytes", 1, (int64_t)1 << 50, limits.max_document_bytes),
     CKI("max_concurrent_jobs", 1, 4096, limits.max_concurrent_jobs),
     CKI("max_clients", 0, (int64_t)1 << 20, limits.max_clients),
+    CKI("max_uploads", 1, 65536, limits.max_uploads),
+    CKI("max_uploads_per_client", 1, 65536, limits.max_uploads_per_client),
+    CKI("upload_idle_seconds", 0, (int64_t)1 << 31, limits.upload_idle_seconds),
     CKEND,
 };
 static const ckey_t curve_keys[] = {
@@ -710,10 +716,12 @@ int coil_config_write(const coil_config_t *c, FILE *f, coil_err_t *err)
             (long long)c->checkpoint.interval_tokens, (long long)c->checkpoint.dense);
     fprintf(f,
             "limits:\n  max_message_bytes: %lld\n  max_text_bytes: %lld\n"
-            "  max_document_bytes: %lld\n  max_concurrent_jobs: %lld\n  max_clients: %lld\n",
+            "  max_document_bytes: %lld\n  max_concurrent_jobs: %lld\n  max_clients: %lld\n"
+            "  max_uploads: %lld\n  max_uploads_per_client: %lld\n  upload_idle_seconds: %lld\n",
             (long long)c->limits.max_message_bytes, (long long)c->limits.max_text_bytes,
             (long long)c->limits.max_document_bytes, (long long)c->limits.max_concurrent_jobs,
-            (long long)c->limits.max_clients);
+            (long long)c->limits.max_clients, (long long)c->limits.max_uploads,
+            (long long)c->limits.max_uploads_per_client, (long long)c->limits.upload_idle_seconds);
     fprintf(f, "threads_per_worker: %lld\ndevice: %s\nlog_level: %s\n", (long long)c->threads_per_worker, c->device,
             coil_log_level_name(c->log_level) ? coil_log_level_name(c->log_level) : "info");
     if (c->curve.enabled) {

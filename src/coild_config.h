@@ -51,6 +51,9 @@ typedef struct coil_config {
         int64_t max_document_bytes;  /* one ingested document, all parts */
         int64_t max_concurrent_jobs; /* jobs running or queued at once */
         int64_t max_clients;         /* connected clients; 0 = unlimited */
+        int64_t max_uploads;            /* streamed ingests in progress, all clients */
+        int64_t max_uploads_per_client; /* streamed ingests in progress, one client */
+        int64_t upload_idle_seconds;    /* an upload without a part this long is discarded; 0 = never */
     } limits;
     int64_t threads_per_worker; /* 0 = OpenMP default */
     char *device;               /* the workers' engine backend: cpu, cpu-portable, cuda[:f32|tf32|bf16] */

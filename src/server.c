@@ -96,6 +96,7 @@ typedef struct {
     double started, last_heartbeat;
     /* stats */
     uint64_t n_requests, n_errors, n_dropped, n_worker_deaths, n_handed_back, n_fanouts, n_subjobs;
+    uint64_t n_uploads_expired; /* streamed ingests discarded after limits.upload_idle_seconds */
 } srv_t;
 
 static double now_s(void)
@@ -532,7 +533,7 @@ static int spool_ingest(srv_t *s, job_t *j, const coil_proto_request_t *r)
     coil_spool_result_t res;
     coil_err_t err = {0};
     int rc = coil_spool_part(s->spools, j->route, j->route_len, r->name, r->part, r->last, r->text, r->text_len,
-                             s->cfg->limits.max_document_bytes, &res, &err);
+                             s->cfg->limits.max_document_bytes, (int64_t)(now_s() * 1000.0), &res, &err);
     if (rc < 0) {
         reply_error(s, j->route, j->route_len, j->id, rc, err.msg);
         return -1;
@@ -652,6 +653,8 @@ static void on_client(srv_t *s)
         json_object_set_new(h, "jobs", json_integer(s->n_jobs));
         json_object_set_new(h, "fanouts", json_integer((json_int_t)s->n_fanouts));
         json_object_set_new(h, "subjobs", json_integer((json_int_t)s->n_subjobs));
+        json_object_set_new(h, "uploads", json_integer((json_int_t)coil_spool_set_count(s->spools)));
+        json_object_set_new(h, "uploads_expired", json_integer((json_int_t)s->n_uploads_expired));
         json_t *pw = json_array();
         for (int i = 0; pw && i < MAX_WORKERS; i++)
             if (s->w[i].present)
@@ -1058,7 +1061,10 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
         free(s.spool_dir);
         return rc;
     }
-    if (!(s.spools = coil_spool_set_new(s.spool_dir, err))) {
+    coil_spool_limits_t spl = {.max_per_client = (size_t)s.cfg->limits.max_uploads_per_client,
+                               .max_total = (size_t)s.cfg->limits.max_uploads,
+                               .idle_ms = s.cfg->limits.upload_idle_seconds * 1000};
+    if (!(s.spools = coil_spool_set_new(s.spool_dir, &spl, err))) {
         free(s.spool_dir);
         return err ? err->code : COIL_ENOMEM;
     }
@@ -1185,6 +1191,12 @@ int coil_server_run(const coil_server_options_t *o, coil_err_t *err)
             }
             json_decref(h);
             tell_queued(&s);
+            size_t gone = coil_spool_expire(s.spools, (int64_t)(t * 1000.0));
+            if (gone) {
+                s.n_uploads_expired += gone;
+                logf_(&s, COIL_LOG_INFO, "discarded %zu streamed upload%s with no part for %" PRId64 " s "
+                      "(limits.upload_idle_seconds)", gone, gone == 1 ? "" : "s", s.cfg->limits.upload_idle_seconds);
+            }
         }
         int local = 0, given_up = 0;
         const worker_t *last = NULL;

@@ -18,16 +18,18 @@ typedef struct spool {
     char *path;
     int fd;
     int64_t next_part, bytes;
+    int64_t last_ms; /* when its last part came */
 } spool_t;
 
 struct coil_spool_set {
     char *dir;
+    coil_spool_limits_t lim;
     spool_t *spools;
     size_t n;
     uint64_t seq; /* spool files are DIR/<hash of the name>-<seq>.txt */
 };
 
-coil_spool_set_t *coil_spool_set_new(const char *dir, coil_err_t *err)
+coil_spool_set_t *coil_spool_set_new(const char *dir, const coil_spool_limits_t *lim, coil_err_t *err)
 {
     coil_spool_set_t *s = calloc(1, sizeof *s);
     if (!s || !(s->dir = strdup(dir))) {
@@ -35,6 +37,8 @@ coil_spool_set_t *coil_spool_set_new(const char *dir, coil_err_t *err)
         coil_err_set(err, COIL_ENOMEM, "spool: out of memory");
         return NULL;
     }
+    if (lim)
+        s->lim = *lim;
     return s;
 }
 
@@ -67,6 +71,30 @@ size_t coil_spool_set_count(const coil_spool_set_t *s)
     return s ? s->n : 0;
 }
 
+size_t coil_spool_expire(coil_spool_set_t *s, int64_t now_ms)
+{
+    size_t n = 0;
+    if (!s || s->lim.idle_ms <= 0)
+        return 0;
+    for (spool_t **p = &s->spools; *p;) {
+        if (now_ms - (*p)->last_ms >= s->lim.idle_ms) {
+            spool_drop(s, p);
+            n++;
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    return n;
+}
+
+static size_t client_uploads(const coil_spool_set_t *s, const void *client, size_t client_len)
+{
+    size_t n = 0;
+    for (const spool_t *p = s->spools; p; p = p->next)
+        n += p->client_len == client_len && memcmp(p->client, client, client_len) == 0;
+    return n;
+}
+
 static spool_t **find_spool(coil_spool_set_t *s, const void *client, size_t client_len, const char *name)
 {
     for (spool_t **p = &s->spools; *p; p = &(*p)->next)
@@ -94,8 +122,8 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 int coil_spool_part(coil_spool_set_t *s, const void *client, size_t client_len, const char *name, int64_t part,
-                    bool last, const char *text, size_t text_len, int64_t max_bytes, coil_spool_result_t *res,
-                    coil_err_t *err)
+                    bool last, const char *text, size_t text_len, int64_t max_bytes, int64_t now_ms,
+                    coil_spool_result_t *res, coil_err_t *err)
 {
     memset(res, 0, sizeof *res);
     if (client_len > COIL_SPOOL_CLIENT_MAX || !name || (!text && text_len))
@@ -106,7 +134,23 @@ int coil_spool_part(coil_spool_set_t *s, const void *client, size_t client_len, 
         part = 0;
     if (!sp) {
         if (part != 0)
-            return coil_err_set(err, COIL_EINVAL, "ingest: streamed parts must start at part 0");
+            return coil_err_set(err, COIL_EINVAL,
+                                "ingest: part %" PRId64 " of an upload not in progress (a streamed upload starts at "
+                                "part 0; one with no part for limits.upload_idle_seconds is discarded)",
+                                part);
+        if (!last && s->lim.max_total && s->n >= s->lim.max_total)
+            return coil_err_set(err, COIL_EBUSY,
+                                "ingest: %zu streamed uploads in progress, the most coild takes (limits.max_uploads); "
+                                "send the document whole or try again later",
+                                s->n);
+        if (!last && s->lim.max_per_client) {
+            size_t mine = client_uploads(s, client, client_len);
+            if (mine >= s->lim.max_per_client)
+                return coil_err_set(err, COIL_EBUSY,
+                                    "ingest: this client has %zu streamed uploads in progress, the most it may have "
+                                    "(limits.max_uploads_per_client); finish one first",
+                                    mine);
+        }
         if (!(sp = calloc(1, sizeof *sp)))
             return coil_err_set(err, COIL_ENOMEM, "ingest: out of memory");
         memcpy(sp->client, client, client_len);
@@ -147,6 +191,7 @@ int coil_spool_part(coil_spool_set_t *s, const void *client, size_t client_len, 
     }
     sp->bytes += (int64_t)text_len;
     sp->next_part = part + 1;
+    sp->last_ms = now_ms;
     res->part = part;
     res->bytes = sp->bytes;
     if (!last)

@@ -9,6 +9,15 @@
  * and the client starts again from part 0.  A whole document (part -1) is an
  * upload of one part.
  *
+ * Uploads in progress are bounded (coil_spool_limits_t): each holds a file
+ * descriptor and a file of up to max_document_bytes, so without bounds one
+ * client could exhaust coild's descriptors or its disk.  A new streamed
+ * upload past max_per_client (this client's) or max_total (everyone's) is
+ * refused with COIL_EBUSY; a whole document is never refused for it (it does
+ * not stay).  An upload without a part for idle_ms is discarded by
+ * coil_spool_expire (a client that crashed mid-upload leaves nothing
+ * behind).  Time is the caller's (now_ms, any monotonic clock).
+ *
  * Internal to coild (src/server.c); its own module so that
  * tests/fuzz/fuzz_sequencer.c can drive it without sockets.  Not thread-safe.
  */
@@ -25,13 +34,23 @@
 
 typedef struct coil_spool_set coil_spool_set_t;
 
+typedef struct {
+    size_t max_per_client; /* streamed uploads in progress per client; 0 = unlimited */
+    size_t max_total;      /* for all clients together; 0 = unlimited */
+    int64_t idle_ms;       /* coil_spool_expire discards an upload idle this long; 0 = never */
+} coil_spool_limits_t;
+
 /* A set of uploads in progress, spooling into dir (which must exist; the
- * path is copied).  NULL on failure (err set). */
-coil_spool_set_t *coil_spool_set_new(const char *dir, coil_err_t *err);
+ * path is copied), within lim (NULL: unlimited; copied).  NULL on failure
+ * (err set). */
+coil_spool_set_t *coil_spool_set_new(const char *dir, const coil_spool_limits_t *lim, coil_err_t *err);
 /* Discards every upload still in progress (files removed); NULL is a no-op. */
 void coil_spool_set_free(coil_spool_set_t *s);
 /* Uploads in progress. */
 size_t coil_spool_set_count(const coil_spool_set_t *s);
+/* Discards every upload whose last part came idle_ms or more before now_ms
+ * (files removed, descriptors closed); returns how many. */
+size_t coil_spool_expire(coil_spool_set_t *s, int64_t now_ms);
 
 typedef struct {
     int64_t part;  /* the part taken (0 for a whole document) */
@@ -40,14 +59,16 @@ typedef struct {
 } coil_spool_result_t;
 
 /* Takes one part of the upload (client, name): part >= 0 with last, or -1 for
- * a whole document.  Returns 0 when the part is taken and more are expected,
- * 1 when it was the last (res->path is the complete file: the upload is
- * over), or a negative code with err set when the upload is discarded:
- * COIL_EINVAL (part out of order; a streamed upload starts at part 0),
- * COIL_ETOOBIG (more than max_bytes in all), COIL_EIO / COIL_EFULL (the
- * spool file could not be written), COIL_ENOMEM. */
+ * a whole document, at now_ms.  Returns 0 when the part is taken and more
+ * are expected, 1 when it was the last (res->path is the complete file: the
+ * upload is over), or a negative code with err set when the upload is
+ * discarded: COIL_EINVAL (part out of order; a streamed upload starts at
+ * part 0), COIL_ETOOBIG (more than max_bytes in all), COIL_EIO / COIL_EFULL
+ * (the spool file could not be written), COIL_ENOMEM; or COIL_EBUSY when a
+ * new streamed upload is over the limits (nothing was started, nothing of
+ * the client's other uploads changes). */
 int coil_spool_part(coil_spool_set_t *s, const void *client, size_t client_len, const char *name, int64_t part,
-                    bool last, const char *text, size_t text_len, int64_t max_bytes, coil_spool_result_t *res,
-                    coil_err_t *err);
+                    bool last, const char *text, size_t text_len, int64_t max_bytes, int64_t now_ms,
+                    coil_spool_result_t *res, coil_err_t *err);
 
 #endif

@@ -55,6 +55,9 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->limits.max_document_bytes, 256 << 20);
     ck_assert_int_eq(c->limits.max_concurrent_jobs, 16);
     ck_assert_int_eq(c->limits.max_clients, 0);
+    ck_assert_int_eq(c->limits.max_uploads, 64);
+    ck_assert_int_eq(c->limits.max_uploads_per_client, 4);
+    ck_assert_int_eq(c->limits.upload_idle_seconds, 900);
     ck_assert_int_eq(c->threads_per_worker, 0);
     ck_assert_str_eq(c->device, "cpu");
     ck_assert_int_eq(c->log_level, COIL_LOG_INFO);
@@ -134,6 +137,9 @@ START_TEST(test_overrides_round_trip)
                        "  max_document_bytes: 1125899906842624\n"
                        "  max_concurrent_jobs: 4096\n"
                        "  max_clients: 1048576\n"
+                       "  max_uploads: 65536\n"
+                       "  max_uploads_per_client: 1\n"
+                       "  upload_idle_seconds: 0\n"
                        "threads_per_worker: 256\n"
                        "device: cuda:bf16\n"
                        "log_level: debug\n"
@@ -163,6 +169,9 @@ START_TEST(test_overrides_round_trip)
     ck_assert_int_eq(c->limits.max_document_bytes, 1125899906842624LL);
     ck_assert_int_eq(c->limits.max_concurrent_jobs, 4096);
     ck_assert_int_eq(c->limits.max_clients, 1048576);
+    ck_assert_int_eq(c->limits.max_uploads, 65536);
+    ck_assert_int_eq(c->limits.max_uploads_per_client, 1);
+    ck_assert_int_eq(c->limits.upload_idle_seconds, 0);
     ck_assert_int_eq(c->threads_per_worker, 256);
     ck_assert_str_eq(c->device, "cuda:bf16");
     ck_assert_int_eq(c->log_level, COIL_LOG_DEBUG);
@@ -233,6 +242,8 @@ static const bad_case_t bad_cases[] = {
     {"limits:\n  max_document_bytes: 9223372036854775807\n",
      "t.yaml:2:23: limits.max_document_bytes: expected an integer in [1, 1125899906842624]"},
     {"limits:\n  max_clients: -1\n", "t.yaml:2:16: limits.max_clients: expected an integer"},
+    {"limits:\n  max_uploads: 0\n", "t.yaml:2:16: limits.max_uploads: expected an integer"},
+    {"limits:\n  max_uploads_per_client: 65537\n", "t.yaml:2:27: limits.max_uploads_per_client: expected an integer"},
     {"limits:\n  max_message_bytes: 1023\n", "limits.max_message_bytes: expected an integer"},
     {"checkpoint:\n  interval_tokens: 0\n", "t.yaml:2:20: checkpoint.interval_tokens:"},
     {"threads_per_worker: -9223372036854775809\n", "threads_per_worker: expected an integer"},

@@ -1931,6 +1931,163 @@ START_TEST(test_configured_text_limit)
 }
 END_TEST
 
+/* --- streamed uploads in progress are bounded (limits.max_uploads*) --------- */
+
+static void setup_uploads(void)
+{
+    snprintf(extra_yaml, sizeof extra_yaml, "  max_uploads_per_client: 2\n  max_uploads: 3\n  upload_idle_seconds: 0\n");
+    setup();
+}
+
+static void setup_uploads_idle(void)
+{
+    snprintf(extra_yaml, sizeof extra_yaml, "  upload_idle_seconds: 1\n");
+    setup();
+}
+
+/* Sends part `part` of the upload `name` and returns the reply's error code,
+ * or "" when it was taken; the message goes to msg. */
+static const char *send_part(void *c, const char *name, int part, int last, char *msg, size_t msg_len)
+{
+    static int seq;
+    json_t *m = json_pack("{s:i, s:i, s:s, s:s, s:i, s:b, s:s}", "v", 1, "id", 9000 + seq++, "op", "ingest", "name",
+                          name, "part", part, "last", last, "text", part ? " counts the lamps." : "The keeper");
+    char *req = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    send_raw(c, req, strlen(req), 0);
+    static char code[64];
+    code[0] = msg[0] = '\0';
+    for (double t0 = mono(); mono() - t0 < 120;) {
+        json_t *r = recv_json(c, 1000, NULL, NULL);
+        if (!r || json_is_true(json_object_get(r, "partial"))) {
+            json_decref(r);
+            continue;
+        }
+        if (!json_is_true(json_object_get(r, "ok"))) {
+            json_t *e = json_object_get(r, "error");
+            snprintf(code, sizeof code, "%s", json_string_value(json_object_get(e, "code")));
+            snprintf(msg, msg_len, "%s", json_string_value(json_object_get(e, "message")));
+        }
+        json_decref(r);
+        free(req);
+        return code;
+    }
+    ck_abort_msg("no reply to %.300s", req);
+    return NULL;
+}
+
+static int64_t stat_int(void *c, const char *key)
+{
+    json_t *st = stats(c);
+    ck_assert_msg(json_is_integer(json_object_get(st, key)), "stats has no %s", key);
+    int64_t v = json_integer_value(json_object_get(st, key));
+    json_decref(st);
+    return v;
+}
+
+/* Files in coild's spool directory (DATABASE.spool). */
+static int spool_files(void)
+{
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s.spool", db);
+    DIR *d = opendir(sp);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A client may hold max_uploads_per_client streamed uploads in progress and
+ * all clients max_uploads; past either a new one is COIL_EBUSY naming the
+ * limit, a whole document is still taken, the uploads already in progress
+ * are untouched, and finishing one makes room.  (Each upload holds a file and
+ * a descriptor: without the limits one client could exhaust coild's.) */
+START_TEST(test_upload_limits)
+{
+    CASE("uploads");
+    char msg[1024];
+    void *a = client(), *b = client();
+    wait_ready(a);
+    wait_ready(b);
+    ck_assert_str_eq(send_part(a, "a1", 0, 0, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(a, "a2", 0, 0, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(a, "a3", 0, 0, msg, sizeof msg), "COIL_EBUSY");
+    ck_assert_msg(strstr(msg, "limits.max_uploads_per_client") != NULL, "%s", msg);
+    /* a whole document does not stay in progress: taken */
+    json_decref(call(a, "{\"v\":1,\"id\":\"whole\",\"op\":\"ingest\",\"name\":\"w\",\"text\":\"The keeper.\"}", NULL,
+                     NULL, NULL));
+    ck_assert_int_eq(stat_int(a, "uploads"), 2);
+    ck_assert_int_eq(spool_files(), 2);
+    ck_assert_str_eq(send_part(b, "b1", 0, 0, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(b, "b2", 0, 0, msg, sizeof msg), "COIL_EBUSY");
+    ck_assert_msg(strstr(msg, "limits.max_uploads)") != NULL, "%s", msg);
+    ck_assert_int_eq(stat_int(b, "uploads"), 3);
+    /* the refusals changed nothing: a1 goes on, and its end makes room */
+    ck_assert_str_eq(send_part(a, "a1", 1, 0, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(a, "a1", 2, 1, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(a, "a3", 0, 0, msg, sizeof msg), "");
+    ck_assert_int_eq(stat_int(a, "uploads"), 3);
+    ck_assert_str_eq(send_part(a, "a3", 1, 1, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(a, "a2", 1, 1, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(b, "b1", 1, 1, msg, sizeof msg), "");
+    ck_assert_int_eq(stat_int(a, "uploads"), 0);
+    for (double t0 = mono(); spool_files() > 0; usleep(50000)) /* the jobs remove their files when done */
+        ck_assert_msg(mono() - t0 < 60, "%d spool files left", spool_files());
+    json_t *l = call(a, "{\"v\":1,\"id\":\"ls\",\"op\":\"doc.list\"}", NULL, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(l, "docs")), 5); /* a1 a2 a3 b1 w */
+    json_decref(l);
+    ck_assert_int_eq(stat_int(a, "uploads_expired"), 0);
+    zmq_close(a);
+    zmq_close(b);
+}
+END_TEST
+
+static int open_fds(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(p);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* An upload with no part for limits.upload_idle_seconds is discarded: its
+ * file removed, its descriptor closed, counted in stats; a later part of it
+ * is refused with an error that says why; the name can be uploaded anew. */
+START_TEST(test_upload_idle_expires)
+{
+    CASE("uploads");
+    char msg[1024];
+    void *c = client();
+    wait_ready(c);
+    int fds0 = open_fds(coild_pid);
+    ck_assert_str_eq(send_part(c, "left", 0, 0, msg, sizeof msg), "");
+    ck_assert_int_eq(open_fds(coild_pid), fds0 + 1);
+    ck_assert_int_eq(spool_files(), 1);
+    for (double t0 = mono(); stat_int(c, "uploads_expired") < 1; usleep(100000))
+        ck_assert_msg(mono() - t0 < 60, "an upload idle for 60 s was not discarded (upload_idle_seconds: 1)");
+    ck_assert_int_eq(stat_int(c, "uploads"), 0);
+    ck_assert_int_eq(spool_files(), 0);
+    ck_assert_int_eq(open_fds(coild_pid), fds0);
+    ck_assert_str_eq(send_part(c, "left", 1, 1, msg, sizeof msg), "COIL_EINVAL");
+    ck_assert_msg(strstr(msg, "limits.upload_idle_seconds") != NULL, "%s", msg);
+    ck_assert_str_eq(send_part(c, "left", 0, 0, msg, sizeof msg), "");
+    ck_assert_str_eq(send_part(c, "left", 1, 1, msg, sizeof msg), "");
+    json_t *st = call(c, "{\"v\":1,\"id\":\"ds\",\"op\":\"doc.status\",\"name\":\"left\"}", NULL, NULL, NULL);
+    json_decref(st);
+    zmq_close(c);
+}
+END_TEST
+
 int main(void)
 {
     const char *b = getenv("COIL_BUILDDIR"), *fam = getenv("COIL_TEST_FAMILY");
@@ -2011,6 +2168,16 @@ int main(void)
     tcase_add_test(tmc, test_max_clients);
     suite_add_tcase(s, tmc);
     suite_add_tcase(s, tcv);
+    TCase *tup = tcase_create("uploads");
+    tcase_set_timeout(tup, 180);
+    tcase_add_checked_fixture(tup, setup_uploads, teardown_small_text);
+    tcase_add_test(tup, test_upload_limits);
+    suite_add_tcase(s, tup);
+    TCase *tui = tcase_create("uploads_idle");
+    tcase_set_timeout(tui, 180);
+    tcase_add_checked_fixture(tui, setup_uploads_idle, teardown_small_text);
+    tcase_add_test(tui, test_upload_idle_expires);
+    suite_add_tcase(s, tui);
     TCase *tm = tcase_create("malformed");
     tcase_set_timeout(tm, 300);
     tcase_add_checked_fixture(tm, setup_small_limit, teardown);

@@ -32,8 +32,9 @@ static const char require[] =
     " \"health\", \"stats\"],"
     " \"partials\": [\"partial.token\", \"partial.progress\", \"partial.queued\"],"
     " \"cases\": {\"e2e\": 20, \"worker_kill\": 2, \"sigterm_worker\": 2, \"sigterm_coild\": 2, \"curve\": 2,"
-    " \"max_clients\": 2, \"exactly_once\": 5, \"ids\": 11, \"sockets\": 1},"
-    " \"errors\": {\"malformed\": 1000, \"ids\": 11, \"max_clients\": 1, \"sigterm_coild\": 1, \"e2e\": 2}}";
+    " \"max_clients\": 2, \"exactly_once\": 5, \"ids\": 11, \"sockets\": 1, \"uploads\": 20},"
+    " \"errors\": {\"malformed\": 1000, \"ids\": 11, \"max_clients\": 1, \"sigterm_coild\": 1, \"e2e\": 2,"
+    " \"uploads\": 3}}";
 
 static int run(char *const argv[], int quiet)
 {

@@ -77,20 +77,30 @@ run_one() {
             -rss_limit_mb=2048 -timeout=10 -max_len=65536 -use_value_profile=1 \
             -dict=tests/fuzz/dict/"$(dict_for "$h")".dict -artifact_prefix="$d/" \
             "$d/corpus" tests/fuzz/corpus/"$h" > "$d/log" 2>&1 || true
-    local cpu execs eps cov ft ncorp finds
+    record "$h" "$start"
+}
+
+# record NAME START: the ledger line of the run whose log and time are in
+# tests/fuzz/out/NAME (also by hand, for a run whose campaign was stopped:
+# tests/fuzz/campaign.sh --record NAME START)
+record() {
+    local h=$1 start=$2 d="$out/$1" cpu execs eps cov ft corp finds
     cpu=$(awk '{printf "%.0f", $1+$2}' "$d/time")
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
     eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
     cov=$(grep -o 'cov: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
     ft=$(grep -o 'ft: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
-    ncorp=$(find "$d/corpus" -type f | wc -l)
+    # the corpus libFuzzer held at the end (its last status line), the repo's and the found inputs together
+    corp=$(grep -o 'corp: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
     finds=$(find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
-    # the corpus figure: what libFuzzer read at start (its INITED line) plus what it added
-    local inited
-    inited=$(grep -o 'INITED.*corp: [0-9]*' "$d/log" | head -1 | grep -o '[0-9]*$' || echo 0)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$start" "$machine" "$h" "$cpu" "$execs" "$eps" \
-        "$(( ${inited:-0} + ncorp ))" "$cov" "$ft" "$finds" | tee -a "$ledger"
+        "$corp" "$cov" "$ft" "$finds" | tee -a "$ledger"
 }
+
+if [ "$secs" = --record ]; then # (shifted: $1 is NAME, $2 START)
+    record "$1" "$2"
+    exit 0
+fi
 
 if [ -n "${UNTIL:-}" ]; then
     end=$(date -u -d "$UNTIL" +%s)

@@ -11,9 +11,14 @@
  *     [varint]      (part mode 5) LEB128, at most 9 bytes
  *     byte  len     then len bytes of text (fewer at the end of the input)
  * Each request goes to the sequencer and to a model of it kept here (uploads
- * by (client, name): the next part expected and the text so far).
+ * by (client, name): the next part expected, the text so far, the step of
+ * its last part).  The set's limits are small so that the scripts reach
+ * them: 2 uploads in progress per client, 5 in all, and an upload with no
+ * part for 8 steps is expired (the clock is the step number; before each
+ * request coil_spool_expire runs, as coild's loop does).
  * Properties: the result is the model's (taken / complete / discarded, and
- * why: COIL_EINVAL, COIL_ETOOBIG, with a message); a taken part reports the
+ * why: COIL_EINVAL, COIL_ETOOBIG, COIL_EBUSY, with a message); expiry drops
+ * exactly the model's idle uploads; a taken part reports the
  * part and the bytes so far; a complete upload's file holds exactly the text
  * of its parts in order; the number of uploads in progress is the model's;
  * after the set is freed no spool file and no file descriptor is left. */
@@ -28,6 +33,9 @@
 
 #define N_CLIENTS 4
 #define N_NAMES 4
+#define MAX_PER_CLIENT 2
+#define MAX_TOTAL 5
+#define IDLE_STEPS 8
 
 static const struct {
     const char *key;
@@ -70,7 +78,19 @@ typedef struct {
     int64_t next;
     unsigned char *text;
     size_t len;
+    int last_step;
 } upload_t;
+
+static void model_drop(upload_t *u, size_t *n_active)
+{
+    if (u->active) {
+        u->active = 0;
+        (*n_active)--;
+    }
+    free(u->text);
+    u->text = NULL;
+    u->len = 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -81,13 +101,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t max_bytes = (int64_t)data[0] * 8;
     size_t at = 1;
     coil_err_t err = {0};
-    coil_spool_set_t *s = coil_spool_set_new(dir, &err);
+    const coil_spool_limits_t lim = {.max_per_client = MAX_PER_CLIENT, .max_total = MAX_TOTAL, .idle_ms = IDLE_STEPS};
+    coil_spool_set_t *s = coil_spool_set_new(dir, &lim, &err);
     FUZZ_CHECK(s != NULL, "%s", err.msg);
     upload_t up[N_CLIENTS][N_NAMES];
     memset(up, 0, sizeof up);
     size_t n_active = 0;
 
     for (int step = 0; at < size && step < 4096; step++) {
+        size_t want_gone = 0;
+        for (int c = 0; c < N_CLIENTS; c++)
+            for (int nm = 0; nm < N_NAMES; nm++)
+                if (up[c][nm].active && step - up[c][nm].last_step >= IDLE_STEPS) {
+                    model_drop(&up[c][nm], &n_active);
+                    want_gone++;
+                }
+        size_t gone = coil_spool_expire(s, step);
+        FUZZ_CHECK(gone == want_gone, "step %d: %zu uploads expired, want %zu", step, gone, want_gone);
         uint8_t op = data[at++];
         int c = op & 3, nm = (op >> 2) & 3, last = (op >> 4) & 1, mode = op >> 5;
         upload_t *u = &up[c][nm];
@@ -119,9 +149,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         /* the model */
         int64_t p = part < 0 ? 0 : part;
+        size_t mine = 0;
+        for (int k = 0; k < N_NAMES; k++)
+            mine += up[c][k].active;
         int want; /* 0 taken, 1 complete, else the error */
         if (!u->active && p != 0)
             want = COIL_EINVAL;
+        else if (!u->active && !last && (n_active >= MAX_TOTAL || mine >= MAX_PER_CLIENT))
+            want = COIL_EBUSY;
         else if (u->active && p != u->next)
             want = COIL_EINVAL;
         else if ((int64_t)(u->active ? u->len : 0) + (int64_t)len > max_bytes)
@@ -132,19 +167,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         coil_spool_result_t res;
         coil_err_clear(&err);
         int rc = coil_spool_part(s, clients[c].key, clients[c].len, names[nm], part, last, len ? text : NULL, len,
-                                 max_bytes, &res, &err);
+                                 max_bytes, step, &res, &err);
         FUZZ_CHECK(rc == want, "step %d: client %d name %d part %lld last %d len %zu: got %d (%s), want %d", step,
                    c, nm, (long long)part, last, len, rc, err.msg, want);
         if (rc < 0) {
             FUZZ_CHECK(err.code == rc && err.msg[0], "step %d: error %d without a message", step, rc);
             FUZZ_CHECK(res.path == NULL, "step %d: a path with an error", step);
-            if (u->active) {
-                u->active = 0;
-                n_active--;
-            }
-            free(u->text);
-            u->text = NULL;
-            u->len = 0;
+            model_drop(u, &n_active); /* COIL_EBUSY: there was none */
         } else {
             if (!u->active) {
                 u->active = 1;
@@ -157,6 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(u->text + u->len, text, len);
             u->len += len;
             u->next = p + 1;
+            u->last_step = step;
             FUZZ_CHECK(res.part == p && res.bytes == (int64_t)u->len, "step %d: reported part %lld bytes %lld, "
                        "want %lld %zu", step, (long long)res.part, (long long)res.bytes, (long long)p, u->len);
             if (rc == 1) {
