@@ -17,8 +17,8 @@
 #
 # Needs: LLAMA_CPP_DIR with build/bin/llama-bench built (cmake -B build
 # -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release && cmake --build
-# build --target llama-bench) and python3 with torch, numpy and sentencepiece
-# (the converter's imports; gguf-py is taken from the llama.cpp tree).  Without
+# build --target llama-bench) and python3 with torch, numpy, sentencepiece and safetensors
+# (the converter's imports, and safetensors; gguf-py is taken from the llama.cpp tree).  Without
 # them: SKIP (exit 77).  Environment: DTYPES (default "F32 F16 BF16"), THREADS
 # (default "1 2"), WORK (models, default /tmp/coil-vs-llamacpp; kept between
 # runs), COIL_BUILDDIR (default .), COIL_ARGS (extra bench_engine options),
@@ -38,7 +38,7 @@ skip() { echo "SKIP: $*"; exit 77; }
 LB=$LLAMA_CPP_DIR/build/bin/llama-bench
 [ -x "$LB" ] || skip "$LB is not built"
 [ -f "$LLAMA_CPP_DIR/convert_hf_to_gguf.py" ] || skip "$LLAMA_CPP_DIR/convert_hf_to_gguf.py is missing"
-python3 -c 'import torch, numpy, sentencepiece' 2>/dev/null || skip "python3 lacks torch, numpy or sentencepiece"
+python3 -c 'import torch, numpy, sentencepiece, safetensors' 2>/dev/null || skip "python3 lacks torch, numpy, sentencepiece or safetensors"
 [ -x "$B/tests/bench/bench_engine" ] && [ -x "$B/tests/tools/mkmodel" ] ||
     { echo "bench_vs_llamacpp: build coil first (make; $B/tests/bench/bench_engine)" >&2; exit 1; }
 mkdir -p "$WORK" || exit 1
