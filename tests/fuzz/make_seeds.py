@@ -74,6 +74,11 @@ ssm = {"d_model": 16, "n_layer": 2, "vocab_size": 64, "ssm_cfg": {}, "rms_norm":
 put("model", "mamba-ssm", json.dumps(ssm))
 put("model", "wrong-dims", json.dumps(dict(good, hidden_size=24, intermediate_size=48)))
 put("model", "untied", json.dumps(dict(good, tie_word_embeddings=False)))
+# The harness's models of the other families (same sizes; fuzz_model.c picks
+# the weights by the word the config names: rwkv, mamba2, falcon)
+put("model", "family-rwkv", json.dumps({"architectures": ["RwkvForCausalLM"], "model_type": "rwkv", "hidden_size": 16, "attention_hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "vocab_size": 64, "context_length": 1024, "layer_norm_epsilon": 1e-05, "rescale_every": 2, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0}, indent=2))
+put("model", "family-mamba2", json.dumps({"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2", "num_heads": 4, "head_dim": 8, "n_groups": 2, "hidden_size": 16, "state_size": 4, "num_hidden_layers": 2, "expand": 2, "intermediate_size": 32, "conv_kernel": 4, "time_step_rank": 1, "vocab_size": 64, "layer_norm_epsilon": 1e-05, "use_bias": False, "use_conv_bias": True, "residual_in_fp32": True, "tie_word_embeddings": True, "hidden_act": "silu", "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}, indent=2))
+put("model", "family-falcon_mamba", json.dumps({"architectures": ["FalconMambaForCausalLM"], "model_type": "falcon_mamba", "mixer_rms_eps": 1e-06, "hidden_size": 16, "state_size": 4, "num_hidden_layers": 2, "expand": 2, "intermediate_size": 32, "conv_kernel": 4, "time_step_rank": 1, "vocab_size": 64, "layer_norm_epsilon": 1e-05, "use_bias": False, "use_conv_bias": True, "residual_in_fp32": True, "tie_word_embeddings": True, "hidden_act": "silu", "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}, indent=2))
 for d in sorted(os.listdir("tests/data/models")):
     p = os.path.join("tests/data/models", d, "config.json")
     if os.path.exists(p):
