@@ -173,6 +173,12 @@ int coil_matrix_select(const char *name);
 #define COIL_OPENBLAS_ADDRESS_SPACE ((size_t)256 << 20)
 struct coil_err;
 int coil_matrix_ready(struct coil_err *err);
+/* Products the matrix library failed (oneDNN's sgemm returns a status: its
+ * scratch allocation can fail under memory pressure, and then y is not
+ * written), counted since the process started, over every thread.  The
+ * engine compares it around each call and turns an increase into COIL_ENOMEM
+ * instead of going on with garbage. */
+uint64_t coil_matrix_failures(void);
 
 /* Prints the lines `coil info` and the benchmarks show: CPU, features, kernel
  * set, matrix library with version and kernels, and any warning. */

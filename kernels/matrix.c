@@ -20,6 +20,7 @@
 #include <ctype.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,13 @@ void coil_matrix_info(coil_matrix_lib_t l, coil_matrix_info_t *mi)
 #endif
 }
 
+static _Atomic uint64_t matrix_failures;
+
+uint64_t coil_matrix_failures(void)
+{
+    return atomic_load(&matrix_failures);
+}
+
 void coil_matrix_sgemm(coil_matrix_lib_t l, int64_t T, int64_t n, int64_t K, const float *x, int64_t ldx,
                        const float *W, float beta, float *y, int64_t ldy)
 {
@@ -276,7 +284,8 @@ void coil_matrix_sgemm(coil_matrix_lib_t l, int64_t T, int64_t n, int64_t K, con
         const int saved = omp_get_max_threads();
         if (saved > 1)
             omp_set_num_threads(1);
-        dnnl_sgemm('N', 'T', T, n, K, 1.0f, x, ldx, W, K, beta, y, ldy);
+        if (dnnl_sgemm('N', 'T', T, n, K, 1.0f, x, ldx, W, K, beta, y, ldy) != dnnl_success)
+            atomic_fetch_add(&matrix_failures, 1);
         if (saved > 1)
             omp_set_num_threads(saved);
         return;

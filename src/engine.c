@@ -188,9 +188,17 @@ int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, 
         return rc;
     }
 #endif
+    const uint64_t failed0 = coil_matrix_failures();
     for (int64_t t0 = 0; t0 < T; t0 += e->C) {
         int64_t n = T - t0 < e->C ? T - t0 : e->C;
         step(e, st, ids + t0, n, logits ? logits + t0 * c->vocab_size : NULL);
+        if (coil_matrix_failures() != failed0) {
+            coil_state_poison(st);
+            return coil_err_set(err, COIL_ENOMEM,
+                                "out of memory in the matrix library (a product failed at token %lld): the state "
+                                "is unusable now; resume from a checkpoint",
+                                (long long)t0);
+        }
     }
     return 0;
 }
@@ -201,7 +209,10 @@ int coil_engine_next_logits(coil_engine_t *e, const coil_state_t *st, float *log
         return coil_err_set(err, COIL_EMISMATCH, "state belongs to another model");
     if (!coil_state_has_hidden(st))
         return coil_err_set(err, COIL_ESTATE, "the state has read no token yet: nothing to predict from");
+    const uint64_t failed0 = coil_matrix_failures();
     lm_head(e, coil_state_last_hidden((coil_state_t *)st), 1, logits);
+    if (coil_matrix_failures() != failed0)
+        return coil_err_set(err, COIL_ENOMEM, "out of memory in the matrix library: no logits");
     return 0;
 }
 

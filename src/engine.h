@@ -40,7 +40,8 @@ void coil_engine_destroy(coil_engine_t **e);
 /* Feeds ids[0..T) to the model, advancing st.  logits: NULL (ingest: the LM
  * head is skipped) or room for T x vocab_size floats, row t = the
  * distribution after ids[t].  Errors (state of another model, id out of range)
- * leave st unchanged. */
+ * leave st unchanged; COIL_ENOMEM from the matrix library midway leaves it
+ * poisoned (coil_state_poison: it cannot be saved; reset or reload it). */
 int coil_engine_forward(coil_engine_t *e, coil_state_t *st, const int32_t *ids, int64_t T, float *logits,
                         coil_err_t *err);
 

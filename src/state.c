@@ -110,6 +110,13 @@ void coil_state_reset(coil_state_t *s)
     s->has_hidden = 0;
 }
 
+void coil_state_poison(coil_state_t *s)
+{
+    const size_t n = n_floats(s);
+    for (size_t i = 0; i < n; i++)
+        s->buf[i] = NAN;
+}
+
 int64_t coil_state_position(const coil_state_t *s) { return s->pos; }
 void coil_state_set_position(coil_state_t *s, int64_t pos) { s->pos = pos; }
 uint64_t coil_state_fingerprint(const coil_state_t *s) { return s->fingerprint; }
@@ -148,6 +155,14 @@ int coil_state_serialize(const coil_state_t *s, void *buf, size_t cap, coil_err_
     unsigned char *p = buf;
     if (cap < need)
         return coil_err_set(err, COIL_EINVAL, "state blob needs %zu bytes, buffer has %zu", need, cap);
+    /* what deserialize refuses is never written: a state with a NaN or an
+     * infinity (poisoned after a failed forward pass, or overflowed) */
+    for (size_t i = 0, n = n_floats(s); i < n; i++)
+        if (!isfinite(s->buf[i]))
+            return coil_err_set(err, COIL_ESTATE,
+                                "the state holds %s at value %zu of %zu (a forward pass failed on it, or the "
+                                "model overflowed): not saved",
+                                isnan(s->buf[i]) ? "a NaN" : "an infinity", i, n);
     memset(p, 0, COIL_STATE_HEADER_SIZE);
     memcpy(p, COIL_STATE_MAGIC, 8);
     put32(p + 8, COIL_STATE_VERSION);

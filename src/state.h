@@ -55,6 +55,10 @@ coil_state_t *coil_state_clone(const coil_state_t *st, coil_err_t *err);
 int coil_state_copy(coil_state_t *dst, const coil_state_t *src, coil_err_t *err);
 /* Back to position 0, all zero. */
 void coil_state_reset(coil_state_t *st);
+/* Makes st unusable after a forward pass failed midway (out of memory in the
+ * matrix library): every value NaN, so coil_state_serialize and checkpoints
+ * refuse it; coil_state_reset or a deserialize make it usable again. */
+void coil_state_poison(coil_state_t *st);
 
 int64_t coil_state_position(const coil_state_t *st);
 void coil_state_set_position(coil_state_t *st, int64_t pos);

@@ -1,7 +1,8 @@
 /* test_allocfail.c -- allocation failures injected into every parser of
  * outside bytes (issue 16): the safetensors reader, config.json and the
- * model loader, tokenizer.json, coild's YAML config, protocol request
- * decoding and state blob import.
+ * model loader (every family), tokenizer.json, coild's YAML config,
+ * protocol request decoding and state blob import; and the engine: a new
+ * engine and state over a loaded model, 3 tokens, the next token's logits.
  *
  * This program defines malloc, calloc, realloc, free, posix_memalign,
  * aligned_alloc, strdup and strndup itself (they forward to the next
@@ -28,6 +29,7 @@
 #include <sys/stat.h>
 
 #include "coild_config.h"
+#include "engine.h"
 #include "error.h"
 #include "model.h"
 #include "protocol.h"
@@ -224,6 +226,11 @@ typedef int (*workload_fn)(coil_err_t *err);
 
 static char *scratch;
 static char st_path[4096], model_dir[4096], tok_path[4096];
+#define N_FAM 3
+static const char *const fam_names[N_FAM] = {"rwkv", "mamba2", "falcon_mamba"};
+static char fam_dir[N_FAM][4096];
+static int cur_fam;
+static float ref_logits[64]; /* the engine workload's clean result */
 static coil_model_t *state_model;
 static void *state_blob;
 static size_t state_blob_len;
@@ -244,6 +251,13 @@ static void setup(void)
     tu_model_shape_t shape = {.d_model = 16, .n_layer = 2, .vocab = 64, .d_state = 4,
                               .d_conv = 4, .expand = 2, .dt_rank = 0, .tied = 1, .dtype = "F32"};
     ck_assert_int_eq(tu_write_random_model(model_dir, &shape, 7), 0);
+    for (int f = 0; f < N_FAM; f++) {
+        snprintf(fam_dir[f], sizeof fam_dir[f], "%s/model-%s", scratch, fam_names[f]);
+        ck_assert_int_eq(mkdir(fam_dir[f], 0700), 0);
+        tu_model_shape_t fs = shape;
+        fs.family = fam_names[f];
+        ck_assert_int_eq(tu_write_random_model(fam_dir[f], &fs, 7), 0);
+    }
     snprintf(tok_path, sizeof tok_path, "%s/tests/fuzz/corpus/tokenizer_load/seed-bytelevel-small",
              COIL_ALLOCFAIL_SRCDIR);
     coil_err_t err = {0};
@@ -297,6 +311,64 @@ static int wl_model(coil_err_t *err)
     coil_model_destroy(&m);
     disarm();
     return ok ? 0 : coil_err_set(err, COIL_EINVAL, "model: a wrong config after an allocation failure");
+}
+
+static int wl_model_family(coil_err_t *err)
+{
+    arm();
+    coil_model_t *m = coil_model_load(fam_dir[cur_fam], err);
+    disarm();
+    if (!m)
+        return err->code;
+    const coil_model_config_t *c = coil_model_config(m);
+    char dims[512];
+    int ok = c->n_layer == 2 && c->d_model == 16 && c->vocab_size == 64 &&
+             coil_model_dims_json(m, dims, sizeof dims) > 0 && strstr(dims, fam_names[cur_fam]) != NULL;
+    arm();
+    coil_model_destroy(&m);
+    disarm();
+    return ok ? 0 : coil_err_set(err, COIL_EINVAL, "model: a wrong config after an allocation failure");
+}
+
+/* engine + state over the loaded Mamba-1 model, 3 tokens, next-token logits;
+ * out: the logits (the clean run's are the reference) */
+static int engine_run(float *out, coil_err_t *err)
+{
+    coil_engine_options_t eo = {.max_chunk = 2, .threads = 1, .backend = "cpu"};
+    static const int32_t ids[3] = {5, 63, 0};
+    coil_state_t *st = NULL;
+    coil_engine_t *e = coil_engine_new(state_model, &eo, err);
+    int rc = e ? 0 : err->code;
+    if (!rc && !(st = coil_state_new(state_model, err)))
+        rc = err->code;
+    if (!rc && (rc = coil_engine_forward(e, st, ids, 3, NULL, err)) == COIL_ENOMEM &&
+        strstr(err->msg, "matrix library")) {
+        /* a forward pass that failed midway left a poisoned state: it must not be saved */
+        static unsigned char blob[1 << 16];
+        coil_err_t serr = {0};
+        if (coil_state_blob_size(st) > sizeof blob || coil_state_serialize(st, blob, sizeof blob, &serr) != COIL_ESTATE)
+            rc = coil_err_set(err, COIL_EINVAL, "engine: a wrong result: the state of a failed forward pass could "
+                                                "be saved (%s)", serr.msg);
+    }
+    if (!rc)
+        rc = coil_engine_next_logits(e, st, out, err);
+    coil_state_destroy(&st);
+    coil_engine_destroy(&e);
+    return rc;
+}
+
+static int wl_engine(coil_err_t *err)
+{
+    float got[64];
+    memset(got, 0, sizeof got);
+    arm();
+    int rc = engine_run(got, err);
+    disarm();
+    if (rc)
+        return rc;
+    return memcmp(got, ref_logits, sizeof got) == 0
+               ? 0
+               : coil_err_set(err, COIL_EINVAL, "engine: a wrong result (logits differ) after an allocation failure");
 }
 
 static const char tok_text[] = "hello the world, in there\n<|endoftext|> caf\xc3\xa9";
@@ -464,6 +536,24 @@ START_TEST(test_model)
 }
 END_TEST
 
+START_TEST(test_model_families)
+{
+    for (cur_fam = 0; cur_fam < N_FAM; cur_fam++) {
+        char what[64];
+        snprintf(what, sizeof what, "model (%s)", fam_names[cur_fam]);
+        sweep(what, wl_model_family);
+    }
+}
+END_TEST
+
+START_TEST(test_engine)
+{
+    coil_err_t err = {0};
+    ck_assert_msg(engine_run(ref_logits, &err) == 0, "%s", err.msg);
+    sweep("engine", wl_engine);
+}
+END_TEST
+
 START_TEST(test_tokenizer)
 {
     sweep("tokenizer", wl_tokenizer);
@@ -496,6 +586,8 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_safetensors);
     tcase_add_test(tc, test_model);
+    tcase_add_test(tc, test_model_families);
+    tcase_add_test(tc, test_engine);
     tcase_add_test(tc, test_tokenizer);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_protocol);

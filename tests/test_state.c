@@ -71,6 +71,30 @@ START_TEST(test_round_trip_and_layout)
 }
 END_TEST
 
+/* A poisoned state (a forward pass failed on it) is never saved; reset or a
+ * deserialize make it usable again.  So is a state that overflowed. */
+START_TEST(test_poisoned_state_is_not_saved)
+{
+    coil_err_t err = {0};
+    coil_state_t *s2 = coil_state_clone(st, &err);
+    ck_assert_ptr_nonnull(s2);
+    void *b2 = malloc(n);
+    coil_state_poison(s2);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), COIL_ESTATE);
+    ck_assert_msg(strstr(err.msg, "a NaN") != NULL, "%s", err.msg);
+    ck_assert_int_eq(coil_state_deserialize(s2, blob, n, &err), 0);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), 0);
+    ck_assert_int_eq(memcmp(blob, b2, n), 0);
+    coil_state_ssm(s2, 1)[3] = INFINITY;
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), COIL_ESTATE);
+    ck_assert_msg(strstr(err.msg, "an infinity") != NULL, "%s", err.msg);
+    coil_state_reset(s2);
+    ck_assert_int_eq(coil_state_serialize(s2, b2, n, &err), 0);
+    free(b2);
+    coil_state_destroy(&s2);
+}
+END_TEST
+
 /* Every damaged blob is an error and leaves the target state unchanged. */
 static void expect_error(const void *b, size_t len, int code)
 {
@@ -284,6 +308,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip_and_layout);
     tcase_add_test(tc, test_damaged_blobs);
+    tcase_add_test(tc, test_poisoned_state_is_not_saved);
     tcase_add_test(tc, test_rwkv_state);
     tcase_add_test(tc, test_other_model);
     tcase_add_test(tc, test_families_and_v1);
