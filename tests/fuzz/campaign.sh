@@ -21,7 +21,8 @@
 # so the time goes where the issue's CPU-hour per harness is furthest off;
 # two lanes (two cores) are two runs over disjoint harness lists.
 #   tests/fuzz/campaign.sh --totals   sums the ledger per harness (CPU s,
-#   executions, exec/s over the CPU time, corpus, last cov/ft, findings).
+#   executions, exec/s over the CPU time, corpus, last cov/ft, findings);
+#   --table prints the same as the README's markdown table.
 # The ledger, tests/fuzz/campaign.tsv, is tracked: every slice of every
 # session is one line (UTC start, machine), so campaigns add up across
 # sessions and machines; LEDGER=FILE writes elsewhere.
@@ -34,6 +35,12 @@ out=tests/fuzz/out
 ledger=${LEDGER:-tests/fuzz/campaign.tsv}
 # ledger columns: start (UTC), machine, harness, cpu_s, execs, exec_per_s,
 # corpus (inputs the run started from + found), cov, ft, findings
+if [ "${1:-}" = --table ]; then # the README's table, from the totals
+    "$0" --totals | awk -F'\t' 'NR == 1 { print "| harness | CPU s | CPU-hours | slices | executions | exec / CPU s | corpus | cov / ft | findings |"
+                                          print "|---|---|---|---|---|---|---|---|---|"; next }
+        { printf "| `%s` | %d | %.2f | %d | %d | %d | %d | %d / %d | %d |\n", $1, $3, $3 / 3600, $2, $4, $5, $6, $7, $8, $9 }'
+    exit 0
+fi
 if [ "${1:-}" = --totals ]; then
     awk -F'\t' 'NR > 1 { h = $3; cpu[h] += $4; ex[h] += $5; corp[h] = $7; cov[h] = $8; ft[h] = $9
                           f[h] += $10; n[h]++; if (!(h in seen)) { seen[h] = 1; order[++k] = h } }
