@@ -56,7 +56,7 @@ machine=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//; s/\t/ /g')
 machine="${machine:-unknown} ($(nproc) CPUs)"
 secs=${1:-3600}
 shift || true
-all=(safetensors model tokenizer_load tokenizer_encode config protocol state search sequencer)
+all=(safetensors model tokenizer_load tokenizer_encode config protocol state search sequencer store)
 names=("${@:-${all[@]}}")
 jobs=${JOBS:-1}
 mkdir -p "$out"
@@ -66,7 +66,7 @@ dict_for() {
     case $1 in
     safetensors) echo safetensors ;; model) echo model ;; tokenizer_load) echo tokenizer ;;
     tokenizer_encode) echo text ;; config) echo yaml ;; protocol) echo protocol ;;
-    state) echo state ;; search) echo search ;; sequencer) echo sequencer ;;
+    state) echo state ;; search) echo search ;; sequencer) echo sequencer ;; store) echo store ;;
     esac
 }
 

@@ -211,3 +211,24 @@ put("sequencer", "too-big", bytes([2]) + seq_op(0, 0, 0, 0, b"12345678") + seq_o
 put("sequencer", "repeat", bytes([255]) + seq_op(0, 0, 0, 0, b"p0") + seq_op(0, 0, 0, 4, b"p0 again")
     + seq_op(0, 0, 0, 0, b"") + seq_op(0, 0, 1, 0, b""))
 put("sequencer", "six-parts", bytes([255]) + b"".join(seq_op(1, 3, int(i == 5), 0, b"part %d;" % i) for i in range(6)))
+
+# --- store: edit scripts on the harness's store (fuzz_store.c) -----------------
+# One edit = table, column, row, kind [, value]; the tables in fuzz_store.c's order.
+import sqlite3 as _sq, glob as _glob, struct as _st
+_db = _sq.connect(":memory:")
+for _f in sorted(_glob.glob("schemas/[0-9]*.sql")):
+    _db.executescript(open(_f).read())
+_tables = ["models", "documents", "chunks", "checkpoints", "sessions", "session_tokens", "request_keys",
+           "chunks_fts_data"]
+def _edit(t, c, row, kind, val=b""):
+    return bytes([t, c, row, kind]) + val
+put("store", "none", b"")
+for _ti, _t in enumerate(_tables):
+    _cols = [r[0] for r in _db.execute("SELECT name FROM pragma_table_info(?)", (_t,))]
+    for _ci, _c in enumerate(_cols):
+        _k = (_ti + _ci) % 8
+        _val = {1: _st.pack("<q", -(1 << 63)), 2: _st.pack("<d", float("nan")), 3: b"\x03x\xffz",
+                4: b"\x03\x01\x02\x03", 7: b"\xff"}.get(_k, b"")
+        put("store", "%s-%s" % (_t, _c), _edit(_ti, _ci, 0, _k, _val))
+    put("store", "%s-delete" % _t, _edit(_ti, 0, 255, 0))
+put("store", "two-edits", _edit(2, 8, 1, 4, b"\x05\x00\x00\x00\x00") + _edit(3, 3, 0, 5))
