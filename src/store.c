@@ -792,7 +792,10 @@ int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, i
         int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
         const unsigned char *blob = sqlite3_column_blob(s, 2);
         int64_t len = sqlite3_column_bytes(s, 2);
-        if (b < a || len != 4 * (b - a) || (len && !blob)) {
+        /* the row may come from a file someone else wrote: no arithmetic on
+         * its numbers before they are known sane (a < 0 or b - a past the
+         * blob would overflow, or index outside it) */
+        if (a < 0 || b < a || len % 4 || b - a != len / 4 || (len && !blob)) {
             sqlite3_reset(s);
             return coil_err_set(err, COIL_EDB, "%s: token row [%lld,%lld) has %lld bytes",
                                 st->path, (long long)a, (long long)b, (long long)len);

@@ -76,6 +76,7 @@ run_one() {
     mkdir -p "$d/corpus"
     local start
     start=$(date -u +%Y-%m-%dT%H:%M)
+    touch "$d/.start" # findings of this slice: the files newer than it
     # -max_len 65536: tokenizer.json and safetensors seeds are larger than the 4 KiB default
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -92,14 +93,17 @@ run_one() {
 # tests/fuzz/campaign.sh --record NAME START)
 record() {
     local h=$1 start=$2 d="$out/$1" cpu execs eps cov ft corp finds
-    cpu=$(awk '{printf "%.0f", $1+$2}' "$d/time")
+    # the last line: time(1) writes "Command exited with non-zero status N" above it when the fuzzer found something
+    cpu=$(tail -n 1 "$d/time" | awk '{printf "%.0f", $1+$2}')
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
     eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
     cov=$(grep -o 'cov: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
     ft=$(grep -o 'ft: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*' || echo 0)
     # the corpus libFuzzer held at the end (its last status line), the repo's and the found inputs together
     corp=$(grep -o 'corp: [0-9]*' "$d/log" | tail -1 | grep -o '[0-9]*$' || echo 0)
-    finds=$(find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+    local newer=()
+    [ -f "$d/.start" ] && newer=(-newer "$d/.start")
+    finds=$(find "$d" -maxdepth 1 -type f "${newer[@]}" \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$start" "$machine" "$h" "$cpu" "$execs" "$eps" \
         "$corp" "$cov" "$ft" "$finds" | tee -a "$ledger"
 }
