@@ -788,6 +788,7 @@ int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, i
                             int64_t hi, int32_t *ids, int64_t *filled, coil_err_t *err)
 {
     int rc;
+    int64_t next = lo; /* rows must tile [lo, hi): an overlap or a gap ends the fill (the caller sees it short) */
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t a = sqlite3_column_int64(s, 0), b = sqlite3_column_int64(s, 1);
         const unsigned char *blob = sqlite3_column_blob(s, 2);
@@ -802,12 +803,38 @@ int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, i
         }
         int64_t x = a > lo ? a : lo, y = b < hi ? b : hi;
         if (y > x) {
+            if (x != next) {
+                rc = SQLITE_DONE;
+                break;
+            }
             memcpy(ids + (x - origin), blob + 4 * (x - a), (size_t)(y - x) * 4);
             *filled += y - x;
+            next = y;
         }
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : coil_store__fail(st, err, rc, "reading tokens");
+}
+
+int coil_store__tokens_held(coil_store_t *st, int64_t doc_id, const char *sid, int64_t *have, coil_err_t *err)
+{
+    sqlite3_stmt *s;
+    int rc = sqlite3_prepare_v2(st->db,
+                                sid ? "SELECT coalesce(sum(length(tokens)), 0) / 4 FROM session_tokens "
+                                      "WHERE session_id = ?1"
+                                    : "SELECT coalesce(sum(length(tokens)), 0) / 4 FROM chunks WHERE doc_id = ?1",
+                                -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return coil_store__fail(st, err, rc, "counting tokens");
+    if (sid)
+        sqlite3_bind_text(s, 1, sid, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(s, 1, doc_id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *have += sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : coil_store__fail(st, err, rc, "counting tokens");
 }
 
 int coil_store_doc_tokens(coil_store_t *st, int64_t doc_id, int64_t from, int64_t to,
@@ -826,6 +853,15 @@ int coil_store_doc_tokens(coil_store_t *st, int64_t doc_id, int64_t from, int64_
         return 0;
     if ((uint64_t)(to - from) > SIZE_MAX / 4)
         return coil_err_set(err, COIL_ETOOBIG, "store: token range too large");
+    if (to - from > COIL_STORE__TOKENS_CHECKED) {
+        int64_t have = 0;
+        int rc = coil_store__tokens_held(st, doc_id, NULL, &have, err);
+        if (rc)
+            return rc;
+        if (have < to - from)
+            return coil_err_set(err, COIL_EDB, "%s: document %lld: tokens [%lld,%lld) asked, its chunks hold %lld",
+                                st->path, (long long)doc_id, (long long)from, (long long)to, (long long)have);
+    }
     int32_t *buf = malloc((size_t)(to - from) * 4);
     if (!buf)
         return coil_err_set(err, COIL_ENOMEM, "store: out of memory for %lld tokens",

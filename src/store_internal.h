@@ -156,6 +156,13 @@ int coil_store__ckpt_read(coil_store_t *st, sqlite3_stmt *s, coil_store_blob_t *
 /* Copies the tokens of the rows of `s` (columns start, end, int32 blob),
  * clipped to positions [lo, hi), into ids[pos - origin]; adds the count
  * copied to *filled.  Resets s. */
+/* Ranges of more tokens than this are first checked against the token bytes
+ * the rows really hold before a buffer is allocated for them: a file
+ * someone else wrote can claim any head or grid end. */
+#define COIL_STORE__TOKENS_CHECKED ((int64_t)1 << 20)
+/* Adds to *have the tokens the rows of one owner hold (a document's chunks:
+ * sid NULL; else session sid's own tokens); 0 or an error. */
+int coil_store__tokens_held(coil_store_t *st, int64_t doc_id, const char *sid, int64_t *have, coil_err_t *err);
 int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, int64_t lo,
                             int64_t hi, int32_t *ids, int64_t *filled, coil_err_t *err);
 /* Document state as DOC_STATE reads it (-1 for "none" fields).  token_end

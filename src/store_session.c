@@ -422,6 +422,19 @@ int coil_store_session_tokens(coil_store_t *st, const char *id, int64_t from, in
                      st->path, id, (long long)from, (long long)to, (long long)c.lv[0].head);
         goto fail;
     }
+    if (to - from > COIL_STORE__TOKENS_CHECKED) { /* the heads are claims: are the tokens there? */
+        int64_t have = 0;
+        for (size_t i = 0; i < c.n; i++)
+            if (coil_store__tokens_held(st, c.doc_id, c.lv[i].id, &have, err) != 0)
+                goto fail;
+        if (coil_store__tokens_held(st, c.doc_id, NULL, &have, err) != 0)
+            goto fail;
+        if (have < to - from) {
+            coil_err_set(err, COIL_EDB, "%s: session %s: tokens [%lld,%lld) asked, its rows hold %lld", st->path,
+                         id, (long long)from, (long long)to, (long long)have);
+            goto fail;
+        }
+    }
     if (to > from && !(buf = malloc((size_t)(to - from) * 4))) {
         coil_err_set(err, COIL_ENOMEM, "store: out of memory for %lld tokens",
                      (long long)(to - from));

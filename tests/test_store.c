@@ -1255,6 +1255,52 @@ END_TEST
 /* A file made by schema version 1 (migration 001 only, as the v1 store
  * wrote it) opens as version 2 with its data intact, verifies, resumes and
  * takes imports. */
+/* Rows written by someone else: a head or a token range that claims more
+ * tokens than the rows hold is an error before a buffer is sized by the
+ * claim; overlapping token rows never give a position that no row filled. */
+START_TEST(test_hostile_token_rows)
+{
+    char dir[300], path[340], sql[512];
+    char sid[17];
+    coil_err_t err = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    tdir(dir, sizeof dir, path, sizeof path);
+    coil_store_t *st = open_ok(path, NULL);
+    int64_t doc = new_doc(st, "d", 1);
+    ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0); /* tokens [0, 16) */
+    ck_assert_int_eq(coil_store_session_new(st, doc, 16, sid, &err), 0);
+    int32_t more[3] = {1, 2, 3};
+    ck_assert_int_eq(coil_store_session_append(st, sid, more, 3, NULL, NULL, &err), 0);
+    coil_store_close(&st);
+    /* a session head of 2^40 tokens: 4 TiB if a buffer were sized by it */
+    snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE sessions SET head = %lld WHERE id = '%s'",
+             1LL << 40, sid);
+    raw_exec(path, sql);
+    st = open_ok(path, NULL);
+    ck_assert_int_eq(coil_store_session_tokens(st, sid, 0, 1LL << 40, &ids, &n, &err), COIL_EDB);
+    ck_assert_msg(strstr(err.msg, "its rows hold 19") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(ids);
+    /* a document range past what its chunks hold */
+    ck_assert_int_eq(coil_store_doc_tokens(st, doc, 0, 1LL << 40, &ids, &n, &err), COIL_EDB);
+    ck_assert_msg(strstr(err.msg, "its chunks hold 16") != NULL, "%s", err.msg);
+    coil_store_close(&st);
+    /* the second chunk moved onto the first ([0, 8) twice): [0, 16) is not all there */
+    raw_exec(path, "PRAGMA ignore_check_constraints = ON; "
+                   "UPDATE chunks SET token_start = 0, token_end = 8 WHERE seq = 1");
+    st = open_ok(path, NULL);
+    ck_assert_int_ne(coil_store_doc_tokens(st, doc, 0, 16, &ids, &n, &err), 0);
+    ck_assert_ptr_null(ids);
+    ck_assert_int_eq(coil_store_doc_tokens(st, doc, 0, 8, &ids, &n, &err), 0);
+    ck_assert_uint_eq(n, 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(ids[i], tok_at(i));
+    free(ids);
+    coil_store_close(&st);
+    rm_tree(dir);
+}
+END_TEST
+
 START_TEST(test_migrate_v1)
 {
     char dir[300], path[340], sid[17];
@@ -1421,6 +1467,7 @@ int main(void)
     tcase_add_test(tc, test_request_keys);
     tcase_add_test(tc, test_import);
     tcase_add_test(tc, test_migrate_v1);
+    tcase_add_test(tc, test_hostile_token_rows);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
