@@ -1006,25 +1006,28 @@ static int read_blob(coil_store_t *st, int64_t id, int64_t size, uint64_t cks,
     if (size < 0 || size > INT_MAX)
         return coil_err_set(err, COIL_EDB, "%s: checkpoint %lld: bad size %lld", st->path,
                             (long long)id, (long long)size);
-    if ((size_t)size > out->cap) {
-        void *p = realloc(out->data, (size_t)size);
-        if (!p)
-            return coil_err_set(err, COIL_ENOMEM, "store: out of memory for a %lld-byte state",
-                                (long long)size);
-        out->data = p;
-        out->cap = (size_t)size;
-    }
     rc = sqlite3_blob_open(st->db, "main", "checkpoints", "state", id, 0, &b);
     if (rc != SQLITE_OK) {
         coil_store__fail(st, err, rc, "opening a checkpoint blob");
         sqlite3_blob_close(b);
         return err->code;
     }
+    /* the size column is a claim: the blob's own length first, then a buffer */
     if (sqlite3_blob_bytes(b) != size) {
         int have = sqlite3_blob_bytes(b);
         sqlite3_blob_close(b);
         return coil_err_set(err, COIL_EDB, "%s: checkpoint %lld: blob has %d bytes, row says %lld",
                             st->path, (long long)id, have, (long long)size);
+    }
+    if ((size_t)size > out->cap) {
+        void *p = realloc(out->data, (size_t)size);
+        if (!p) {
+            sqlite3_blob_close(b);
+            return coil_err_set(err, COIL_ENOMEM, "store: out of memory for a %lld-byte state",
+                                (long long)size);
+        }
+        out->data = p;
+        out->cap = (size_t)size;
     }
     rc = size ? sqlite3_blob_read(b, out->data, (int)size, 0) : SQLITE_OK;
     if (rc != SQLITE_OK) {
