@@ -376,8 +376,15 @@ int coil_store__doc_state(coil_store_t *st, int64_t doc_id, coil_store__doc_stat
     ds->source_hash = coil_store__u64(sqlite3_column_int64(s, 2));
     ds->fingerprint = coil_store__u64(sqlite3_column_int64(s, 3));
     bool any = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    const int64_t last_seq = any ? sqlite3_column_int64(s, 4) : -1;
     ds->base_position = sqlite3_column_int64(s, 8);
-    ds->n_chunks = any ? sqlite3_column_int64(s, 4) + 1 : 0;
+    /* the grid is seq 0..n-1; a file someone else wrote can hold any seq */
+    if (any && (last_seq < 0 || last_seq == INT64_MAX)) {
+        sqlite3_reset(s);
+        return coil_err_set(err, COIL_EDB, "%s: document %lld: its last chunk has seq %lld, not a position in a grid",
+                            st->path, (long long)doc_id, (long long)last_seq);
+    }
+    ds->n_chunks = last_seq + 1;
     ds->token_end = any ? sqlite3_column_int64(s, 5) : ds->base_position;
     ds->byte_end = any ? sqlite3_column_int64(s, 6) : 0;
     ds->ckpt_position = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1

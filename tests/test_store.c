@@ -1297,6 +1297,20 @@ START_TEST(test_hostile_token_rows)
         ck_assert_int_eq(ids[i], tok_at(i));
     free(ids);
     coil_store_close(&st);
+    /* a last chunk seq of 2^63 - 1 (fuzz_store's crash-e396a26e: "seq + 1" overflowed) and a negative one */
+    static const char *const seqs[2] = {"UPDATE chunks SET seq = 9223372036854775807 WHERE seq = 1",
+                                        "UPDATE chunks SET seq = -seq - 1 WHERE seq = 0; "
+                                        "UPDATE chunks SET seq = -3 WHERE seq = 9223372036854775807"};
+    for (int i = 0; i < 2; i++) {
+        coil_store_progress_t p;
+        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s", seqs[i]);
+        raw_exec(path, sql);
+        st = open_ok(path, NULL);
+        coil_err_clear(&err);
+        ck_assert_int_eq(coil_store_doc_progress(st, doc, &p, &err), COIL_EDB);
+        ck_assert_msg(strstr(err.msg, "its last chunk has seq") != NULL, "%s", err.msg);
+        coil_store_close(&st);
+    }
     rm_tree(dir);
 }
 END_TEST
