@@ -97,6 +97,11 @@ static int load_chain(coil_store_t *st, const char *id, chain_t *c, coil_err_t *
         c->doc_id = sqlite3_column_int64(s, 1);
         l->base = sqlite3_column_int64(s, 2);
         l->head = sqlite3_column_int64(s, 3);
+        if (l->base < 0 || l->head < l->base) { /* a file someone else wrote */
+            sqlite3_reset(s);
+            return coil_err_set(err, COIL_EDB, "%s: session %s: base %lld and head %lld are not a range of tokens",
+                                st->path, cur, (long long)l->base, (long long)l->head);
+        }
         bool root = parent == NULL;
         if (!root)
             snprintf(cur, sizeof cur, "%s", (const char *)parent);
@@ -269,7 +274,13 @@ int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *t
         return rc;
     if (load_chain(st, id, &c, err) != 0)
         goto fail;
-    int64_t head = c.lv[0].head, new_head = head + (int64_t)n;
+    int64_t head = c.lv[0].head;
+    if (head > INT64_MAX - (int64_t)n) {
+        coil_err_set(err, COIL_EDB, "%s: session %s: a head of %lld has no room for %zu more tokens", st->path, id,
+                     (long long)head, n);
+        goto fail;
+    }
+    int64_t new_head = head + (int64_t)n;
     if (req) {
         coil_store_request_info_t prev;
         rc = request_read(st, req->key, &prev, 0, err);

@@ -1311,6 +1311,20 @@ START_TEST(test_hostile_token_rows)
         ck_assert_msg(strstr(err.msg, "its last chunk has seq") != NULL, "%s", err.msg);
         coil_store_close(&st);
     }
+    /* a session head of 2^63 - 1 ("head + n" would overflow), then one below the session's base */
+    static const struct {
+        const char *head, *msg;
+    } heads[2] = {{"9223372036854775807", "has no room for 1 more"}, {"3", "are not a range of tokens"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE sessions SET head = %s WHERE id = '%s'",
+                 heads[i].head, sid);
+        raw_exec(path, sql);
+        st = open_ok(path, NULL);
+        coil_err_clear(&err);
+        ck_assert_int_eq(coil_store_session_append(st, sid, more, 1, NULL, NULL, &err), COIL_EDB);
+        ck_assert_msg(strstr(err.msg, heads[i].msg) != NULL, "%s", err.msg);
+        coil_store_close(&st);
+    }
     rm_tree(dir);
 }
 END_TEST
