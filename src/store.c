@@ -387,6 +387,14 @@ int coil_store__doc_state(coil_store_t *st, int64_t doc_id, coil_store__doc_stat
     ds->n_chunks = last_seq + 1;
     ds->token_end = any ? sqlite3_column_int64(s, 5) : ds->base_position;
     ds->byte_end = any ? sqlite3_column_int64(s, 6) : 0;
+    /* positions an ingest can go on from (it adds a chunk's length to them) */
+    if (ds->base_position < 0 || ds->token_end < ds->base_position || ds->token_end > COIL_STORE__POS_MAX ||
+        ds->byte_end < 0 || ds->byte_end > COIL_STORE__POS_MAX) {
+        sqlite3_reset(s);
+        return coil_err_set(err, COIL_EDB, "%s: document %lld: its grid ends at token %lld, byte %lld (base %lld): "
+                            "not positions in a document", st->path, (long long)doc_id, (long long)ds->token_end,
+                            (long long)ds->byte_end, (long long)ds->base_position);
+    }
     ds->ckpt_position = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1
                                                                   : sqlite3_column_int64(s, 7);
     const unsigned char *origin = sqlite3_column_text(s, 9), *name = sqlite3_column_text(s, 10);

@@ -104,6 +104,8 @@ extern const size_t coil_store__n_migrations;
                   "WHERE session_id = ?1 AND pos_end > ?2 AND pos_start < ?3 "                \
                   "ORDER BY pos_start")                                                        \
     X(SES_LINK, "SELECT parent_id, doc_id, base, head FROM sessions WHERE id = ?1")             \
+    X(SES_TAIL, "SELECT pos_end FROM session_tokens WHERE session_id = ?1 "                     \
+                "ORDER BY pos_start DESC LIMIT 1")                                              \
     X(SES_SUBTREE, "WITH RECURSIVE sub(id, depth) AS (SELECT ?1, 0 UNION ALL "                  \
                    "SELECT s.id, sub.depth + 1 FROM sessions s JOIN sub ON s.parent_id = sub.id) " \
                    "SELECT id FROM sub ORDER BY depth DESC")                                   \
@@ -165,6 +167,10 @@ int coil_store__ckpt_read(coil_store_t *st, sqlite3_stmt *s, coil_store_blob_t *
 int coil_store__tokens_held(coil_store_t *st, int64_t doc_id, const char *sid, int64_t *have, coil_err_t *err);
 int coil_store__tokens_fill(coil_store_t *st, sqlite3_stmt *s, int64_t origin, int64_t lo,
                             int64_t hi, int32_t *ids, int64_t *filled, coil_err_t *err);
+/* The largest token or byte position a document can reach (2^62: no file
+ * holds that much; a larger one is a damaged or hostile row, and adding a
+ * chunk's length to it must not overflow). */
+#define COIL_STORE__POS_MAX ((int64_t)1 << 62)
 /* Document state as DOC_STATE reads it (-1 for "none" fields).  token_end
  * is the grid's end: the last chunk's token_end, else base_position. */
 typedef struct coil_store__doc_state {

@@ -281,6 +281,23 @@ int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *t
         goto fail;
     }
     int64_t new_head = head + (int64_t)n;
+    /* the session's own rows must end at its head, or the new row would overlap (or leave a gap) and
+     * read back as something else: a file someone else wrote */
+    if (!(s = coil_store__stmt(st, COIL_STORE__SES_TAIL, err)))
+        goto fail;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    int64_t tail = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : c.lv[0].base;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        coil_store__fail(st, err, rc, "reading the session's last tokens");
+        goto fail;
+    }
+    if (tail != head) {
+        coil_err_set(err, COIL_EDB, "%s: session %s: its tokens end at %lld, its head is %lld", st->path, id,
+                     (long long)tail, (long long)head);
+        goto fail;
+    }
     if (req) {
         coil_store_request_info_t prev;
         rc = request_read(st, req->key, &prev, 0, err);

@@ -19,10 +19,14 @@
  * schema check (coil_store_verify), the document list, each document's
  * tokens, checkpoint and state rebuilt through the engine (coil_resume_doc),
  * each session's info, tokens and state (coil_resume_session), the request
- * key, a search.
+ * key, a search.  Then it writes, as a resumed ingest or a client would:
+ * the next chunk (with a checkpoint) onto each document, one keyed token
+ * onto each session, a fork of each at its head.
  * Properties: every call returns 0 or a negative code with a message (never
  * a crash, a hang or a sanitizer report); a state that was rebuilt is finite
- * and of the model's shape (it serializes). */
+ * and of the model's shape (it serializes); a write that succeeded reads
+ * back as written; a store that verified before the writes still verifies
+ * after them. */
 #include "fuzz.h"
 #include "engine.h"
 #include "ingest.h"
@@ -240,36 +244,78 @@ static void check_state(const char *what)
     FUZZ_CHECK(rc == 0, "%s: a rebuilt state does not serialize: %s", what, err.msg);
 }
 
+/* The documents and sessions the reads saw (the writes come after the
+ * lists, not inside their callbacks). */
+#define WALK_MAX 8
 typedef struct {
     coil_store_t *st;
     int n;
+    int64_t ids[WALK_MAX];
+    char sids[WALK_MAX][COIL_STORE_SESSION_ID_LEN + 1];
 } walk_t;
+
+/* Tokens [0, to) of a document or session (capped at 64), then its state
+ * rebuilt through the engine, which must serialize. */
+static void read_back(const char *what, int (*tokens)(coil_store_t *, int64_t, const char *, int64_t, int32_t **,
+                                                      size_t *, coil_err_t *),
+                      int (*resume)(coil_store_t *, int64_t, const char *, coil_err_t *), coil_store_t *st,
+                      int64_t id, const char *sid, int64_t end)
+{
+    coil_err_t err = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int64_t to = end < 0 ? 0 : end > 64 ? 64 : end;
+    int rc = tokens(st, id, sid, to, &ids, &n, &err);
+    OK_OR_ERR(rc, err, what);
+    FUZZ_CHECK(rc != 0 || n == (size_t)to, "%s gave %zu ids for [0, %lld)", what, n, (long long)to);
+    free(ids);
+    coil_err_clear(&err);
+    coil_state_reset(state);
+    rc = resume(st, id, sid, &err);
+    OK_OR_ERR(rc, err, what);
+    if (rc == 0)
+        check_state(what);
+}
+
+static int doc_tokens(coil_store_t *st, int64_t id, const char *sid, int64_t to, int32_t **ids, size_t *n,
+                      coil_err_t *err)
+{
+    (void)sid;
+    return coil_store_doc_tokens(st, id, 0, to, ids, n, err);
+}
+
+static int doc_resume(coil_store_t *st, int64_t id, const char *sid, coil_err_t *err)
+{
+    (void)sid;
+    return coil_resume_doc(st, engine, id, -1, state, err);
+}
+
+static int ses_tokens(coil_store_t *st, int64_t id, const char *sid, int64_t to, int32_t **ids, size_t *n,
+                      coil_err_t *err)
+{
+    (void)id;
+    return coil_store_session_tokens(st, sid, 0, to, ids, n, err);
+}
+
+static int ses_resume(coil_store_t *st, int64_t id, const char *sid, coil_err_t *err)
+{
+    (void)id;
+    return coil_resume_session(st, engine, sid, -1, state, err);
+}
 
 static int on_doc(const coil_store_doc_info_t *d, void *ud)
 {
     walk_t *w = ud;
     coil_err_t err = {0};
     FUZZ_CHECK(d->name && d->status, "a document without a name or status");
-    if (++w->n > 8)
+    if (w->n >= WALK_MAX)
         return 1;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    int64_t to = d->tokens < 0 ? 0 : d->tokens > 64 ? 64 : d->tokens;
-    int rc = coil_store_doc_tokens(w->st, d->id, 0, to, &ids, &n, &err);
-    OK_OR_ERR(rc, err, "doc_tokens");
-    FUZZ_CHECK(rc != 0 || n == (size_t)to, "doc_tokens gave %zu ids for [0, %lld)", n, (long long)to);
-    free(ids);
+    w->ids[w->n++] = d->id;
+    read_back("doc", doc_tokens, doc_resume, w->st, d->id, NULL, d->tokens);
     coil_store_blob_t b = {0};
-    coil_err_clear(&err);
-    rc = coil_store_ckpt_latest(w->st, d->id, -1, &b, &err);
+    int rc = coil_store_ckpt_latest(w->st, d->id, -1, &b, &err);
     OK_OR_ERR(rc, err, "ckpt_latest");
     coil_store_blob_clear(&b);
-    coil_err_clear(&err);
-    coil_state_reset(state);
-    rc = coil_resume_doc(w->st, engine, d->id, -1, state, &err);
-    OK_OR_ERR(rc, err, "resume_doc");
-    if (rc == 0)
-        check_state("resume_doc");
     return 0;
 }
 
@@ -277,25 +323,96 @@ static int on_session(const coil_store_session_info_t *s, void *ud)
 {
     walk_t *w = ud;
     coil_err_t err = {0};
-    if (++w->n > 8)
+    if (w->n >= WALK_MAX)
         return 1;
+    snprintf(w->sids[w->n++], sizeof w->sids[0], "%s", s->id);
     coil_store_session_info_t info;
     int rc = coil_store_session_get(w->st, s->id, &info, &err);
     OK_OR_ERR(rc, err, "session_get");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    int64_t to = s->head < 0 ? 0 : s->head > 64 ? 64 : s->head;
-    coil_err_clear(&err);
-    rc = coil_store_session_tokens(w->st, s->id, 0, to, &ids, &n, &err);
-    OK_OR_ERR(rc, err, "session_tokens");
-    free(ids);
-    coil_err_clear(&err);
-    coil_state_reset(state);
-    rc = coil_resume_session(w->st, engine, s->id, -1, state, &err);
-    OK_OR_ERR(rc, err, "resume_session");
-    if (rc == 0)
-        check_state("resume_session");
+    read_back("session", ses_tokens, ses_resume, w->st, -1, s->id, s->head);
     return 0;
+}
+
+/* The next chunk of 4 tokens onto document id, with a checkpoint at its end,
+ * as a resumed ingest writes it; read back if it was taken. */
+static void write_doc(coil_store_t *st, int64_t id)
+{
+    coil_err_t err = {0};
+    coil_store_progress_t p;
+    int rc = coil_store_doc_progress(st, id, &p, &err);
+    OK_OR_ERR(rc, err, "doc_progress");
+    if (rc != 0)
+        return;
+    FUZZ_CHECK(p.n_chunks >= 0 && p.token_end >= 0 && p.byte_end >= 0 && p.token_end <= INT64_MAX / 2 &&
+                   p.byte_end <= INT64_MAX / 2,
+               "doc_progress gave a grid no ingest can continue: %lld chunks, tokens to %lld, bytes to %lld",
+               (long long)p.n_chunks, (long long)p.token_end, (long long)p.byte_end);
+    static const char text[] = "Lamps.";
+    int32_t ids[4] = {2, 4, 8, 16};
+    coil_store_chunk_t ch = {.seq = p.n_chunks, .token_start = p.token_end, .token_end = p.token_end + 4,
+                             .byte_start = p.byte_end, .byte_end = p.byte_end + 6, .text = text, .text_len = 6,
+                             .tokens = ids};
+    coil_store_ckpt_t ck = {.position = p.token_end + 4, .fingerprint = coil_model_fingerprint(model),
+                            .data = blobbuf, .size = blobcap};
+    coil_err_clear(&err);
+    rc = coil_store_commit_chunks(st, id, &ch, 1, &ck, &err);
+    OK_OR_ERR(rc, err, "commit_chunks");
+    if (rc != 0)
+        return;
+    int32_t *back = NULL;
+    size_t n = 0;
+    coil_err_clear(&err);
+    rc = coil_store_doc_tokens(st, id, p.token_end, p.token_end + 4, &back, &n, &err);
+    FUZZ_CHECK(rc == 0 && n == 4 && memcmp(back, ids, sizeof ids) == 0, "a committed chunk reads back as %d (%s)",
+               rc, err.msg);
+    free(back);
+    coil_store_blob_t b = {0};
+    coil_err_clear(&err);
+    rc = coil_store_ckpt_latest(st, id, -1, &b, &err);
+    FUZZ_CHECK(rc == 0 && b.position == p.token_end + 4 && b.size == blobcap,
+               "the committed checkpoint reads back as %d at %lld (%s)", rc, (long long)b.position, err.msg);
+    coil_store_blob_clear(&b);
+}
+
+/* One token with a request key onto session sid, then a fork at its head. */
+static void write_session(coil_store_t *st, const char *sid, int k)
+{
+    coil_err_t err = {0};
+    coil_store_session_info_t before, after;
+    int rc = coil_store_session_get(st, sid, &before, &err);
+    OK_OR_ERR(rc, err, "session_get");
+    if (rc != 0)
+        return;
+    char key[32];
+    snprintf(key, sizeof key, "w-%d", k);
+    const int32_t tok = 42;
+    coil_store_request_t req = {.key = key, .result = "{\"w\":1}"};
+    coil_err_clear(&err);
+    rc = coil_store_session_append(st, sid, &tok, 1, NULL, &req, &err);
+    OK_OR_ERR(rc, err, "session_append");
+    if (rc == 0) {
+        coil_err_clear(&err);
+        FUZZ_CHECK(coil_store_session_get(st, sid, &after, &err) == 0 && after.head == before.head + 1,
+                   "an append of 1 token moved the head %lld -> %lld (%s)", (long long)before.head,
+                   (long long)after.head, err.msg);
+        int32_t *back = NULL;
+        size_t n = 0;
+        coil_err_clear(&err);
+        rc = coil_store_session_tokens(st, sid, before.head, before.head + 1, &back, &n, &err);
+        FUZZ_CHECK(rc == 0 && n == 1 && back[0] == tok, "an appended token reads back as %d (%s)", rc, err.msg);
+        free(back);
+        coil_store_request_info_t ri = {0};
+        coil_err_clear(&err);
+        rc = coil_store_request_find(st, key, sid, &ri, &err);
+        FUZZ_CHECK(rc == 0 && ri.head_before == before.head && ri.head_after == before.head + 1,
+                   "request key %s reads back as %d: %lld -> %lld (%s)", key, rc, (long long)ri.head_before,
+                   (long long)ri.head_after, err.msg);
+        free(ri.result);
+    }
+    char fid[COIL_STORE_SESSION_ID_LEN + 1];
+    coil_err_clear(&err);
+    rc = coil_store_session_fork(st, sid, -1, fid, &err);
+    OK_OR_ERR(rc, err, "session_fork");
 }
 
 static int on_hit(const coil_store_hit_t *h, void *ud)
@@ -333,13 +450,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int rc = coil_store_verify(st, &err);
     OK_OR_ERR(rc, err, "verify");
-    walk_t w = {st, 0};
+    const bool verified = rc == 0;
+    walk_t docs = {.st = st}, sessions = {.st = st};
     coil_err_clear(&err);
-    rc = coil_store_doc_list(st, NULL, on_doc, &w, &err);
+    rc = coil_store_doc_list(st, NULL, on_doc, &docs, &err);
     OK_OR_ERR(rc, err, "doc_list");
-    w.n = 0;
     coil_err_clear(&err);
-    rc = coil_store_session_list(st, -1, on_session, &w, &err);
+    rc = coil_store_session_list(st, -1, on_session, &sessions, &err);
     OK_OR_ERR(rc, err, "session_list");
     coil_store_request_info_t ri = {0};
     coil_err_clear(&err);
@@ -349,6 +466,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     coil_err_clear(&err);
     rc = coil_store_search(st, "lamps", NULL, 5, on_hit, NULL, &err);
     OK_OR_ERR(rc, err, "search");
+    for (int i = 0; i < docs.n; i++)
+        write_doc(st, docs.ids[i]);
+    for (int i = 0; i < sessions.n; i++)
+        write_session(st, sessions.sids[i], i);
+    coil_err_clear(&err);
+    rc = coil_store_verify(st, &err);
+    OK_OR_ERR(rc, err, "verify after the writes");
+    FUZZ_CHECK(!verified || rc == 0, "a store that verified does not after coil's own writes: %s", err.msg);
     coil_store_close(&st);
     return 0;
 }
