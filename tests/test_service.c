@@ -1986,17 +1986,27 @@ static int64_t stat_int(void *c, const char *key)
 }
 
 /* Files in coild's spool directory (DATABASE.spool). */
+/* Entries of directory path, "." and ".." not counted; -1 if it cannot be read. */
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* Files in coild's upload spool (the directory exists while coild runs). */
 static int spool_files(void)
 {
     char sp[4200];
     snprintf(sp, sizeof sp, "%s.spool", db);
-    DIR *d = opendir(sp);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
+    int n = dir_entries(sp);
+    ck_assert_int_ge(n, 0);
     return n;
 }
 
@@ -2045,19 +2055,12 @@ START_TEST(test_upload_limits)
 }
 END_TEST
 
+/* Descriptors process pid holds open. */
 static int open_fds(pid_t pid)
 {
     char p[64];
     snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(p);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
+    return dir_entries(p);
 }
 
 /* An upload with no part for limits.upload_idle_seconds is discarded: its

@@ -1332,6 +1332,32 @@ START_TEST(test_hostile_token_rows)
 }
 END_TEST
 
+/* A document's grid must end at positions an ingest can go on from: it adds a chunk's length to them. */
+START_TEST(test_hostile_grid_end)
+{
+    char dir[300], path[340], sql[256];
+    coil_err_t err = {0};
+    coil_store_progress_t p;
+    static const char *const sets[3] = {"token_end = 4611686018427387905", "byte_end = -1",
+                                        "byte_end = 9223372036854775807"};
+    for (int i = 0; i < 3; i++) { /* one damage at a time, each on a new store */
+        tdir(dir, sizeof dir, path, sizeof path);
+        coil_store_t *st = open_ok(path, NULL);
+        int64_t doc = new_doc(st, "d", 1);
+        ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0);
+        coil_store_close(&st);
+        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE chunks SET %s WHERE seq = 1", sets[i]);
+        raw_exec(path, sql);
+        st = open_ok(path, NULL);
+        coil_err_clear(&err);
+        ck_assert_int_eq(coil_store_doc_progress(st, doc, &p, &err), COIL_EDB);
+        ck_assert_msg(strstr(err.msg, "not positions in a document") != NULL, "%s", err.msg);
+        coil_store_close(&st);
+        rm_tree(dir);
+    }
+}
+END_TEST
+
 START_TEST(test_migrate_v1)
 {
     char dir[300], path[340], sid[17];
@@ -1499,6 +1525,7 @@ int main(void)
     tcase_add_test(tc, test_import);
     tcase_add_test(tc, test_migrate_v1);
     tcase_add_test(tc, test_hostile_token_rows);
+    tcase_add_test(tc, test_hostile_grid_end);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
