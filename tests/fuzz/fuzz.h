@@ -14,6 +14,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -61,6 +67,44 @@ static inline const char *fuzz_scratch(void)
         atexit(fuzz_scratch_rm);
     }
     return fuzz_scratch_dir;
+}
+
+/* A new directory for a harness's databases and spools, on tmpfs when
+ * /dev/shm is writable (every input writes files), else in fuzz_scratch():
+ * BASE/coil-fuzz-KIND-PID-XXXXXX into out (4096 bytes).  A libFuzzer process
+ * that found something leaves by _Exit, without running atexit handlers,
+ * so first the directories of KIND whose process is gone are removed. */
+static inline void fuzz_shm_dir(const char *kind, char *out)
+{
+    static const char *base;
+    if (!base) {
+        struct stat sb;
+        base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                                                                                                 : fuzz_scratch();
+        char prefix[128];
+        int plen = snprintf(prefix, sizeof prefix, "coil-fuzz-%s-", kind);
+        DIR *d = opendir(base);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char *end;
+            if (strncmp(e->d_name, prefix, (size_t)plen) != 0)
+                continue;
+            long pid = strtol(e->d_name + plen, &end, 10);
+            if (end == e->d_name + plen || *end != '-' || pid <= 0 || pid == (long)getpid())
+                continue;
+            if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                continue; /* its process is alive (or not ours to ask) */
+            char stale[4096];
+            if (snprintf(stale, sizeof stale, "%s/%s", base, e->d_name) < (int)sizeof stale)
+                tu_rm_rf(stale);
+        }
+        if (d)
+            closedir(d);
+    }
+    if (snprintf(out, 4096, "%s/coil-fuzz-%s-%ld-XXXXXX", base, kind, (long)getpid()) >= 4096 || !mkdtemp(out)) {
+        perror("fuzz: mkdtemp");
+        abort();
+    }
 }
 
 /* dir/name, in a static buffer per call site's choice (buf of 4096). */

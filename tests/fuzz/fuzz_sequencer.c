@@ -44,7 +44,6 @@ static const struct {
 static const char *const names[N_NAMES] = {"doc", "doc2", "", "a/../b \xc3\xa9"};
 
 static char dir[4096];
-static const char *base; /* tmpfs when there is one: the sequencer fsyncs every complete upload */
 
 static int count_entries(const char *path)
 {
@@ -63,14 +62,7 @@ static int count_entries(const char *path)
  * leaves without running atexit handlers). */
 static void make_dir(void)
 {
-    if (!base) {
-        struct stat sb;
-        base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-                                                                                                 : fuzz_scratch();
-    }
-    snprintf(dir, sizeof dir, "%s/coil-fuzz-seq-XXXXXX", base);
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_shm_dir("seq", dir); /* tmpfs when there is one: the sequencer fsyncs every complete upload */
 }
 
 typedef struct {

@@ -129,14 +129,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    /* tmpfs when there is one: every input copies and opens a database */
-    struct stat sb;
-    const char *base = stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0
-                           ? "/dev/shm"
-                           : fuzz_scratch();
-    snprintf(dir, sizeof dir, "%s/coil-fuzz-store-XXXXXX", base);
-    if (!mkdtemp(dir))
-        DIE("mkdtemp in %s", base);
+    fuzz_shm_dir("store", dir); /* tmpfs when there is one: every input copies and opens a database */
     atexit(rm_dir);
     fuzz_path(tmpl, dir, "template.db");
     fuzz_path(db, dir, "t.db");
