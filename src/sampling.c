@@ -85,6 +85,51 @@ static int cmp_cand(const void *a, const void *b)
     return x->id - y->id;
 }
 
+/* The nucleus without sorting the whole vocabulary: cand[0..n) is
+ * rearranged so that cand[0..m) holds exactly the candidates with p >= some
+ * tau (every tie of tau inside) and their mass is at least `target`; m is
+ * returned (n when target is beyond the total).  Sorted by cmp_cand, that
+ * prefix is then the sorted order's own first m entries, so what is drawn
+ * from it is what a sort of all n would give.  A three-way quickselect on
+ * mass: cand[0..lo) is in (and above everything in [lo, hi)), cand[hi..n)
+ * is out (below everything in [lo, hi)). */
+static int64_t nucleus_prefix(struct cand *c, int64_t n, double target)
+{
+    int64_t lo = 0, hi = n;
+    double in = 0.0;
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)n; /* pivots: fixed, so a run is reproducible */
+    while (hi - lo > 32) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        const float pv = c[lo + (int64_t)(x % (uint64_t)(hi - lo))].p;
+        /* [lo, a) > pv, [a, i) == pv, [b, hi) < pv */
+        int64_t a = lo, i = lo, b = hi;
+        double gt = 0.0, eq = 0.0;
+        while (i < b) {
+            struct cand t = c[i];
+            if (t.p > pv) {
+                gt += t.p;
+                c[i++] = c[a];
+                c[a++] = t;
+            } else if (t.p < pv) {
+                c[i] = c[--b];
+                c[b] = t;
+            } else {
+                eq += t.p;
+                i++;
+            }
+        }
+        if (in + gt >= target)
+            hi = a; /* the nucleus ends among the larger ones */
+        else if (in + gt + eq >= target)
+            return b; /* it ends among the ties of pv: all of them in */
+        else {
+            in += gt + eq;
+            lo = b;
+        }
+    }
+    return hi;
+}
+
 int32_t coil_sampler_sample(coil_sampler_t *s, const float *logits)
 {
     int64_t best = 0;
@@ -102,12 +147,22 @@ int32_t coil_sampler_sample(coil_sampler_t *s, const float *logits)
     }
     int64_t keep = s->n;
     if (s->opt.top_p < 1.0f) {
-        qsort(s->cand, (size_t)s->n, sizeof *s->cand, cmp_cand);
-        double acc = 0.0;
-        for (keep = 0; keep < s->n;) {
-            acc += s->cand[keep++].p / sum;
-            if (acc >= s->opt.top_p)
+        /* Only the nucleus is sorted: a prefix with a little more than top_p of the mass (the margin covers
+         * the summation order), then the same walk as over a sort of everything.  Should the walk not reach
+         * top_p inside the prefix, everything is sorted after all. */
+        const double target = (double)s->opt.top_p * sum * (1.0 + 1e-9);
+        int64_t m = target < sum ? nucleus_prefix(s->cand, s->n, target) : s->n;
+        for (int pass = 0; pass < 2; pass++) {
+            qsort(s->cand, (size_t)m, sizeof *s->cand, cmp_cand);
+            double acc = 0.0;
+            for (keep = 0; keep < m;) {
+                acc += s->cand[keep++].p / sum;
+                if (acc >= s->opt.top_p)
+                    break;
+            }
+            if (acc >= s->opt.top_p || m == s->n)
                 break;
+            m = s->n;
         }
         sum = 0.0;
         for (int64_t i = 0; i < keep; i++)

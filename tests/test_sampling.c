@@ -209,6 +209,109 @@ START_TEST(test_greedy)
 }
 END_TEST
 
+/* --- the nucleus as a sort of the whole vocabulary takes it ---------------------
+ * The reference the sampler must match draw for draw: softmax, a sort of
+ * every id by (p descending, id ascending), the shortest prefix reaching
+ * top_p, a draw from it -- with the sampler's own PRNG (xoshiro256**
+ * seeded by splitmix64).  The sampler sorts only the nucleus. */
+typedef struct {
+    float p;
+    int32_t id;
+} ref_cand_t;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const ref_cand_t *x = a, *y = b;
+    if (x->p != y->p)
+        return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+
+static uint64_t ref_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static int32_t ref_sample(uint64_t rng[4], const float *logits, int64_t n, float temperature, float top_p,
+                          ref_cand_t *c)
+{
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    double inv_t = 1.0 / temperature, sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double p = exp(((double)logits[i] - logits[best]) * inv_t);
+        c[i].p = (float)p;
+        c[i].id = (int32_t)i;
+        sum += p;
+    }
+    int64_t keep = n;
+    if (top_p < 1.0f) {
+        qsort(c, (size_t)n, sizeof *c, ref_cmp);
+        double acc = 0.0;
+        for (keep = 0; keep < n;) {
+            acc += c[keep++].p / sum;
+            if (acc >= top_p)
+                break;
+        }
+        sum = 0.0;
+        for (int64_t i = 0; i < keep; i++)
+            sum += c[i].p;
+    }
+    uint64_t *r4 = rng, r = ref_rotl(r4[1] * 5, 7) * 9, t = r4[1] << 17;
+    r4[2] ^= r4[0], r4[3] ^= r4[1], r4[1] ^= r4[2], r4[0] ^= r4[3], r4[2] ^= t, r4[3] = ref_rotl(r4[3], 45);
+    double u = (double)(r >> 11) * 0x1.0p-53 * sum, acc = 0.0;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += c[i].p;
+        if (u < acc)
+            return c[i].id;
+    }
+    return c[keep - 1].id;
+}
+
+START_TEST(test_nucleus_equals_full_sort)
+{
+    enum { V = 8192, DRAWS = 60 };
+    float *lg = malloc(V * sizeof *lg);
+    ref_cand_t *c = malloc(V * sizeof *c);
+    ck_assert_ptr_nonnull(lg);
+    ck_assert_ptr_nonnull(c);
+    /* logits peaked (a language model's), flat, and
+     * rounded to a few values (ties everywhere, at the nucleus' edge too) */
+    static const float top_ps[] = {0.05f, 0.5f, 0.9f, 0.95f, 0.999f};
+    uint64_t g = 42;
+    for (int shape = 0; shape < 3; shape++) {
+        for (int64_t v = 0; v < V; v++) {
+            g ^= g << 13, g ^= g >> 7, g ^= g << 17;
+            double u = ((double)(g >> 11) + 0.5) * 0x1.0p-53;
+            double gumbel = -log(-log(u));
+            lg[v] = shape == 0 ? (float)(4.0 * gumbel) : shape == 1 ? (float)(0.1 * gumbel) : (float)floor(gumbel);
+        }
+        for (size_t k = 0; k < sizeof top_ps / sizeof top_ps[0]; k++) {
+            scase_t sc = {.V = V, .n_valid = V - 3};
+            const uint64_t seed = 1000 + (uint64_t)(10 * shape + (int)k);
+            coil_sampler_t *s = make(&sc, 0.8f, top_ps[k], seed);
+            uint64_t rng[4], x = seed;
+            for (int i = 0; i < 4; i++) {
+                uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                rng[i] = z ^ (z >> 31);
+            }
+            for (int d = 0; d < DRAWS; d++) {
+                int32_t want = ref_sample(rng, lg, V - 3, 0.8f, top_ps[k], c), got = coil_sampler_sample(s, lg);
+                ck_assert_msg(got == want, "shape %d top_p %g draw %d: id %d, a full sort gives %d", shape,
+                              (double)top_ps[k], d, got, want);
+            }
+            coil_sampler_destroy(&s);
+        }
+    }
+    free(lg);
+    free(c);
+}
+END_TEST
+
 START_TEST(test_bad_options)
 {
     coil_err_t err = {0};
@@ -233,6 +336,7 @@ int main(void)
     tcase_add_loop_test(tc, test_frequencies_match_reference, 0, n_cases * 2);
     tcase_add_test(tc, test_seeds);
     tcase_add_test(tc, test_greedy);
+    tcase_add_test(tc, test_nucleus_equals_full_sort);
     tcase_add_test(tc, test_bad_options);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
