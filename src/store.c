@@ -537,9 +537,9 @@ int coil_store_doc_import(coil_store_t *st, const char *name, int64_t model_id, 
     sqlite3_stmt *s;
     int rc;
 
-    if (!name || !*name || !blob || !size || position < 0 || !doc_id)
+    if (!name || !*name || !blob || !size || position < 0 || position > COIL_STORE__POS_MAX || !doc_id)
         return coil_err_set(err, COIL_EINVAL,
-                            "store: doc_import needs a name, a non-empty blob, position >= 0 "
+                            "store: doc_import needs a name, a non-empty blob, 0 <= position <= 2^62 "
                             "and doc_id");
     if ((rc = coil_store__begin(st, err)) != 0)
         return rc;
@@ -634,6 +634,7 @@ static int check_chunk(coil_store_t *st, const coil_store_chunk_t *c, int64_t se
                             (long long)c->byte_start, (long long)seq, (long long)tok,
                             (long long)byte);
     if (c->token_end <= c->token_start || c->byte_end < c->byte_start || !c->tokens ||
+        c->token_end > COIL_STORE__POS_MAX || c->byte_end > COIL_STORE__POS_MAX ||
         (uint64_t)(c->byte_end - c->byte_start) != (uint64_t)c->text_len ||
         (c->text_len && !c->text) || c->token_end - c->token_start > INT32_MAX / 4)
         return coil_err_set(err, COIL_EINVAL,
@@ -663,6 +664,28 @@ int coil_store_commit_chunks(coil_store_t *st, int64_t doc_id, const coil_store_
     if (strcmp(ds.status, "ingesting") != 0) {
         coil_err_set(err, COIL_ESTATE, "%s: document %lld is %s, not ingesting", st->path,
                      (long long)doc_id, ds.status);
+        goto fail;
+    }
+    /* The grid must end where its last chunk says before anything goes on it (a file someone else
+     * wrote): no chunk reaching past that end, no checkpoint past it (the thinning keeps the newest,
+     * so a new one would not be the latest). */
+    sqlite3_stmt *me = coil_store__stmt(st, COIL_STORE__DOC_MAX_END, err);
+    if (!me)
+        goto fail;
+    sqlite3_bind_int64(me, 1, doc_id);
+    rc = sqlite3_step(me);
+    const int64_t max_end = rc == SQLITE_ROW && sqlite3_column_type(me, 0) != SQLITE_NULL
+                                ? sqlite3_column_int64(me, 0)
+                                : ds.token_end;
+    sqlite3_reset(me);
+    if (rc != SQLITE_ROW) {
+        coil_store__fail(st, err, rc, "reading the grid's end");
+        goto fail;
+    }
+    if (max_end > ds.token_end || ds.ckpt_position > ds.token_end) {
+        coil_err_set(err, COIL_EDB, "%s: document %lld: its grid ends at %lld, but a chunk reaches %lld and "
+                     "a checkpoint sits at %lld", st->path, (long long)doc_id, (long long)ds.token_end,
+                     (long long)max_end, (long long)ds.ckpt_position);
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {

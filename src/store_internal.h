@@ -104,8 +104,8 @@ extern const size_t coil_store__n_migrations;
                   "WHERE session_id = ?1 AND pos_end > ?2 AND pos_start < ?3 "                \
                   "ORDER BY pos_start")                                                        \
     X(SES_LINK, "SELECT parent_id, doc_id, base, head FROM sessions WHERE id = ?1")             \
-    X(SES_TAIL, "SELECT pos_end FROM session_tokens WHERE session_id = ?1 "                     \
-                "ORDER BY pos_start DESC LIMIT 1")                                              \
+    X(SES_TAIL, "SELECT max(pos_end) FROM session_tokens WHERE session_id = ?1")                \
+    X(DOC_MAX_END, "SELECT max(token_end) FROM chunks WHERE doc_id = ?1")                       \
     X(SES_SUBTREE, "WITH RECURSIVE sub(id, depth) AS (SELECT ?1, 0 UNION ALL "                  \
                    "SELECT s.id, sub.depth + 1 FROM sessions s JOIN sub ON s.parent_id = sub.id) " \
                    "SELECT id FROM sub ORDER BY depth DESC")                                   \

@@ -281,13 +281,15 @@ int coil_store_session_append(coil_store_t *st, const char *id, const int32_t *t
         goto fail;
     }
     int64_t new_head = head + (int64_t)n;
-    /* the session's own rows must end at its head, or the new row would overlap (or leave a gap) and
-     * read back as something else: a file someone else wrote */
+    /* the session's own rows must reach exactly its head (the furthest of them, not the last begun), or
+     * the new row would overlap one (or leave a gap) and read back as something else: a file someone
+     * else wrote */
     if (!(s = coil_store__stmt(st, COIL_STORE__SES_TAIL, err)))
         goto fail;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
-    int64_t tail = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : c.lv[0].base;
+    int64_t tail = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL ? sqlite3_column_int64(s, 0)
+                                                                                : c.lv[0].base;
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         coil_store__fail(st, err, rc, "reading the session's last tokens");

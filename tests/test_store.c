@@ -1313,14 +1313,18 @@ START_TEST(test_hostile_token_rows)
     }
     /* a session head of 2^63 - 1 ("head + n" would overflow), one below the session's base, one inside its
      * last row (an append there overlapped the row and read back the old token: fuzz_store 26e973e2) */
+    /* and a row [17, 18) inside the row [16, 19) with the head at 18: the row begun last ends at the head, the
+     * furthest does not */
     static const struct {
-        const char *head, *msg;
-    } heads[3] = {{"9223372036854775807", "has no room for 1 more"},
-                  {"3", "are not a range of tokens"},
-                  {"18", "its tokens end at 19, its head is 18"}};
-    for (int i = 0; i < 3; i++) {
-        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE sessions SET head = %s WHERE id = '%s'",
-                 heads[i].head, sid);
+        const char *sql, *msg;
+    } heads[4] = {{"UPDATE sessions SET head = 9223372036854775807", "has no room for 1 more"},
+                  {"UPDATE sessions SET head = 3", "are not a range of tokens"},
+                  {"UPDATE sessions SET head = 18", "its tokens end at 19, its head is 18"},
+                  {"INSERT INTO session_tokens SELECT id, 17, 18, x'2a000000' FROM sessions; "
+                   "UPDATE sessions SET head = 18",
+                   "its tokens end at 19, its head is 18"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s WHERE id = '%s'", heads[i].sql, sid);
         raw_exec(path, sql);
         st = open_ok(path, NULL);
         coil_err_clear(&err);
@@ -1328,6 +1332,67 @@ START_TEST(test_hostile_token_rows)
         ck_assert_msg(strstr(err.msg, heads[i].msg) != NULL, "%s", err.msg);
         coil_store_close(&st);
     }
+    rm_tree(dir);
+}
+END_TEST
+
+/* Nothing goes onto a grid whose end is not where its last chunk says: a chunk reaching past it, or a
+ * checkpoint past it (the thinning keeps the newest, so the new one would not be the latest). */
+START_TEST(test_commit_onto_damaged_grid)
+{
+    char dir[300], path[340];
+    coil_err_t err = {0};
+    static const struct {
+        const char *sql, *msg;
+    } damage[2] = {{"UPDATE checkpoints SET position = 100", "a checkpoint sits at 100"},
+                   {"UPDATE chunks SET token_end = 100 WHERE seq = 0", "a chunk reaches 100"}};
+    for (int i = 0; i < 2; i++) {
+        tdir(dir, sizeof dir, path, sizeof path);
+        coil_store_t *st = open_ok(path, NULL);
+        int64_t doc = new_doc(st, "d", 1);
+        ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0);
+        coil_store_close(&st);
+        char sql[256];
+        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s", damage[i].sql);
+        raw_exec(path, sql);
+        st = open_ok(path, NULL);
+        coil_err_clear(&err);
+        ck_assert_int_eq(append(st, doc, 1, 300, NULL, &err), COIL_EDB);
+        ck_assert_msg(strstr(err.msg, damage[i].msg) != NULL, "%s", err.msg);
+        coil_store_close(&st);
+        rm_tree(dir);
+    }
+    /* the writes themselves stay inside 2^62: a grid ending at 2^62 takes no more chunks */
+    tdir(dir, sizeof dir, path, sizeof path);
+    coil_store_t *st = open_ok(path, NULL);
+    int64_t edge = new_doc(st, "edge", 1);
+    ck_assert_int_eq(append(st, edge, 2, 0, NULL, &err), 0);
+    coil_store_close(&st);
+    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE chunks SET token_end = 4611686018427387904 "
+                   "WHERE seq = 1");
+    st = open_ok(path, NULL);
+    coil_err_clear(&err);
+    ck_assert_int_eq(append(st, edge, 1, 0, NULL, &err), COIL_EINVAL);
+    ck_assert_msg(strstr(err.msg, "bad ranges") != NULL, "%s", err.msg);
+    coil_store_close(&st);
+    rm_tree(dir);
+    tdir(dir, sizeof dir, path, sizeof path);
+    st = open_ok(path, NULL);
+    int64_t doc = new_doc(st, "d", 1), model = 0, imported;
+    chunkbuf_t cb;
+    mk_chunk(&cb, 0, 0, 0, NULL);
+    cb.c.token_end = ((int64_t)1 << 62) + 1;
+    ck_assert_int_eq(coil_store_commit_chunks(st, doc, &cb.c, 1, NULL, &err), COIL_EINVAL);
+    mk_chunk(&cb, 0, 0, 0, NULL);
+    cb.c.byte_end = ((int64_t)1 << 62) + 1;
+    cb.c.text_len = (size_t)cb.c.byte_end;
+    ck_assert_int_eq(coil_store_commit_chunks(st, doc, &cb.c, 1, NULL, &err), COIL_EINVAL);
+    unsigned char blob[16] = {1};
+    ck_assert_int_eq(coil_store_model_ensure(st, FP, "/models/made-up", "{\"d_model\":8}", &model, &err), 0);
+    ck_assert_int_eq(coil_store_doc_import(st, "imp", model, blob, sizeof blob, FP, ((int64_t)1 << 62) + 1, 0,
+                                           &imported, &err),
+                     COIL_EINVAL);
+    coil_store_close(&st);
     rm_tree(dir);
 }
 END_TEST
@@ -1526,6 +1591,7 @@ int main(void)
     tcase_add_test(tc, test_migrate_v1);
     tcase_add_test(tc, test_hostile_token_rows);
     tcase_add_test(tc, test_hostile_grid_end);
+    tcase_add_test(tc, test_commit_onto_damaged_grid);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
