@@ -68,7 +68,7 @@ static void fill_blob(unsigned char *b, size_t n, int64_t pos)
 
 static int32_t tok_at(int64_t pos)
 {
-    return (int32_t)(pos * 7 + 1);
+    return (int32_t)((uint64_t)pos * 7u + 1u); /* unsigned: positions near 2^62 are tested too */
 }
 
 /* Builds a chunk: CT tokens from tok0, text "seq<n> " + words. */
