@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,31 @@ static void raw_exec(const char *path, const char *sql)
     ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
     sqlite3_close(db);
 }
+
+/* Damages the store at path as a hostile writer can (CHECK constraints off):
+ * runs the SQL printed from fmt, then reopens it (the store must open). */
+static coil_store_t *damaged(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static coil_store_t *damaged(const char *path, const char *fmt, ...)
+{
+    char sql[512] = "PRAGMA ignore_check_constraints = ON; ";
+    size_t k = strlen(sql);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql + k, sizeof sql - k, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0 && (size_t)n < sizeof sql - k, "damage SQL too long");
+    raw_exec(path, sql);
+    return open_ok(path, NULL);
+}
+
+/* A call on a damaged store gave code, with text in its message (in e). */
+#define ck_assert_refused(call, e, code, text)                                                                         \
+    do {                                                                                                               \
+        coil_err_clear(&(e));                                                                                          \
+        int rc_ = (call);                                                                                              \
+        ck_assert_msg(rc_ == (code) && strstr((e).msg, (text)) != NULL, "%s: %d (%s), expected %d with \"%s\"",      \
+                      #call, rc_, (e).msg, (code), (text));                                                            \
+    } while (0)
 
 static int64_t raw_int(const char *path, const char *sql)
 {
@@ -1303,12 +1329,8 @@ START_TEST(test_hostile_token_rows)
                                         "UPDATE chunks SET seq = -3 WHERE seq = 9223372036854775807"};
     for (int i = 0; i < 2; i++) {
         coil_store_progress_t p;
-        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s", seqs[i]);
-        raw_exec(path, sql);
-        st = open_ok(path, NULL);
-        coil_err_clear(&err);
-        ck_assert_int_eq(coil_store_doc_progress(st, doc, &p, &err), COIL_EDB);
-        ck_assert_msg(strstr(err.msg, "its last chunk has seq") != NULL, "%s", err.msg);
+        st = damaged(path, "%s", seqs[i]);
+        ck_assert_refused(coil_store_doc_progress(st, doc, &p, &err), err, COIL_EDB, "its last chunk has seq");
         coil_store_close(&st);
     }
     /* a session head of 2^63 - 1 ("head + n" would overflow), one below the session's base, one inside its
@@ -1324,12 +1346,8 @@ START_TEST(test_hostile_token_rows)
                    "UPDATE sessions SET head = 18",
                    "its tokens end at 19, its head is 18"}};
     for (int i = 0; i < 4; i++) {
-        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s WHERE id = '%s'", heads[i].sql, sid);
-        raw_exec(path, sql);
-        st = open_ok(path, NULL);
-        coil_err_clear(&err);
-        ck_assert_int_eq(coil_store_session_append(st, sid, more, 1, NULL, NULL, &err), COIL_EDB);
-        ck_assert_msg(strstr(err.msg, heads[i].msg) != NULL, "%s", err.msg);
+        st = damaged(path, "%s WHERE id = '%s'", heads[i].sql, sid);
+        ck_assert_refused(coil_store_session_append(st, sid, more, 1, NULL, NULL, &err), err, COIL_EDB, heads[i].msg);
         coil_store_close(&st);
     }
     rm_tree(dir);
@@ -1352,13 +1370,8 @@ START_TEST(test_commit_onto_damaged_grid)
         int64_t doc = new_doc(st, "d", 1);
         ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0);
         coil_store_close(&st);
-        char sql[256];
-        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; %s", damage[i].sql);
-        raw_exec(path, sql);
-        st = open_ok(path, NULL);
-        coil_err_clear(&err);
-        ck_assert_int_eq(append(st, doc, 1, 300, NULL, &err), COIL_EDB);
-        ck_assert_msg(strstr(err.msg, damage[i].msg) != NULL, "%s", err.msg);
+        st = damaged(path, "%s", damage[i].sql);
+        ck_assert_refused(append(st, doc, 1, 300, NULL, &err), err, COIL_EDB, damage[i].msg);
         coil_store_close(&st);
         rm_tree(dir);
     }
@@ -1368,12 +1381,8 @@ START_TEST(test_commit_onto_damaged_grid)
     int64_t edge = new_doc(st, "edge", 1);
     ck_assert_int_eq(append(st, edge, 2, 0, NULL, &err), 0);
     coil_store_close(&st);
-    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE chunks SET token_end = 4611686018427387904 "
-                   "WHERE seq = 1");
-    st = open_ok(path, NULL);
-    coil_err_clear(&err);
-    ck_assert_int_eq(append(st, edge, 1, 0, NULL, &err), COIL_EINVAL);
-    ck_assert_msg(strstr(err.msg, "bad ranges") != NULL, "%s", err.msg);
+    st = damaged(path, "UPDATE chunks SET token_end = 4611686018427387904 WHERE seq = 1");
+    ck_assert_refused(append(st, edge, 1, 0, NULL, &err), err, COIL_EINVAL, "bad ranges");
     coil_store_close(&st);
     rm_tree(dir);
     tdir(dir, sizeof dir, path, sizeof path);
@@ -1400,7 +1409,7 @@ END_TEST
 /* A document's grid must end at positions an ingest can go on from: it adds a chunk's length to them. */
 START_TEST(test_hostile_grid_end)
 {
-    char dir[300], path[340], sql[256];
+    char dir[300], path[340];
     coil_err_t err = {0};
     coil_store_progress_t p;
     static const char *const sets[3] = {"token_end = 4611686018427387905", "byte_end = -1",
@@ -1411,12 +1420,8 @@ START_TEST(test_hostile_grid_end)
         int64_t doc = new_doc(st, "d", 1);
         ck_assert_int_eq(append(st, doc, 2, 300, NULL, &err), 0);
         coil_store_close(&st);
-        snprintf(sql, sizeof sql, "PRAGMA ignore_check_constraints = ON; UPDATE chunks SET %s WHERE seq = 1", sets[i]);
-        raw_exec(path, sql);
-        st = open_ok(path, NULL);
-        coil_err_clear(&err);
-        ck_assert_int_eq(coil_store_doc_progress(st, doc, &p, &err), COIL_EDB);
-        ck_assert_msg(strstr(err.msg, "not positions in a document") != NULL, "%s", err.msg);
+        st = damaged(path, "UPDATE chunks SET %s WHERE seq = 1", sets[i]);
+        ck_assert_refused(coil_store_doc_progress(st, doc, &p, &err), err, COIL_EDB, "not positions in a document");
         coil_store_close(&st);
         rm_tree(dir);
     }
